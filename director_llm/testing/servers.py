@@ -1,0 +1,594 @@
+"""A fake LLM provider server speaking the real wire protocols over HTTP on 127.0.0.1.
+
+One :class:`FakeProviderServer` serves every protocol on one port, told apart by path. Give
+LiteLLM these ``api_base`` values (``BASE`` is what :meth:`FakeProviderServer.start` returns,
+e.g. ``http://127.0.0.1:41234``):
+
+====================  ==============================  ===============================  =============================
+protocol              LiteLLM model                   api_base                         path served
+====================  ==============================  ===============================  =============================
+OpenAI                ``openai/<model>``              ``BASE + "/v1"``                 ``POST /v1/chat/completions``
+Anthropic             ``anthropic/<model>``           ``BASE``                         ``POST /v1/messages``
+Ollama                ``ollama_chat/<model>``         ``BASE``                         ``POST /api/chat`` (+ ``/api/show``, ``/api/tags``)
+Gemini (native)       ``gemini/<model>``              ``BASE + "/v1beta"``             ``POST /v1beta/models/<model>:generateContent`` / ``:streamGenerateContent?alt=sse``
+Gemini (OpenAI API)   ``openai/<model>``              ``BASE + "/v1beta/openai"``      ``POST /v1beta/openai/chat/completions``
+====================  ==============================  ===============================  =============================
+
+(``POST /chat/completions`` is accepted as OpenAI too. LiteLLM builds the Gemini URL as
+``join(api_base, "models/<model>:<method>")`` and sends the key in ``x-goog-api-key``.)
+
+Scripting (see :mod:`director_llm.testing.script`)::
+
+    server = FakeProviderServer()
+    base = server.start()
+    server.script("gpt-4o", [Fault.status(500), Reply(text="ok")])
+    server.respond_with("oracle", lambda req: Reply(json={"flow": "weather"}))
+    ...
+    assert server.requests_for("gpt-4o")[0].body["messages"]
+    server.stop()
+
+The server runs its own event loop in a daemon thread, so it serves sync and async tests
+alike. For other processes, run ``python -m director_llm.testing.servers --port N
+[--scenario FILE.json]``; it prints ``LISTENING <base url>`` and exposes its records at
+``GET /_fake/requests`` and ``GET /_fake/disconnects`` (``POST /_fake/reset`` and ``POST
+/_fake/scenario`` control it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from director_llm.testing.protocols import PROTOCOLS, GeminiProtocol, OllamaProtocol, Protocol, count_tokens
+from director_llm.testing.protocols import with_invalid_utf8
+from director_llm.testing.recording import Disconnect, RecordedRequest
+from director_llm.testing.script import Behaviour, Fault, FaultKind, Reply, Responder, ScriptBook
+from director_llm.testing.script import behaviour_from_dict
+
+__all__ = ["FakeProviderServer", "load_scenario", "main"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+_POLL_S = 0.02
+"""How often a waiting handler checks whether its client went away."""
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while a handler was waiting or writing."""
+
+
+class FakeProviderServer:
+    """Local provider server for OpenAI, Anthropic, Ollama and Gemini protocols.
+
+    Args:
+        port: Port to listen on; 0 picks a free one on first start and keeps it for
+            later restarts (so a test can stop the "provider" and bring it back).
+        host: Interface to bind; loopback by default.
+        ollama_models: Names listed by ``GET /api/tags``.
+    """
+
+    def __init__(self, port: int = 0, *, host: str = DEFAULT_HOST, ollama_models: Iterable[str] = ("llama3.2:1b",)):
+        self.host = host
+        self.port = port
+        self.ollama_models = list(ollama_models)
+        self.requests: list[RecordedRequest] = []
+        """Every chat request received, in arrival order."""
+        self.disconnects: list[Disconnect] = []
+        """Clients that hung up before their answer was complete."""
+        self.meta_requests: list[RecordedRequest] = []
+        """Ollama ``/api/show`` and ``/api/tags`` requests (kept apart from chat requests)."""
+        self.errors: list[str] = []
+        """Exceptions raised by responders (each also answered with HTTP 500)."""
+        self._book = ScriptBook()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (valid once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> str:
+        """Start serving in a background thread and return the base URL."""
+        if self.running:
+            return self.base_url
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve, args=(sock, ready, failure), name=f"fake-provider-{self.port}", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT_S):
+            raise RuntimeError(f"fake provider on port {self.port} did not start in {START_TIMEOUT_S}s")
+        if failure:
+            raise RuntimeError(f"fake provider on port {self.port} failed to start") from failure[0]
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving; hanging requests are released and open connections closed."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:
+            future.result(STOP_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - stopping must not fail a test's teardown
+            log.warning("fake provider on port %s did not shut down cleanly", self.port, exc_info=True)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(STOP_TIMEOUT_S)
+        self._thread = None
+
+    def __enter__(self) -> FakeProviderServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._startup(sock))
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _startup(self, sock: socket.socket) -> None:
+        self._stopping = asyncio.Event()
+        # A short shutdown timeout: hanging handlers watch _stopping and end promptly.
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        assert self._stopping is not None and self._runner is not None
+        self._stopping.set()
+        await self._runner.cleanup()
+
+    # -- scripting -----------------------------------------------------------------------
+    def script(
+        self,
+        model: str | None,
+        steps: Behaviour | Iterable[Behaviour],
+        *,
+        protocol: str | None = None,
+        then: Behaviour | None = None,
+        repeat: bool = False,
+    ) -> None:
+        """Answer matching requests with ``steps`` in order, then ``then`` (or the default).
+
+        ``model=None`` matches any model; ``protocol`` narrows the rule to one protocol
+        (``"openai"``, ``"anthropic"``, ``"ollama"``, ``"gemini"``, ``"gemini_openai"``).
+        ``repeat=True`` cycles through the steps forever.
+        """
+        self._book.script(model, steps, protocol=protocol, then=then, repeat=repeat)
+
+    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
+        """Answer matching requests with ``responder(request)`` (a Reply or Fault)."""
+        self._book.respond_with(model, responder, protocol=protocol)
+
+    def set_default(self, behaviour: Behaviour | Responder) -> None:
+        """What requests matching no rule get (initially ``Reply()``)."""
+        self._book.set_default(behaviour)
+
+    def reset(self) -> None:
+        """Forget scripts, the default, and everything recorded."""
+        self._book.clear()
+        self.requests.clear()
+        self.disconnects.clear()
+        self.meta_requests.clear()
+        self.errors.clear()
+
+    # -- inspection ----------------------------------------------------------------------
+    def requests_for(self, model: str, *, protocol: str | None = None) -> list[RecordedRequest]:
+        """Chat requests for ``model`` (optionally only one protocol)."""
+        return [r for r in self.requests if r.model == model and (protocol is None or r.protocol == protocol)]
+
+    def wait_for_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
+        """Block until at least ``count`` disconnects are recorded; raise TimeoutError if not.
+
+        The server notices a hang-up asynchronously, so tests should wait rather than
+        assert right after cancelling a stream.
+        """
+        _wait_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
+        return list(self.disconnects)
+
+    def wait_for_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` chat requests are recorded; raise TimeoutError if not."""
+        _wait_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
+        return list(self.requests)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024**2)
+
+        def chat(protocol: str) -> Any:
+            return lambda request: self._handle_chat(request, protocol)
+
+        app.router.add_post("/v1/chat/completions", chat("openai"))
+        app.router.add_post("/chat/completions", chat("openai"))
+        app.router.add_post("/v1beta/openai/chat/completions", chat("gemini_openai"))
+        app.router.add_post("/v1/messages", chat("anthropic"))
+        app.router.add_post("/api/chat", chat("ollama"))
+        app.router.add_post("/v1beta/models/{target:[^/]+}", chat("gemini"))
+        app.router.add_post("/api/show", self._handle_ollama_show)
+        app.router.add_get("/api/tags", self._handle_ollama_tags)
+        app.router.add_get("/_fake/requests", self._handle_list_requests)
+        app.router.add_get("/_fake/disconnects", self._handle_list_disconnects)
+        app.router.add_post("/_fake/reset", self._handle_reset)
+        app.router.add_post("/_fake/scenario", self._handle_scenario)
+        return app
+
+    async def _record(self, request: web.Request, protocol: str, path_model: str | None) -> tuple[Protocol, RecordedRequest]:
+        raw = await request.read()
+        body = _parse_json(raw)
+        proto = PROTOCOLS[protocol]()
+        query = dict(request.query)
+        if isinstance(proto, GeminiProtocol):
+            proto.sse = proto.is_sse(query)
+        recorded = RecordedRequest(
+            protocol=protocol,
+            path=request.path,
+            model=proto.model(body, path_model),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            query=query,
+            received_at=time.time(),
+            stream=proto.wants_stream(body, query, request.path),
+        )
+        return proto, recorded
+
+    async def _handle_chat(self, request: web.Request, protocol: str) -> web.StreamResponse:
+        path_model = None
+        if protocol == "gemini":
+            target = request.match_info["target"]
+            path_model, _, method = target.partition(":")
+            if method not in ("generateContent", "streamGenerateContent"):
+                raise web.HTTPNotFound(text=f"fake gemini does not serve :{method}")
+        proto, recorded = await self._record(request, protocol, path_model)
+        self.requests.append(recorded)
+        try:
+            behaviour = self._book.choose(recorded)
+        except Exception as exc:  # noqa: BLE001 - a buggy responder must show up in the test
+            log.exception("fake provider responder failed")
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return web.Response(status=500, body=proto.error(500, f"responder failed: {exc}", None))
+        player = _Player(self, request, proto, recorded)
+        try:
+            if isinstance(behaviour, Fault):
+                return await player.fault(behaviour)
+            return await player.reply(behaviour)
+        except _ClientGone:
+            self.disconnects.append(
+                Disconnect(protocol, recorded.model, request.path, player.chunks_sent, time.time())
+            )
+            return _abandon(request)
+
+    async def _handle_ollama_show(self, request: web.Request) -> web.Response:
+        body = _parse_json(await request.read()) or {}
+        model = body.get("model") or body.get("name") or ""
+        self.meta_requests.append(_meta_record(request, model, body))
+        return web.Response(body=OllamaProtocol.show(model), content_type="application/json")
+
+    async def _handle_ollama_tags(self, request: web.Request) -> web.Response:
+        self.meta_requests.append(_meta_record(request, None, None))
+        return web.Response(body=OllamaProtocol.tags(self.ollama_models), content_type="application/json")
+
+    async def _handle_list_requests(self, request: web.Request) -> web.Response:
+        return web.json_response([r.to_dict() for r in self.requests])
+
+    async def _handle_list_disconnects(self, request: web.Request) -> web.Response:
+        return web.json_response([d.to_dict() for d in self.disconnects])
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def _handle_scenario(self, request: web.Request) -> web.Response:
+        try:
+            load_scenario(self, await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True})
+
+    async def _wait(self, request: web.Request, seconds: float | None) -> None:
+        """Sleep ``seconds`` (None: until stopped), raising _ClientGone if the client leaves."""
+        assert self._stopping is not None
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if _client_gone(request):
+                raise _ClientGone
+            if self._stopping.is_set():
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            await asyncio.sleep(_POLL_S if remaining is None else min(_POLL_S, remaining))
+
+
+class _Player:
+    """Plays one Reply or Fault onto one HTTP request."""
+
+    def __init__(self, server: FakeProviderServer, request: web.Request, proto: Protocol, recorded: RecordedRequest):
+        self.server = server
+        self.request = request
+        self.proto = proto
+        self.recorded = recorded
+        self.model = recorded.model or "fake-model"
+        self.chunks_sent = 0
+
+    def _usage(self, reply: Reply) -> tuple[int, int]:
+        if reply.usage is not None:
+            return reply.usage
+        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(reply.content)
+
+    async def reply(self, reply: Reply) -> web.StreamResponse:
+        await self.server._wait(self.request, reply.delay)
+        usage = self._usage(reply)
+        if not self.recorded.stream:
+            await self.server._wait(self.request, reply.first_token_delay)
+            return self._json(self.proto.complete(self.model, reply.content, usage, reply.finish_reason))
+        response = await self._open_stream(usage)
+        await self.server._wait(self.request, reply.first_token_delay)
+        for index, chunk in enumerate(reply.chunks()):
+            if index:
+                await self.server._wait(self.request, reply.token_delay)
+            await self._write(response, self.proto.stream_text(self.model, chunk))
+            self.chunks_sent += 1
+        for event in self.proto.stream_close(self.model, usage, reply.finish_reason, self.recorded.body):
+            await self._write(response, event)
+        await response.write_eof()
+        return response
+
+    async def fault(self, fault: Fault) -> web.StreamResponse:
+        await self.server._wait(self.request, fault.delay)
+        kind = fault.kind
+        if kind is FaultKind.STATUS:
+            body = fault.body if fault.body is not None else self.proto.error(
+                fault.status_code, fault.message, fault.error_type
+            )
+            return web.Response(
+                status=fault.status_code,
+                body=body.encode() if isinstance(body, str) else body,
+                headers={"Content-Type": "application/json", **dict(fault.headers)},
+            )
+        if kind is FaultKind.HANG:
+            await self.server._wait(self.request, None)
+            return _abandon(self.request)
+        if kind is FaultKind.RESET:
+            _reset_connection(self.request)
+            return _abandon(self.request)
+        default = Reply()
+        usage = self._usage(default)
+        if kind is FaultKind.CUT_STREAM:
+            return await self._cut(fault, default, usage)
+        if not self.recorded.stream:
+            body = {
+                FaultKind.MALFORMED_JSON: lambda: self.proto.malformed(),
+                FaultKind.INVALID_UTF8: lambda: with_invalid_utf8(
+                    self.proto.complete(self.model, self.proto.invalid_text(default.content), usage, "stop")
+                ),
+                FaultKind.EMPTY_CHOICES: lambda: self.proto.empty(self.model, usage),
+            }[kind]()
+            return self._json(body)
+        if kind is FaultKind.EMPTY_CHOICES:
+            response = await self._open_stream(usage, with_opening_events=False)
+            events = self.proto.stream_empty(self.model)
+        else:
+            response = await self._open_stream(usage)
+            if kind is FaultKind.MALFORMED_JSON:
+                events = [self.proto.stream_malformed(self.model)]
+            else:
+                text = self.proto.invalid_text(default.content)
+                events = [with_invalid_utf8(self.proto.stream_text(self.model, text))]
+            events += self.proto.stream_close(self.model, usage, "stop", self.recorded.body)
+        for event in events:
+            await self._write(response, event)
+        await response.write_eof()
+        return response
+
+    async def _cut(self, fault: Fault, reply: Reply, usage: tuple[int, int]) -> web.StreamResponse:
+        if self.recorded.stream:
+            response = await self._open_stream(usage)
+            for chunk in reply.chunks()[: fault.after_chunks]:
+                await self._write(response, self.proto.stream_text(self.model, chunk))
+                self.chunks_sent += 1
+        else:
+            # Promise the whole body, deliver half of it.
+            body = self.proto.complete(self.model, reply.content, usage, "stop")
+            response = web.StreamResponse(headers={"Content-Type": self.proto.json_content_type})
+            response.content_length = len(body)
+            await response.prepare(self.request)
+            await self._write(response, body[: len(body) // 2])
+        if fault.reset:
+            _reset_connection(self.request)
+        elif self.request.transport is not None:
+            self.request.transport.close()
+        return response
+
+    def _json(self, body: bytes) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": self.proto.json_content_type})
+
+    async def _open_stream(self, usage: tuple[int, int], *, with_opening_events: bool = True) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": self.proto.stream_content_type, "Cache-Control": "no-cache"}
+        )
+        if _client_gone(self.request):
+            raise _ClientGone
+        await response.prepare(self.request)
+        if with_opening_events:
+            for event in self.proto.stream_open(self.model, usage, self.recorded.body):
+                await self._write(response, event)
+        return response
+
+    async def _write(self, response: web.StreamResponse, data: bytes) -> None:
+        if _client_gone(self.request):
+            raise _ClientGone
+        try:
+            await response.write(data)
+        except (ConnectionError, RuntimeError) as exc:
+            # aiohttp raises ClientConnectionResetError (a ConnectionResetError) or, on
+            # older versions, RuntimeError when the peer has gone.
+            raise _ClientGone from exc
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _abandon(request: web.Request) -> web.StreamResponse:
+    """Finish a handler whose connection is already closed, without writing anything.
+
+    aiohttp skips sending a response whose connection is gone; closing the transport
+    makes sure a half-open connection does not linger either.
+    """
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.close()
+    return web.Response(status=499)
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Close the client's TCP connection with an RST (SO_LINGER 0), sending no response."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _meta_record(request: web.Request, model: str | None, body: Any) -> RecordedRequest:
+    return RecordedRequest(
+        protocol="ollama",
+        path=request.path,
+        model=model,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        query=dict(request.query),
+        received_at=time.time(),
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Allows restarting on the same port while old connections sit in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _wait_until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fake provider: waited {timeout}s for {what}")
+        time.sleep(_POLL_S)
+
+
+def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
+    """Apply a JSON scenario to ``server``.
+
+    Format::
+
+        {
+          "default": {"reply": {"text": "hello"}},
+          "scripts": [
+            {"model": "gpt-4o", "protocol": "openai",
+             "steps": [{"fault": "status", "status_code": 500}, {"reply": {"text": "ok"}}],
+             "then": {"reply": {"text": "later"}}, "repeat": false}
+          ]
+        }
+
+    Behaviours are written as documented in :func:`~director_llm.testing.script.behaviour_from_dict`.
+    """
+    if not isinstance(scenario, dict):
+        raise ValueError("a scenario must be a JSON object")
+    unknown = set(scenario) - {"default", "scripts"}
+    if unknown:
+        raise ValueError(f"unknown scenario keys: {sorted(unknown)}")
+    if "default" in scenario:
+        server.set_default(behaviour_from_dict(scenario["default"]))
+    for rule in scenario.get("scripts", []):
+        server.script(
+            rule.get("model"),
+            [behaviour_from_dict(step) for step in rule.get("steps", [])],
+            protocol=rule.get("protocol"),
+            then=behaviour_from_dict(rule["then"]) if rule.get("then") else None,
+            repeat=bool(rule.get("repeat", False)),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: serve until SIGINT/SIGTERM, printing ``LISTENING <base url>`` once ready."""
+    parser = argparse.ArgumentParser(prog="python -m director_llm.testing.servers", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: pick a free one)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback)")
+    parser.add_argument("--scenario", type=Path, help="JSON scenario file (see load_scenario)")
+    args = parser.parse_args(argv)
+    server = FakeProviderServer(args.port, host=args.host)
+    if args.scenario is not None:
+        load_scenario(server, json.loads(args.scenario.read_text()))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    base = server.start()
+    print(f"LISTENING {base}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
