@@ -1,0 +1,660 @@
+"""Budget ledger: reserve before a paid call, settle after it, never overspend.
+
+Why reserve/settle: LiteLLM's own provider budgets add spend only *after* a call, so N
+concurrent calls all see the same "remaining" and together overspend. Here a caller first
+``reserve``\\s the worst-case cost of the call (see ``estimate_worst_case_cost``); the
+reservation is granted only if, in every applicable window,
+
+    spent + outstanding reservations + amount <= limit
+
+and the check and the hold happen atomically. After the call, ``settle`` replaces the hold
+by the actual cost (recorded truthfully, even when it is slightly above the estimate);
+when the call failed, ``release`` gives the hold back.
+
+Windows are UTC calendar periods: ``hour`` (key ``2026-11-25T20``), ``day``
+(``2026-11-25``), and per provider ``provider:<name>:hour`` / ``provider:<name>:day``.
+A reservation belongs to the periods in which it was *made*, and its settlement is
+booked there too, so a call reserved at 20:59:59 and finished at 21:00:03 can never
+push hour 21 past its limit (hour 20's check already admitted it). Amount 0 is always
+granted without touching the store: a zero-cost local tier is served even when the
+budget is exhausted or Redis is down.
+
+Money is stored as integer nano-USD (``_UNITS_PER_USD``), never floats: additions are
+exact, so totals do not drift however many requests are booked. Nano rather than micro
+because one call to a cheap model costs only a few micro-dollars, and rounding each to a
+whole micro-dollar would distort reports by several percent. Reservations round up,
+actual costs to the nearest nano-USD.
+
+Crash safety (``RedisLedger``): each reservation is a field ``r:<id>`` of the window's
+hash (its amount, also summed in the ``reserved`` field) and a member of the window's
+sorted set scored by its expiry time (now + ``reservation_ttl_s``). Every script that
+reads a window first removes the expired members and subtracts their amounts, so a
+process killed between reserve and settle holds budget for at most the TTL. A call that
+runs longer than the TTL loses its hold (its later settle still books the true cost),
+so set the TTL above your longest request timeout. Expiry uses the ledger's clock: hosts
+sharing a Redis need synchronised clocks (NTP); skew shifts expiry by the same amount.
+See ``director_llm.budget_lua`` for the key layout and the scripts.
+
+Round trips: reserve = 1 EVALSHA, settle = 1 EVALSHA, release = 1 EVALSHA,
+``can_afford``/``remaining`` = 1 EVALSHA, ``snapshot`` = 2.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+from director_llm.errors import BudgetExceededError, DirectorError
+
+if TYPE_CHECKING:  # redis is imported lazily: importing director_llm must stay cheap
+    from redis.asyncio import Redis
+
+__all__ = [
+    "BudgetBackendError",
+    "BudgetExceededError",
+    "BudgetLedger",
+    "BudgetLimits",
+    "MemoryLedger",
+    "ProviderLimits",
+    "RedisLedger",
+    "Reservation",
+    "ReservationClosedError",
+    "SpendReport",
+    "UsageReport",
+    "WindowReport",
+    "estimate_worst_case_cost",
+]
+
+_UNITS_PER_USD = 1_000_000_000  # nano-USD
+DEFAULT_RESERVATION_TTL_S = 300.0
+DEFAULT_REDIS_PREFIX = "director:budget"
+# How long window data outlives its period: long enough for reports about "the last 24 h".
+_HOUR_KEEP = timedelta(hours=2)
+_DAY_KEEP = timedelta(days=2)
+_STATS_KEEP = timedelta(hours=26)
+_REPORT_HOURS = 24
+
+GroupBy = Literal["provider", "model", "hour"]
+
+
+class BudgetBackendError(DirectorError):
+    """The ledger's store (Redis) failed, so spend could not be checked or booked.
+    The caller decides: serve only zero-cost tiers (``reserve(amount_usd=0)`` needs no
+    store) or fail the request."""
+
+
+class ReservationClosedError(DirectorError):
+    """``settle`` was called on a reservation that was already settled or released;
+    booking it twice would double-count the spend."""
+
+
+# --------------------------------------------------------------------------- limits
+
+
+class ProviderLimits(NamedTuple):
+    """Per-provider budget in USD; None means no limit for that window."""
+
+    per_hour: float | None = None
+    per_day: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """Budget limits in USD (``[llm] budget_per_hour`` / ``budget_per_day`` and optional
+    per-provider budgets). None means unlimited; 0 allows only zero-cost calls."""
+
+    per_hour: float | None = None
+    per_day: float | None = None
+    per_provider: Mapping[str, ProviderLimits | tuple[float | None, float | None]] = field(
+        default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        provider = {name: ProviderLimits(*lim) for name, lim in self.per_provider.items()}
+        object.__setattr__(self, "per_provider", provider)
+        checks = [("per_hour", self.per_hour), ("per_day", self.per_day)]
+        for name, lim in provider.items():
+            _check_provider_name(name)
+            checks += [(f"per_provider[{name}].per_hour", lim.per_hour),
+                       (f"per_provider[{name}].per_day", lim.per_day)]
+        for label, value in checks:
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"budget limit {label} must be a finite number >= 0, got {value!r}")
+
+
+def estimate_worst_case_cost(
+    prompt_tokens: int,
+    max_tokens: int,
+    input_price_per_token: float,
+    output_price_per_token: float,
+) -> float:
+    """The most a call can cost in USD: the whole prompt plus ``max_tokens`` of output.
+    Reserve this amount; settle with the real cost afterwards."""
+    values = (prompt_tokens, max_tokens, input_price_per_token, output_price_per_token)
+    if any(v < 0 for v in values):
+        raise ValueError(f"token counts and prices must be >= 0, got {values}")
+    return prompt_tokens * input_price_per_token + max_tokens * output_price_per_token
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """State of one budget window; ``remaining_usd`` is None when it has no limit."""
+
+    window: str
+    period: str
+    limit_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+    remaining_usd: float | None
+    resets_at: datetime
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Requests, tokens and cost summed over some group (settled calls only)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpendReport:
+    """What ``snapshot`` returns. ``usage`` is grouped by ``by`` over the last 24 h
+    (``provider`` keys are provider names, ``model`` keys ``provider:model``, ``hour`` keys
+    hour periods); ``hourly`` holds the totals of each of the last 24 hours, oldest first."""
+
+    generated_at: datetime
+    windows: dict[str, WindowReport]
+    by: GroupBy | None
+    usage: dict[str, UsageReport]
+    hourly: dict[str, UsageReport]
+    total: UsageReport
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601 strings)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+# --------------------------------------------------------------------------- reservation
+
+
+@dataclass
+class Reservation:
+    """A hold on budget returned by ``reserve``; pass it to ``settle`` or ``release``."""
+
+    id: str
+    provider: str
+    model: str
+    amount_usd: float
+    hour: str
+    day: str
+    created_at: datetime
+    expires_at: datetime
+    state: Literal["open", "settled", "released"] = "open"
+
+    @property
+    def windows(self) -> tuple[tuple[str, str], ...]:
+        """(window, period) pairs this reservation is booked in."""
+        return _window_periods(self.provider, self.hour, self.day)
+
+
+@runtime_checkable
+class BudgetLedger(Protocol):
+    """What the Director and the selector need from a ledger."""
+
+    async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation: ...
+    async def settle(self, reservation: Reservation, *, actual_usd: float,
+                     prompt_tokens: int, completion_tokens: int) -> None: ...
+    async def release(self, reservation: Reservation) -> None: ...
+    async def can_afford(self, amount_usd: float, provider: str) -> bool: ...
+    async def remaining(self) -> dict[str, float]: ...
+    async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport: ...
+    async def aclose(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    name: str
+    period: str
+    limit: int | None  # nano-USD
+    resets_at: datetime
+    keep_until: datetime
+
+
+def _check_provider_name(provider: str) -> None:
+    # '|' separates the parts of a stats field; an empty name would make keys ambiguous.
+    if not provider or "|" in provider:
+        raise ValueError(f"provider name must be non-empty and contain no '|', got {provider!r}")
+
+
+def _to_units(usd: float, *, round_up: bool) -> int:
+    if not math.isfinite(usd) or usd < 0:
+        raise ValueError(f"amount must be a finite number >= 0 USD, got {usd!r}")
+    # round(..., 3) first so 0.1 USD (= 100000000.00000001 nano) is not rounded up a unit.
+    scaled = round(usd * _UNITS_PER_USD, 3)
+    return math.ceil(scaled) if round_up else round(scaled)
+
+
+def _to_usd(units: int | float) -> float:
+    return units / _UNITS_PER_USD
+
+
+def _hour_key(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H")
+
+
+def _window_periods(provider: str, hour: str, day: str) -> tuple[tuple[str, str], ...]:
+    return (("hour", hour), ("day", day),
+            (f"provider:{provider}:hour", hour), (f"provider:{provider}:day", day))
+
+
+def _stats_increments(provider: str, model: str, actual: int, prompt_tokens: int,
+                      completion_tokens: int) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for group in ("t", f"p|{provider}", f"m|{provider}|{model}"):
+        out += [(f"{group}|requests", 1), (f"{group}|prompt_tokens", prompt_tokens),
+                (f"{group}|completion_tokens", completion_tokens), (f"{group}|cost", actual)]
+    return out
+
+
+def _usage(counters: Mapping[str, int], group: str) -> UsageReport:
+    return UsageReport(
+        requests=int(counters.get(f"{group}|requests", 0)),
+        prompt_tokens=int(counters.get(f"{group}|prompt_tokens", 0)),
+        completion_tokens=int(counters.get(f"{group}|completion_tokens", 0)),
+        cost_usd=_to_usd(int(counters.get(f"{group}|cost", 0))),
+    )
+
+
+class _LedgerBase:
+    """Window arithmetic, errors and reports shared by both stores. A store implements
+    ``_hold`` / ``_book`` / ``_read_windows`` / ``_read_stats``."""
+
+    def __init__(self, *, limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
+                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S) -> None:
+        if reservation_ttl_s <= 0:
+            raise ValueError(f"reservation_ttl_s must be > 0, got {reservation_ttl_s!r}")
+        self.limits = limits
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._ttl = timedelta(seconds=reservation_ttl_s)
+
+    # ---- store interface
+    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
+                    now: datetime) -> tuple[int, int, int] | None:
+        """Atomically check and hold; None if granted else (window index, spent, reserved)."""
+        raise NotImplementedError
+
+    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
+                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
+        """Drop the hold, add ``actual`` to spent and ``stats`` to the hour's counters.
+        Returns whether the hold was still there."""
+        raise NotImplementedError
+
+    async def _read_windows(self, windows: Sequence[_Window],
+                            now: datetime) -> list[tuple[int, int]]:
+        """(spent, reserved) per window, after purging expired holds."""
+        raise NotImplementedError
+
+    async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release the store's connections (no-op for memory)."""
+
+    # ---- helpers
+    def _now(self) -> datetime:
+        now = self._clock()
+        return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+    def _windows(self, provider: str, hour: str, day: str) -> list[_Window]:
+        hour_start = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        day_start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        hour_end, day_end = hour_start + timedelta(hours=1), day_start + timedelta(days=1)
+        plim = self.limits.per_provider.get(provider, ProviderLimits())
+        limits = (self.limits.per_hour, self.limits.per_day, plim.per_hour, plim.per_day)
+        out = []
+        for (name, period), limit, is_hour in zip(
+                _window_periods(provider, hour, day), limits, (True, False, True, False)):
+            end = hour_end if is_hour else day_end
+            out.append(_Window(name, period,
+                               None if limit is None else _to_units(limit, round_up=False),
+                               end, end + (_HOUR_KEEP if is_hour else _DAY_KEEP)))
+        return out
+
+    def _windows_now(self, provider: str, now: datetime) -> list[_Window]:
+        return self._windows(provider, _hour_key(now), now.strftime("%Y-%m-%d"))
+
+    # ---- public API
+    async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation:
+        """Hold ``amount_usd`` in every window that applies to ``provider``, or raise
+        ``BudgetExceededError`` for the first window that cannot afford it."""
+        _check_provider_name(provider)
+        amount = _to_units(amount_usd, round_up=True)
+        now = self._now()
+        res = Reservation(id=uuid.uuid4().hex, provider=provider, model=model,
+                          amount_usd=amount_usd, hour=_hour_key(now),
+                          day=now.strftime("%Y-%m-%d"), created_at=now,
+                          expires_at=now + self._ttl)
+        if amount == 0:  # always served, and needs no store
+            return res
+        windows = self._windows(provider, res.hour, res.day)
+        refused = await self._hold(res, windows, amount, now)
+        if refused is not None:
+            index, spent, reserved = refused
+            w = windows[index]
+            assert w.limit is not None  # only limited windows can refuse
+            raise BudgetExceededError(
+                _exceeded_message(w, spent, reserved, amount_usd),
+                window=w.name, limit_usd=_to_usd(w.limit), spent_usd=_to_usd(spent),
+                reserved_usd=_to_usd(reserved), requested_usd=amount_usd, resets_at=w.resets_at)
+        return res
+
+    async def settle(self, reservation: Reservation, *, actual_usd: float,
+                     prompt_tokens: int, completion_tokens: int) -> None:
+        """Replace the hold by the actual cost and count the request and its tokens."""
+        if reservation.state != "open":
+            raise ReservationClosedError(
+                f"reservation {reservation.id} is already {reservation.state}; "
+                "settle each reservation exactly once")
+        if prompt_tokens < 0 or completion_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        actual = _to_units(actual_usd, round_up=False)
+        hour_start = datetime.strptime(reservation.hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        stats = _stats_increments(reservation.provider, reservation.model, actual,
+                                  prompt_tokens, completion_tokens)
+        windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP)
+        reservation.state = "settled"
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give the hold back (the call failed). A no-op on a closed reservation, so it is
+        safe in ``finally`` blocks after ``settle``."""
+        if reservation.state != "open":
+            return
+        if _to_units(reservation.amount_usd, round_up=True) > 0:
+            windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+            await self._book(reservation, windows, 0, [], reservation.created_at)
+        reservation.state = "released"
+
+    async def can_afford(self, amount_usd: float, provider: str) -> bool:
+        """Would ``reserve(amount_usd, provider)`` succeed now? (No hold is taken, so a
+        concurrent caller may still win the race; ``reserve`` is the real check.)"""
+        amount = _to_units(amount_usd, round_up=True)
+        if amount == 0:
+            return True
+        now = self._now()
+        windows = self._windows_now(provider, now)
+        states = await self._read_windows(windows, now)
+        return all(w.limit is None or spent + reserved + amount <= w.limit
+                   for w, (spent, reserved) in zip(windows, states))
+
+    async def remaining(self) -> dict[str, float]:
+        """USD left in each limited window (global, and per configured provider)."""
+        windows = await self._window_reports(self._now(), ())
+        return {name: w.remaining_usd for name, w in windows.items()
+                if w.remaining_usd is not None}
+
+    async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport:
+        """Windows (limit, spent, reserved, remaining, resets_at) and usage of the last 24 h."""
+        if by not in (None, "provider", "model", "hour"):
+            raise ValueError(f"by must be 'provider', 'model', 'hour' or None, got {by!r}")
+        now = self._now()
+        hours = [_hour_key(now - timedelta(hours=h)) for h in range(_REPORT_HOURS - 1, -1, -1)]
+        stats = await self._read_stats(hours)
+        merged: Counter[str] = Counter()
+        for counters in stats:
+            merged.update(counters)
+        seen = {f.split("|")[1] for f in merged if f.startswith("p|")}
+        windows = await self._window_reports(now, sorted(seen))
+        hourly = {h: _usage(c, "t") for h, c in zip(hours, stats)}
+        usage: dict[str, UsageReport] = {}
+        if by == "hour":
+            usage = dict(hourly)
+        elif by in ("provider", "model"):
+            prefix = "p|" if by == "provider" else "m|"
+            groups = sorted({f.rsplit("|", 1)[0] for f in merged if f.startswith(prefix)})
+            for g in groups:
+                key = g[2:] if by == "provider" else g[2:].replace("|", ":", 1)
+                usage[key] = _usage(merged, g)
+        return SpendReport(generated_at=now, windows=windows, by=by, usage=usage,
+                           hourly=hourly, total=_usage(merged, "t"))
+
+    async def _window_reports(self, now: datetime,
+                              extra_providers: Sequence[str]) -> dict[str, WindowReport]:
+        providers = sorted(set(self.limits.per_provider) | set(extra_providers))
+        windows = self._windows_now("-", now)[:2]  # the global hour and day
+        for provider in providers:
+            windows += self._windows_now(provider, now)[2:]
+        states = await self._read_windows(windows, now)
+        out = {}
+        for w, (spent, reserved) in zip(windows, states):
+            remaining = None if w.limit is None else _to_usd(max(0, w.limit - spent - reserved))
+            out[w.name] = WindowReport(
+                window=w.name, period=w.period,
+                limit_usd=None if w.limit is None else _to_usd(w.limit),
+                spent_usd=_to_usd(spent), reserved_usd=_to_usd(reserved),
+                remaining_usd=remaining, resets_at=w.resets_at)
+        return out
+
+
+def _exceeded_message(w: _Window, spent: int, reserved: int, requested_usd: float) -> str:
+    assert w.limit is not None
+    left = max(0, w.limit - spent - reserved)
+    where = ("[llm] budget_per_hour" if w.name == "hour" else
+             "[llm] budget_per_day" if w.name == "day" else
+             f"the {w.name.split(':')[1]} provider's budget")
+    return (
+        f"Budget window '{w.name}' ({w.period}) cannot afford this request: it needs up to "
+        f"${requested_usd:.6f} but only ${_to_usd(left):.6f} of ${_to_usd(w.limit):.6f} is left "
+        f"(${_to_usd(spent):.6f} spent, ${_to_usd(reserved):.6f} held by calls in flight). "
+        f"It resets at {w.resets_at.isoformat()}. Use a cheaper or local tier, lower "
+        f"max_tokens, wait for the reset, or raise {where}."
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass
+class _MemWindow:
+    spent: int = 0
+    reserved: int = 0
+    holds: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # id -> (units, expiry)
+    keep_until: datetime | None = None
+
+    def purge(self, now: datetime) -> None:
+        for rid in [rid for rid, (_, exp) in self.holds.items() if exp <= now]:
+            self.reserved -= self.holds.pop(rid)[0]
+
+
+class MemoryLedger(_LedgerBase):
+    """Ledger for one process. Each operation runs without awaiting inside its critical
+    section and under a thread lock, so it is atomic for asyncio tasks and threads alike."""
+
+    def __init__(self, *, limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
+                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S) -> None:
+        super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
+        self._lock = threading.Lock()
+        self._windows_state: dict[tuple[str, str], _MemWindow] = {}
+        self._stats: dict[str, tuple[Counter[str], datetime]] = {}
+
+    def _state(self, w: _Window) -> _MemWindow:
+        state = self._windows_state.setdefault((w.name, w.period), _MemWindow())
+        state.keep_until = w.keep_until
+        return state
+
+    def _forget_old(self, now: datetime) -> None:
+        # Mirrors Redis key expiry so a long-lived process does not grow without bound.
+        for key in [k for k, s in self._windows_state.items() if s.keep_until and s.keep_until <= now]:
+            del self._windows_state[key]
+        for hour in [h for h, (_, keep) in self._stats.items() if keep <= now]:
+            del self._stats[hour]
+
+    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
+                    now: datetime) -> tuple[int, int, int] | None:
+        with self._lock:
+            self._forget_old(now)
+            states = [self._state(w) for w in windows]
+            for s in states:
+                s.purge(now)
+            for i, (w, s) in enumerate(zip(windows, states)):
+                if w.limit is not None and s.spent + s.reserved + amount > w.limit:
+                    return i, s.spent, s.reserved
+            for s in states:
+                s.reserved += amount
+                s.holds[res.id] = (amount, res.expires_at)
+            return None
+
+    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
+                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
+        live = False
+        with self._lock:
+            for w in windows:
+                s = self._state(w)
+                held = s.holds.pop(res.id, None)
+                if held is not None:
+                    live = True
+                    s.reserved -= held[0]
+                s.spent += actual
+            if stats:
+                counters, _ = self._stats.setdefault(res.hour, (Counter(), stats_keep))
+                counters.update(dict(stats))
+        return live
+
+    async def _read_windows(self, windows: Sequence[_Window],
+                            now: datetime) -> list[tuple[int, int]]:
+        with self._lock:
+            out = []
+            for w in windows:
+                s = self._windows_state.get((w.name, w.period))
+                if s is None:
+                    out.append((0, 0))
+                else:
+                    s.purge(now)
+                    out.append((s.spent, s.reserved))
+            return out
+
+    async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
+        with self._lock:
+            return [dict(self._stats[h][0]) if h in self._stats else {} for h in hours]
+
+
+# --------------------------------------------------------------------------- redis
+
+
+class RedisLedger(_LedgerBase):
+    """Ledger shared by every process and host using the same Redis and ``prefix``.
+    Each operation is one Lua script (see ``director_llm.budget_lua``), so concurrent
+    reservations can never jointly exceed a limit."""
+
+    def __init__(self, redis_url: str | None = None, *, prefix: str = DEFAULT_REDIS_PREFIX,
+                 limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
+                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+                 client: Redis | None = None) -> None:
+        super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
+        if (redis_url is None) == (client is None):
+            raise ValueError("pass exactly one of redis_url or client")
+        import redis.asyncio as aioredis
+
+        from director_llm import budget_lua
+
+        self._owns_client = client is None
+        self._redis: Redis = client or aioredis.Redis.from_url(redis_url, decode_responses=True)
+        # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require.
+        self._tag = "{" + prefix + "}"
+        self._reserve = self._redis.register_script(budget_lua.RESERVE)
+        self._settle = self._redis.register_script(budget_lua.SETTLE)
+        self._status = self._redis.register_script(budget_lua.STATUS)
+
+    def _keys(self, windows: Sequence[_Window]) -> list[str]:
+        keys = []
+        for w in windows:
+            keys += [f"{self._tag}:w:{w.name}:{w.period}", f"{self._tag}:x:{w.name}:{w.period}"]
+        return keys
+
+    def stats_key(self, hour: str) -> str:
+        """The Redis key of one hour's usage counters (for tooling and tests)."""
+        return f"{self._tag}:s:{hour}"
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise BudgetBackendError(
+                f"budget store unavailable ({type(exc).__name__}: {exc}); spend cannot be "
+                "checked, so only zero-cost tiers can be served until Redis is back") from exc
+
+    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
+                    now: datetime) -> tuple[int, int, int] | None:
+        args: list[Any] = [_ms(now), _ms(res.expires_at), res.id, amount]
+        for w in windows:
+            args += ["" if w.limit is None else w.limit, _ms(w.keep_until)]
+        reply = await self._call(self._reserve, self._keys(windows), args)
+        if int(reply[0]) == 1:
+            return None
+        return int(reply[1]) - 1, int(reply[2]), int(reply[3])
+
+    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
+                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
+        keys = self._keys(windows) + [self.stats_key(res.hour)]
+        args: list[Any] = [res.id, actual, len(windows)]
+        args += [_ms(w.keep_until) for w in windows] + [_ms(stats_keep)]
+        for name, incr in stats:
+            args += [name, incr]
+        return bool(await self._call(self._settle, keys, args))
+
+    async def _read_windows(self, windows: Sequence[_Window],
+                            now: datetime) -> list[tuple[int, int]]:
+        reply = await self._call(self._status, self._keys(windows), [_ms(now)])
+        return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
+        from redis.exceptions import RedisError
+
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for h in hours:
+                    pipe.hgetall(self.stats_key(h))
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise BudgetBackendError(f"budget store unavailable ({type(exc).__name__}: {exc})") from exc
+        return [{k: int(v) for k, v in r.items()} for r in replies]
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> RedisLedger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
