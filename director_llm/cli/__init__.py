@@ -1,0 +1,1 @@
+"""The ``director-llm`` command line (typer + rich)."""

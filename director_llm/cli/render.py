@@ -1,0 +1,74 @@
+"""All rich output of the CLI lives here; commands only gather data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_TIER_STYLE = {"local": "green", "small": "cyan", "balanced": "yellow", "strong": "magenta"}
+
+
+def _money(v: float | None) -> str:
+    return "?" if v is None else f"${v:,.4f}".rstrip("0").rstrip(".") if v else "$0"
+
+
+def render_config_report(console: Console, report: dict[str, Any]) -> None:
+    """The ``check-config`` view: deployments, budgets, fallbacks, cache, problems."""
+    table = Table(title=f"Deployments in {report['source']}", title_justify="left", expand=False)
+    for col in ("provider", "model", "LiteLLM model", "tier", "type", "$/1M in", "$/1M out", "price from",
+                "JSON schema", "tools", "key"):
+        table.add_column(col, no_wrap=col in ("LiteLLM model", "model"))
+    for d in report["deployments"]:
+        p = d["price_per_million"]
+        tier = d["tier"]
+        key = d["key_status"]
+        key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]not needed[/]")
+        table.add_row(
+            d["provider"], d["model"], d["litellm_model"], f"[{_TIER_STYLE.get(tier, 'white')}]{tier}[/]",
+            d["provider_type"], _money(p["input"]), _money(p["output"]),
+            p["source"] if p["source"] != "unknown" else "[red]unknown[/]",
+            _yes(d["supports_json_schema"]), _yes(d["supports_function_calling"]), key_cell,
+        )
+    if not report["deployments"]:
+        table.add_row("[dim]none[/]", "", "", "", "", "", "", "", "", "", "")
+    console.print(table)
+
+    b = report["budgets"]
+    console.print(f"[bold]Budgets[/]: per hour {_limit(b['per_hour_usd'])}, per day {_limit(b['per_day_usd'])}"
+                  + "".join(f"; {n}: {_limit(v['per_hour_usd'])}/h {_limit(v['per_day_usd'])}/day"
+                            for n, v in b["per_provider"].items()))
+    t = report["timeouts"]
+    cb = report["circuit_breaker"]
+    console.print(f"[bold]Strategy[/]: {report['strategy']}   [bold]Deadline[/]: {t['request_deadline_s']}s per request, "
+                  f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
+                  f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s")
+    tiers = report["tiers"]
+    console.print("[bold]Tiers[/]: " + (", ".join(f"{k} ({len(v)})" for k, v in tiers.items()) or "none"))
+    fb = report["fallbacks"]
+    console.print("[bold]Fallbacks[/]: " + ("; ".join(f"{k} -> {' -> '.join(v)}" for k, v in fb.items()) or "none"))
+    c = report["cache"]
+    parts = []
+    for layer in ("memory", "redis", "disk"):
+        info = c[layer]
+        if info["enabled"]:
+            detail = {"memory": f"{info.get('size_mb')} MB", "redis": info.get("url"), "disk": info.get("path")}[layer]
+            parts.append(f"{layer} ({detail})")
+    console.print("[bold]Cache[/]: " + (" -> ".join(parts) + f", ttl {c['ttl_seconds']}s" if parts else "off"))
+    i = report["intents"]
+    console.print(f"[bold]Flows[/] ({i['source']}): {', '.join(i['flows'])}; fallback {i['fallback_flow']} "
+                  f"below {i['confidence_threshold']}")
+    for p in report["problems"]:
+        color = "red" if p["level"] == "error" else "yellow"
+        console.print(f"[{color}]{p['level']}[/]: {p['key']}: {p['message']}")
+    if report["valid"]:
+        console.print("[green]config is valid[/]")
+
+
+def _yes(v: bool | None) -> str:
+    return "?" if v is None else ("yes" if v else "no")
+
+
+def _limit(v: float | None) -> str:
+    return "unlimited" if v is None else f"${v:g}"

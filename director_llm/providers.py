@@ -1,0 +1,223 @@
+"""Provider sections -> deployments: one table of provider kinds, no LiteLLM import.
+
+``build_deployments(config)`` turns every enabled ``provider x model`` into a
+``DeploymentInfo`` (the seed's "unified provider interface" as data: provider type, price and
+its source, capabilities, tier, base URL, never the key). ``DeploymentInfo.litellm_params()``
+produces the dict LiteLLM's Router takes; it is the only place that reads a key value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from director_llm.config.models import TIERS, DirectorConfig, ModelOverride, ProviderConfig
+from director_llm.pricing import Price, lookup
+
+ProviderType = Literal["local", "cloud", "hybrid"]
+GEMINI_OPENAI_BASE = "https://generativelanguage.googleapis.com/v1beta/openai/"
+LOCAL_PROVIDER = "director_local"  # LiteLLM custom provider name of the embedded tier
+_STRONG_INPUT_PRICE = 1.0e-6  # >= $1 per 1M input tokens: a "strong" model by default
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one provider kind maps onto LiteLLM."""
+
+    prefix: str  # LiteLLM model prefix
+    default_key_env: str | None
+    default_base_url: str | None
+    default_tier: str
+    price_keys: tuple[str, ...]  # cost-map keys to try, ``{m}`` = model name
+
+
+KINDS: dict[str, KindSpec] = {
+    "ollama": KindSpec("ollama_chat", None, "http://localhost:11434", "small", ("ollama/{m}",)),
+    "openai": KindSpec("openai", "OPENAI_API_KEY", None, "balanced", ("{m}", "openai/{m}")),
+    "gemini": KindSpec("gemini", "GEMINI_API_KEY", None, "balanced", ("gemini/{m}", "{m}", "vertex_ai/{m}")),
+    "anthropic": KindSpec("anthropic", "ANTHROPIC_API_KEY", None, "strong", ("{m}", "anthropic/{m}")),
+    "openai_compatible": KindSpec("openai", None, None, "small", ("{m}",)),
+    "local": KindSpec(LOCAL_PROVIDER, None, None, "local", ()),
+}
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """One deployment: a model served by a provider section. Holds no secret."""
+
+    name: str  # "<provider section>/<model>", the deployment id everywhere
+    provider: str  # section name
+    kind: str
+    model: str
+    litellm_model: str
+    provider_type: ProviderType
+    tier: str
+    base_url: str | None
+    api_key_env: str | None
+    price: Price
+    supports_json_schema: bool | None
+    supports_function_calling: bool | None
+    timeout_seconds: float
+    rpm: int | None = None
+    tpm: int | None = None
+    max_tokens: int | None = None
+    context_window: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def cost_per_token(self) -> Price:
+        """Input and output price per token, with where it came from."""
+        return self.price
+
+    @property
+    def needs_key(self) -> bool:
+        return self.api_key_env is not None
+
+    def key_status(self, environ: dict[str, str] | None = None) -> str:
+        """``set``, ``missing`` or ``not needed`` (the value itself is never exposed)."""
+        if not self.needs_key:
+            return "not needed"
+        env = os.environ if environ is None else environ
+        return "set" if env.get(self.api_key_env or "") else "missing"
+
+    def litellm_params(self, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        """The ``litellm_params`` of this deployment, key read from the environment now."""
+        env = os.environ if environ is None else environ
+        params: dict[str, Any] = {"model": self.litellm_model, "timeout": self.timeout_seconds}
+        if self.base_url:
+            params["api_base"] = self.base_url
+        if self.api_key_env:
+            key = env.get(self.api_key_env)
+            if key:
+                params["api_key"] = key
+        elif self.kind == "openai_compatible":
+            params["api_key"] = "not-needed"  # OpenAI clients insist on some key
+        if self.price.known:
+            params["input_cost_per_token"] = self.price.input_per_token
+            params["output_cost_per_token"] = self.price.output_per_token
+        else:  # LiteLLM needs a price or spends ms per call in cost diagnostics; 0 is flagged by check-config
+            params["input_cost_per_token"] = 0.0
+            params["output_cost_per_token"] = 0.0
+        for k in ("rpm", "tpm", "max_tokens"):
+            v = getattr(self, k)
+            if v is not None:
+                params[k] = v
+        return params
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly description (for ``check-config --json`` and ``director.providers``)."""
+        pin, pout = self.price.per_million()
+        return {
+            "name": self.name, "provider": self.provider, "kind": self.kind, "model": self.model,
+            "litellm_model": self.litellm_model, "provider_type": self.provider_type, "tier": self.tier,
+            "base_url": self.base_url, "api_key_env": self.api_key_env, "key_status": self.key_status(),
+            "price_per_million": {"input": pin, "output": pout, "source": self.price.source},
+            "supports_json_schema": self.supports_json_schema,
+            "supports_function_calling": self.supports_function_calling,
+            "timeout_seconds": self.timeout_seconds, "rpm": self.rpm, "tpm": self.tpm,
+            "max_tokens": self.max_tokens, "context_window": self.context_window,
+        }
+
+
+def _is_loopback(url: str | None) -> bool:
+    host = (urlparse(url).hostname or "") if url else ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def _provider_type(p: ProviderConfig) -> ProviderType:
+    if p.kind in ("ollama", "local"):
+        return "local"
+    if p.kind == "gemini" and p.use_openai_compatibility:
+        return "hybrid"
+    if p.kind == "openai_compatible":
+        return "local" if _is_loopback(p.base_url) else "cloud"
+    return "cloud"
+
+
+def _price(p: ProviderConfig, model: str, ov: ModelOverride, ptype: ProviderType) -> tuple[Price, dict[str, Any] | None]:
+    found = lookup([k.format(m=model) for k in KINDS[p.kind].price_keys])
+    entry = found[1] if found else None
+    if ov.input_price_per_million is not None or ov.output_price_per_million is not None:
+        pin = ov.input_price_per_million
+        pout = ov.output_price_per_million
+        base_in = entry.get("input_cost_per_token") if entry else None
+        base_out = entry.get("output_cost_per_token") if entry else None
+        return Price(pin / 1e6 if pin is not None else base_in, pout / 1e6 if pout is not None else base_out, "config"), entry
+    if p.kind in ("ollama", "local") or (p.kind == "openai_compatible" and ptype == "local"):
+        return Price(0.0, 0.0, "local (free)"), entry
+    if entry is not None and entry.get("input_cost_per_token") is not None:
+        return Price(entry.get("input_cost_per_token"), entry.get("output_cost_per_token"), f"litellm:{found[0]}"), entry
+    return Price(None, None, "unknown"), entry
+
+
+def _tier(p: ProviderConfig, ov: ModelOverride, price: Price) -> str:
+    if ov.tier:
+        return ov.tier
+    if p.tier:
+        return p.tier
+    spec = KINDS[p.kind]
+    if p.kind in ("openai", "gemini", "anthropic") and price.input_per_token is not None:
+        return "strong" if price.input_per_token >= _STRONG_INPUT_PRICE else "balanced"
+    return spec.default_tier
+
+
+def _base_url(p: ProviderConfig) -> str | None:
+    if p.base_url:
+        url = p.base_url
+    elif p.kind == "gemini" and p.use_openai_compatibility:
+        url = GEMINI_OPENAI_BASE
+    else:
+        url = KINDS[p.kind].default_base_url
+    return url
+
+
+def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> list[DeploymentInfo]:
+    """The deployments of one provider section (empty when disabled)."""
+    if not p.enabled:
+        return []
+    spec = KINDS[p.kind]
+    models = p.models or (["intent"] if p.kind == "local" else [])
+    ptype = _provider_type(p)
+    out = []
+    for model in models:
+        ov = p.overrides.get(model, ModelOverride())
+        price, entry = _price(p, model, ov, ptype)
+        prefix = "openai" if (p.kind == "gemini" and p.use_openai_compatibility) else spec.prefix
+        supports_schema = ov.supports_json_schema
+        if supports_schema is None and entry is not None and p.kind != "ollama":
+            supports_schema = bool(entry.get("supports_response_schema"))
+        if p.kind == "local":
+            supports_schema = False
+        supports_tools = ov.supports_function_calling
+        if supports_tools is None and entry is not None:
+            supports_tools = bool(entry.get("supports_function_calling"))
+        key_env = p.api_key_env or spec.default_key_env
+        if p.kind in ("ollama", "local"):
+            key_env = p.api_key_env  # local servers need no key unless the user says so
+        out.append(DeploymentInfo(
+            name=f"{name}/{model}", provider=name, kind=p.kind, model=model,
+            litellm_model=ov.litellm_model or f"{prefix}/{model}",
+            provider_type=ptype, tier=_tier(p, ov, price), base_url=_base_url(p),
+            api_key_env=key_env, price=price,
+            supports_json_schema=supports_schema, supports_function_calling=supports_tools,
+            timeout_seconds=p.timeout_seconds or config.llm.attempt_timeout_seconds,
+            rpm=ov.rpm, tpm=ov.tpm, max_tokens=ov.max_tokens,
+            context_window=ov.context_window or (entry or {}).get("max_input_tokens"),
+        ))
+    return out
+
+
+def build_deployments(config: DirectorConfig) -> list[DeploymentInfo]:
+    """Every deployment of every enabled provider, in config order."""
+    out: list[DeploymentInfo] = []
+    for name, p in config.providers.items():
+        out.extend(deployments_for(name, p, config))
+    return out
+
+
+def tiers_in_use(deployments: list[DeploymentInfo]) -> list[str]:
+    """Tiers that have at least one deployment, cheapest first."""
+    present = {d.tier for d in deployments}
+    return [t for t in TIERS if t in present]
