@@ -73,7 +73,7 @@ __all__ = [
 
 _UNITS_PER_USD = 1_000_000_000  # nano-USD
 DEFAULT_RESERVATION_TTL_S = 300.0
-DEFAULT_REDIS_PREFIX = "director:budget"
+DEFAULT_REDIS_PREFIX = "director:"
 # How long window data outlives its period: long enough for reports about "the last 24 h".
 _HOUR_KEEP = timedelta(hours=2)
 _DAY_KEEP = timedelta(days=2)
@@ -582,8 +582,9 @@ class RedisLedger(_LedgerBase):
 
         self._owns_client = client is None
         self._redis: Redis = client or aioredis.Redis.from_url(redis_url, decode_responses=True)
-        # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require.
-        self._tag = "{" + prefix + "}"
+        # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require;
+        # keys still start with ``prefix`` so ``SCAN prefix*`` finds them all.
+        self._tag = prefix + "{budget}"
         self._reserve = self._redis.register_script(budget_lua.RESERVE)
         self._settle = self._redis.register_script(budget_lua.SETTLE)
         self._status = self._redis.register_script(budget_lua.STATUS)

@@ -1,7 +1,8 @@
 """Lua scripts behind ``RedisLedger``: each ledger operation is ONE atomic script.
 
-Data model (``T`` is the hash-tagged prefix ``{director:budget}``, so every key lands in
-one Redis Cluster slot and a script may touch them all)::
+Data model (``T`` is the configured prefix followed by the hash tag ``{budget}``, e.g.
+``director:{budget}``, so every key lands in one Redis Cluster slot and a script may
+touch them all)::
 
     T:w:<window>:<period>   hash   spent     -> nano-USD settled in this window
                                    reserved  -> nano-USD held by open reservations
