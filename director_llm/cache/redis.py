@@ -1,0 +1,208 @@
+"""L2: Redis, shared by every process and host, that must never slow a request down.
+
+A Redis that is down, slow or restarting costs a request at most one timeout
+(``timeout_s``, default 100 ms), and only the first request that meets the outage:
+
+* socket connect and read timeouts are short, and redis-py's own retries are off (its
+  default retries three times with exponential back-off: seconds of stall);
+* on a connection error or timeout the layer goes *down*: every request skips it at once
+  (no socket touched) while a background task pings Redis every ``backoff_s``; the first
+  successful ping puts it back *up*. Requests never pay for probing;
+* one warning when an outage starts and one info when it ends, not one line per request
+  (and a Redis that flaps within ``_WARN_EVERY_S`` logs at debug after the first warning).
+
+Errors that are not about reachability (``WRONGTYPE``, ``OOM``...) fail that one call and
+leave the layer up. Every failure leaves this module as ``CacheError``; the tiered cache
+turns it into a miss.
+
+redis-py is imported when the layer is built, not when ``director_llm`` is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from director_llm.errors import CacheError, ConfigError
+
+__all__ = ["RedisLayer", "RedisState"]
+
+RedisState = Literal["up", "down"]
+
+#: Concurrent commands in flight. Beyond this a request waits (at most ``timeout_s``) for a
+#: slot instead of opening yet another socket: a burst of 10k misses must not become 10k
+#: connections.
+DEFAULT_MAX_CONNECTIONS = 32
+#: Keys deleted per UNLINK while clearing a namespace.
+_CLEAR_BATCH = 500
+#: After a warning, further outages within this many seconds log at debug (flapping).
+_WARN_EVERY_S = 60.0
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (safe to log): ``redis://host:port/db``."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisLayer:
+    """Async ``GET``/``SET PX``/``DEL`` against one Redis, with outage handling (see module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        backoff_s: float,
+        logger: logging.Logger,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        self._errors = _reachability_errors()
+        self._redis_error: type[Exception] = RedisError
+        self.url = redacted_url(url)
+        try:
+            self._pool = aioredis.ConnectionPool.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                # One more than our semaphore allows, so the pool never raises "Too many
+                # connections" (which would look like an outage).
+                max_connections=max_connections + 1,
+                # Cluster-maintenance push notices: a useless extra round trip (and a debug
+                # line) on every new connection to a plain Redis.
+                maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"[caching] redis_url {self.url!r} is not a Redis URL ({exc}); "
+                "use redis://host:port/db or rediss://...",
+                key="caching.redis_url",
+            ) from exc
+        self._client: Any = aioredis.Redis(connection_pool=self._pool)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._timeout_s = timeout_s
+        self._backoff_s = backoff_s
+        self._log = logger
+        self.state: RedisState = "up"
+        self._down_since = 0.0
+        self._warned_at = -_WARN_EVERY_S
+        self._outage_warned = False
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        """False while the layer is down: callers skip it without touching a socket."""
+        return self.state == "up"
+
+    async def get(self, key: str) -> bytes | None:
+        """``GET key``; ``CacheError`` if Redis failed."""
+        return await self._call("GET", key)
+
+    async def set(self, key: str, blob: bytes, ttl_ms: int) -> None:
+        """``SET key blob PX ttl_ms``; ``CacheError`` if Redis failed."""
+        await self._call("SET", key, blob, "PX", max(1, ttl_ms))
+
+    async def delete(self, key: str) -> None:
+        """``UNLINK key``; ``CacheError`` if Redis failed."""
+        await self._call("UNLINK", key)
+
+    async def clear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` (SCAN + UNLINK, never KEYS); return the count."""
+        deleted = 0
+        cursor: int | bytes = 0
+        while True:
+            cursor, keys = await self._call("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+            for start in range(0, len(keys), _CLEAR_BATCH):
+                deleted += await self._call("UNLINK", *keys[start : start + _CLEAR_BATCH])
+            if int(cursor) == 0:
+                return deleted
+
+    async def _call(self, *args: Any) -> Any:
+        if self.state != "up":
+            raise CacheError(f"Redis layer {self.url} is down; skipped")
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            # Saturated by our own burst, not an outage: fail this call, stay up.
+            raise CacheError(f"Redis {args[0]} skipped: all {self.url} connections busy") from None
+        try:
+            # Hard cap on top of the socket timeouts (connect + read).
+            async with asyncio.timeout(self._timeout_s * 2):
+                return await self._client.execute_command(*args)
+        except self._errors as exc:
+            self._mark_down(exc)
+            raise CacheError(f"Redis {args[0]} failed: {type(exc).__name__}: {exc}") from exc
+        except self._redis_error as exc:
+            raise CacheError(f"Redis {args[0]} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._slots.release()
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.state == "down":
+            return
+        self.state = "down"
+        now = time.monotonic()
+        self._down_since = now
+        self._outage_warned = now - self._warned_at >= _WARN_EVERY_S
+        log = self._log.warning if self._outage_warned else self._log.debug
+        if self._outage_warned:
+            self._warned_at = now
+        log(
+            "cache: Redis layer %s unreachable (%s: %s); skipping it and retrying every %.1f s",
+            self.url, type(exc).__name__, exc, self._backoff_s,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_up(), name="director-cache-redis-probe"
+            )
+
+    async def _probe_until_up(self) -> None:
+        while True:
+            await asyncio.sleep(self._backoff_s)
+            try:
+                # Connections from before the outage point at a dead socket (or a
+                # restarted server): start afresh instead of failing on each stale one.
+                await self._pool.disconnect()
+                async with asyncio.timeout(self._timeout_s * 3):
+                    await self._client.execute_command("PING")
+            except (self._errors, self._redis_error) as exc:
+                self._log.debug("cache: Redis %s still unreachable: %s", self.url, exc)
+                continue
+            self.state = "up"
+            outage = time.monotonic() - self._down_since
+            log = self._log.info if self._outage_warned else self._log.debug
+            log("cache: Redis layer %s reachable again after %.1f s", self.url, outage)
+            return
+
+    async def aclose(self) -> None:
+        """Stop probing and close every connection."""
+        if self._probe is not None:
+            self._probe.cancel()
+            try:
+                await self._probe
+            except asyncio.CancelledError:
+                pass
+            self._probe = None
+        await self._client.aclose()
+        await self._pool.disconnect()
+
+
+def _reachability_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "Redis is not there right now" (as opposed to a bad command)."""
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    # BusyLoadingError: a restarted Redis loading its dataset answers nothing useful yet.
+    return (ConnectionError, TimeoutError, BusyLoadingError, OSError, asyncio.TimeoutError)
