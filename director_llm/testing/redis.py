@@ -81,8 +81,8 @@ class RedisServer:
         """Start (or restart, on the same port) and wait until it answers PING. Returns the URL."""
         if self.running:
             return self.url
-        if self._binary is None:
-            raise RedisUnavailableError("redis-server is not on PATH")
+        if self._binary is None or shutil.which(self._binary) is None:
+            raise RedisUnavailableError(f"redis-server not found ({self._binary or 'not on PATH'})")
         if self.port == 0:
             self.port = free_port(self.host)
         if self._dir is None:

@@ -224,14 +224,26 @@ class FakeProviderServer:
         """Block until at least ``count`` disconnects are recorded; raise TimeoutError if not.
 
         The server notices a hang-up asynchronously, so tests should wait rather than
-        assert right after cancelling a stream.
+        assert right after cancelling a stream. In async code use
+        :meth:`await_disconnects`: asyncio only closes a client socket when its loop
+        runs, so blocking that loop here would wait for a disconnect that cannot happen.
         """
         _wait_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
+        return list(self.disconnects)
+
+    async def await_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
+        """Async :meth:`wait_for_disconnects`, letting the caller's event loop run meanwhile."""
+        await _await_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
         return list(self.disconnects)
 
     def wait_for_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
         """Block until at least ``count`` chat requests are recorded; raise TimeoutError if not."""
         _wait_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
+        return list(self.requests)
+
+    async def await_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
+        """Async :meth:`wait_for_requests`."""
+        await _await_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
         return list(self.requests)
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -533,6 +545,14 @@ def _wait_until(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fake provider: waited {timeout}s for {what}")
         time.sleep(_POLL_S)
+
+
+async def _await_until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fake provider: waited {timeout}s for {what}")
+        await asyncio.sleep(_POLL_S)
 
 
 def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
