@@ -68,22 +68,35 @@ class Protocol:
         """All prompt text, for computing ``prompt_tokens``."""
         if not isinstance(body, dict):
             return ""
-        return " ".join(t for m in body.get("messages") or [] for t in _texts(m.get("content")))
+        return " ".join(
+            t for m in body.get("messages") or [] for t in _texts(m.get("content"))
+        )
 
     # -- complete answers ----------------------------------------------------------------
-    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
+    def complete(
+        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
+    ) -> bytes:
         """A whole non-streamed answer."""
         message = {"role": "assistant", "content": text}
-        return _dumps(self._completion(model, [self._choice(message, finish_reason)], usage))
+        return _dumps(
+            self._completion(model, [self._choice(message, finish_reason)], usage)
+        )
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
         """A 200 answer with no choices."""
         return _dumps(self._completion(model, [], usage))
 
     def _choice(self, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
-        return {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        return {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
 
-    def _completion(self, model: str, choices: list[Any], usage: tuple[int, int]) -> dict[str, Any]:
+    def _completion(
+        self, model: str, choices: list[Any], usage: tuple[int, int]
+    ) -> dict[str, Any]:
         return {
             "id": f"chatcmpl-fake{uuid.uuid4().hex[:20]}",
             "object": "chat.completion",
@@ -95,9 +108,13 @@ class Protocol:
         }
 
     # -- streams -------------------------------------------------------------------------
-    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
+    def stream_open(
+        self, model: str, usage: tuple[int, int], request_body: Any
+    ) -> list[bytes]:
         """Events sent before the first text chunk."""
-        return [self._sse(self._chunk(model, {"role": "assistant", "content": ""}, None))]
+        return [
+            self._sse(self._chunk(model, {"role": "assistant", "content": ""}, None))
+        ]
 
     def stream_text(self, model: str, text: str) -> bytes:
         """One event carrying ``text``."""
@@ -108,7 +125,11 @@ class Protocol:
     ) -> list[bytes]:
         """Events sent after the last text chunk."""
         events = [self._sse(self._chunk(model, {}, finish_reason))]
-        options = request_body.get("stream_options") if isinstance(request_body, dict) else None
+        options = (
+            request_body.get("stream_options")
+            if isinstance(request_body, dict)
+            else None
+        )
         if isinstance(options, dict) and options.get("include_usage"):
             final = self._chunk(model, {}, None)
             final["choices"] = []
@@ -127,14 +148,23 @@ class Protocol:
         chunk["choices"] = []
         return [self._sse(chunk), b"data: [DONE]\n\n"]
 
-    def _chunk(self, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def _chunk(
+        self, model: str, delta: dict[str, Any], finish_reason: str | None
+    ) -> dict[str, Any]:
         return {
             "id": self._stream_id,
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
         }
 
     @staticmethod
@@ -150,8 +180,12 @@ class Protocol:
             kind = "requests"
         if status == 401:
             kind = "invalid_request_error"
-        code = error_type or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-        return _dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+        code = error_type or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(
+            status
+        )
+        return _dumps(
+            {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        )
 
     @staticmethod
     def invalid_text(text: str) -> str:
@@ -166,7 +200,11 @@ class Protocol:
 
 def _openai_usage(usage: tuple[int, int]) -> dict[str, int]:
     prompt, completion = usage
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class GeminiOpenAIProtocol(Protocol):
@@ -179,7 +217,11 @@ class AnthropicProtocol(Protocol):
     """Anthropic messages (``/v1/messages``)."""
 
     name: ClassVar[str] = "anthropic"
-    _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+    _STOP: ClassVar[dict[str, str]] = {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+    }
 
     def prompt_text(self, body: Any) -> str:
         if not isinstance(body, dict):
@@ -187,14 +229,22 @@ class AnthropicProtocol(Protocol):
         system = " ".join(_texts(body.get("system")))
         return " ".join([system, super().prompt_text(body)]).strip()
 
-    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
-        return _dumps(self._message(model, [{"type": "text", "text": text}], usage, finish_reason))
+    def complete(
+        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
+    ) -> bytes:
+        return _dumps(
+            self._message(model, [{"type": "text", "text": text}], usage, finish_reason)
+        )
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
         return _dumps(self._message(model, [], usage, "stop"))
 
     def _message(
-        self, model: str, content: list[Any], usage: tuple[int, int], finish_reason: str | None
+        self,
+        model: str,
+        content: list[Any],
+        usage: tuple[int, int],
+        finish_reason: str | None,
     ) -> dict[str, Any]:
         return {
             "id": f"msg_fake{uuid.uuid4().hex[:20]}",
@@ -202,24 +252,36 @@ class AnthropicProtocol(Protocol):
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": self._STOP.get(finish_reason, finish_reason) if finish_reason else None,
+            "stop_reason": self._STOP.get(finish_reason, finish_reason)
+            if finish_reason
+            else None,
             "stop_sequence": None,
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
         }
 
-    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
+    def stream_open(
+        self, model: str, usage: tuple[int, int], request_body: Any
+    ) -> list[bytes]:
         start = self._message(model, [], (usage[0], 1), None)
         return [
             self._sse({"type": "message_start", "message": start}, "message_start"),
             self._sse(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
                 "content_block_start",
             ),
             self._sse({"type": "ping"}, "ping"),
         ]
 
     def stream_text(self, model: str, text: str) -> bytes:
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+        delta = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": text},
+        }
         return self._sse(delta, "content_block_delta")
 
     def stream_close(
@@ -244,7 +306,13 @@ class AnthropicProtocol(Protocol):
 
     def stream_empty(self, model: str) -> list[bytes]:
         return [
-            self._sse({"type": "message_start", "message": self._message(model, [], (1, 0), None)}, "message_start"),
+            self._sse(
+                {
+                    "type": "message_start",
+                    "message": self._message(model, [], (1, 0), None),
+                },
+                "message_start",
+            ),
             self._sse(
                 {
                     "type": "message_delta",
@@ -280,7 +348,9 @@ class OllamaProtocol(Protocol):
     def wants_stream(self, body: Any, query: dict[str, str], path: str) -> bool:
         return isinstance(body, dict) and body.get("stream", True) is not False
 
-    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
+    def complete(
+        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
+    ) -> bytes:
         return _dumps(self._final(model, text, usage, finish_reason))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
@@ -294,7 +364,9 @@ class OllamaProtocol(Protocol):
             "done": False,
         }
 
-    def _final(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> dict[str, Any]:
+    def _final(
+        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
+    ) -> dict[str, Any]:
         final = self._line(model, text)
         final.update(
             done=True,
@@ -308,7 +380,9 @@ class OllamaProtocol(Protocol):
         )
         return final
 
-    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
+    def stream_open(
+        self, model: str, usage: tuple[int, int], request_body: Any
+    ) -> list[bytes]:
         return []
 
     def stream_text(self, model: str, text: str) -> bytes:
@@ -320,7 +394,11 @@ class OllamaProtocol(Protocol):
         return [_dumps(self._final(model, "", usage, finish_reason)) + b"\n"]
 
     def stream_malformed(self, model: str) -> bytes:
-        return b'{"model":"' + model.encode() + b'","message":{"role":"assistant","content":\n'
+        return (
+            b'{"model":"'
+            + model.encode()
+            + b'","message":{"role":"assistant","content":\n'
+        )
 
     def stream_empty(self, model: str) -> list[bytes]:
         return [_dumps(self._final(model, "", (1, 0), "stop")) + b"\n"]
@@ -340,7 +418,11 @@ class OllamaProtocol(Protocol):
                         "modified_at": _iso_now(),
                         "size": 1_000_000,
                         "digest": uuid.uuid5(uuid.NAMESPACE_URL, m).hex,
-                        "details": {"format": "gguf", "family": "llama", "parameter_size": "1B"},
+                        "details": {
+                            "format": "gguf",
+                            "family": "llama",
+                            "parameter_size": "1B",
+                        },
                     }
                     for m in models
                 ]
@@ -355,8 +437,15 @@ class OllamaProtocol(Protocol):
                 "modelfile": f"FROM {model}",
                 "parameters": "",
                 "template": "{{ .Prompt }}",
-                "details": {"format": "gguf", "family": "llama", "parameter_size": "1B"},
-                "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
+                "details": {
+                    "format": "gguf",
+                    "family": "llama",
+                    "parameter_size": "1B",
+                },
+                "model_info": {
+                    "general.architecture": "llama",
+                    "llama.context_length": 8192,
+                },
                 "capabilities": ["completion"],
             }
         )
@@ -366,7 +455,11 @@ class GeminiProtocol(Protocol):
     """Gemini native (``/v1beta/models/{model}:generateContent`` / ``:streamGenerateContent``)."""
 
     name: ClassVar[str] = "gemini"
-    _STOP = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+    _STOP: ClassVar[dict[str, str]] = {
+        "stop": "STOP",
+        "length": "MAX_TOKENS",
+        "content_filter": "SAFETY",
+    }
 
     def model(self, body: Any, path_model: str | None) -> str | None:
         return path_model
@@ -385,17 +478,29 @@ class GeminiProtocol(Protocol):
         if isinstance(body.get("systemInstruction"), dict):
             contents.append(body["systemInstruction"])
         return " ".join(
-            str(part.get("text", "")) for c in contents for part in c.get("parts") or [] if isinstance(part, dict)
+            str(part.get("text", ""))
+            for c in contents
+            for part in c.get("parts") or []
+            if isinstance(part, dict)
         )
 
     def _response(
-        self, model: str, text: str | None, usage: tuple[int, int], finish_reason: str | None
+        self,
+        model: str,
+        text: str | None,
+        usage: tuple[int, int],
+        finish_reason: str | None,
     ) -> dict[str, Any]:
         candidates: list[Any] = []
         if text is not None:
-            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+            candidate: dict[str, Any] = {
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "index": 0,
+            }
             if finish_reason:
-                candidate["finishReason"] = self._STOP.get(finish_reason, finish_reason.upper())
+                candidate["finishReason"] = self._STOP.get(
+                    finish_reason, finish_reason.upper()
+                )
             candidates.append(candidate)
         return {
             "candidates": candidates,
@@ -408,7 +513,9 @@ class GeminiProtocol(Protocol):
             "responseId": uuid.uuid4().hex[:22],
         }
 
-    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
+    def complete(
+        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
+    ) -> bytes:
         return _dumps(self._response(model, text, usage, finish_reason))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
@@ -427,7 +534,9 @@ class GeminiProtocol(Protocol):
         self._events_sent += 1
         return sep + _dumps(obj)
 
-    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
+    def stream_open(
+        self, model: str, usage: tuple[int, int], request_body: Any
+    ) -> list[bytes]:
         return [] if self.sse else [b"["]
 
     def stream_text(self, model: str, text: str) -> bytes:
@@ -466,6 +575,13 @@ def _iso_now() -> str:
 
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    p.name: p for p in (Protocol, GeminiOpenAIProtocol, AnthropicProtocol, OllamaProtocol, GeminiProtocol)
+    p.name: p
+    for p in (
+        Protocol,
+        GeminiOpenAIProtocol,
+        AnthropicProtocol,
+        OllamaProtocol,
+        GeminiProtocol,
+    )
 }
 """Protocol classes by name; instantiate one per request."""

@@ -45,7 +45,10 @@ KEY_PREFIX_ROOT = "director-test"
 def require_redis(reason: str) -> None:
     """Skip the current test because Redis is missing, or fail under ``DIRECTOR_REQUIRE_REDIS=1``."""
     if os.environ.get(REQUIRE_REDIS_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_REDIS_ENV}=1, so this fails instead of skipping)", pytrace=False)
+        pytest.fail(
+            f"{reason} ({REQUIRE_REDIS_ENV}=1, so this fails instead of skipping)",
+            pytrace=False,
+        )
     pytest.skip(f"{reason}; set up Redis or install redis-server to run this test")
 
 
@@ -88,7 +91,9 @@ def _session_redis() -> Iterator[str | RedisUnavailableError]:
 def redis_url(_session_redis: str | RedisUnavailableError) -> str:
     """URL of a running Redis (shared; isolate keys with ``redis_prefix``)."""
     if isinstance(_session_redis, RedisUnavailableError):
-        require_redis(f"no Redis at 127.0.0.1:{SHARED_REDIS_PORT} and {_session_redis.reason}")
+        require_redis(
+            f"no Redis at 127.0.0.1:{SHARED_REDIS_PORT} and {_session_redis.reason}"
+        )
     assert isinstance(_session_redis, str)
     if not ping(*_host_port(_session_redis)):
         require_redis(f"Redis at {_session_redis} stopped answering")

@@ -48,15 +48,28 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
-from director_llm.testing.protocols import PROTOCOLS, GeminiProtocol, OllamaProtocol, Protocol, count_tokens
-from director_llm.testing.protocols import with_invalid_utf8
+from director_llm.testing.protocols import (
+    PROTOCOLS,
+    GeminiProtocol,
+    OllamaProtocol,
+    Protocol,
+    count_tokens,
+    with_invalid_utf8,
+)
 from director_llm.testing.recording import Disconnect, RecordedRequest
-from director_llm.testing.script import Behaviour, Fault, FaultKind, Reply, Responder, ScriptBook
-from director_llm.testing.script import behaviour_from_dict
+from director_llm.testing.script import (
+    Behaviour,
+    Fault,
+    FaultKind,
+    Reply,
+    Responder,
+    ScriptBook,
+    behaviour_from_dict,
+)
 
 __all__ = ["FakeProviderServer", "load_scenario", "main"]
 
@@ -83,7 +96,13 @@ class FakeProviderServer:
         ollama_models: Names listed by ``GET /api/tags``.
     """
 
-    def __init__(self, port: int = 0, *, host: str = DEFAULT_HOST, ollama_models: Iterable[str] = ("llama3.2:1b",)):
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = DEFAULT_HOST,
+        ollama_models: Iterable[str] = ("llama3.2:1b",),
+    ):
         self.host = host
         self.port = port
         self.ollama_models = list(ollama_models)
@@ -122,13 +141,20 @@ class FakeProviderServer:
         failure: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._serve, args=(sock, ready, failure), name=f"fake-provider-{self.port}", daemon=True
+            target=self._serve,
+            args=(sock, ready, failure),
+            name=f"fake-provider-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         if not ready.wait(START_TIMEOUT_S):
-            raise RuntimeError(f"fake provider on port {self.port} did not start in {START_TIMEOUT_S}s")
+            raise RuntimeError(
+                f"fake provider on port {self.port} did not start in {START_TIMEOUT_S}s"
+            )
         if failure:
-            raise RuntimeError(f"fake provider on port {self.port} failed to start") from failure[0]
+            raise RuntimeError(
+                f"fake provider on port {self.port} failed to start"
+            ) from failure[0]
         return self.base_url
 
     def stop(self) -> None:
@@ -139,20 +165,26 @@ class FakeProviderServer:
         future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
         try:
             future.result(STOP_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - stopping must not fail a test's teardown
-            log.warning("fake provider on port %s did not shut down cleanly", self.port, exc_info=True)
+        except Exception:
+            log.warning(
+                "fake provider on port %s did not shut down cleanly",
+                self.port,
+                exc_info=True,
+            )
         loop.call_soon_threadsafe(loop.stop)
         thread.join(STOP_TIMEOUT_S)
         self._thread = None
 
-    def __enter__(self) -> FakeProviderServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]) -> None:
+    def _serve(
+        self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]
+    ) -> None:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
@@ -199,7 +231,9 @@ class FakeProviderServer:
         """
         self._book.script(model, steps, protocol=protocol, then=then, repeat=repeat)
 
-    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
+    def respond_with(
+        self, model: str | None, responder: Responder, *, protocol: str | None = None
+    ) -> None:
         """Answer matching requests with ``responder(request)`` (a Reply or Fault)."""
         self._book.respond_with(model, responder, protocol=protocol)
 
@@ -216,11 +250,19 @@ class FakeProviderServer:
         self.errors.clear()
 
     # -- inspection ----------------------------------------------------------------------
-    def requests_for(self, model: str, *, protocol: str | None = None) -> list[RecordedRequest]:
+    def requests_for(
+        self, model: str, *, protocol: str | None = None
+    ) -> list[RecordedRequest]:
         """Chat requests for ``model`` (optionally only one protocol)."""
-        return [r for r in self.requests if r.model == model and (protocol is None or r.protocol == protocol)]
+        return [
+            r
+            for r in self.requests
+            if r.model == model and (protocol is None or r.protocol == protocol)
+        ]
 
-    def wait_for_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
+    def wait_for_disconnects(
+        self, count: int = 1, timeout: float = 2.0
+    ) -> list[Disconnect]:
         """Block until at least ``count`` disconnects are recorded; raise TimeoutError if not.
 
         The server notices a hang-up asynchronously, so tests should wait rather than
@@ -228,22 +270,34 @@ class FakeProviderServer:
         :meth:`await_disconnects`: asyncio only closes a client socket when its loop
         runs, so blocking that loop here would wait for a disconnect that cannot happen.
         """
-        _wait_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
+        _wait_until(
+            lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)"
+        )
         return list(self.disconnects)
 
-    async def await_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
+    async def await_disconnects(
+        self, count: int = 1, timeout: float = 2.0
+    ) -> list[Disconnect]:
         """Async :meth:`wait_for_disconnects`, letting the caller's event loop run meanwhile."""
-        await _await_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
+        await _await_until(
+            lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)"
+        )
         return list(self.disconnects)
 
-    def wait_for_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
+    def wait_for_requests(
+        self, count: int = 1, timeout: float = 2.0
+    ) -> list[RecordedRequest]:
         """Block until at least ``count`` chat requests are recorded; raise TimeoutError if not."""
         _wait_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
         return list(self.requests)
 
-    async def await_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
+    async def await_requests(
+        self, count: int = 1, timeout: float = 2.0
+    ) -> list[RecordedRequest]:
         """Async :meth:`wait_for_requests`."""
-        await _await_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
+        await _await_until(
+            lambda: len(self.requests) >= count, timeout, f"{count} request(s)"
+        )
         return list(self.requests)
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -267,7 +321,9 @@ class FakeProviderServer:
         app.router.add_post("/_fake/scenario", self._handle_scenario)
         return app
 
-    async def _record(self, request: web.Request, protocol: str, path_model: str | None) -> tuple[Protocol, RecordedRequest]:
+    async def _record(
+        self, request: web.Request, protocol: str, path_model: str | None
+    ) -> tuple[Protocol, RecordedRequest]:
         raw = await request.read()
         body = _parse_json(raw)
         proto = PROTOCOLS[protocol]()
@@ -286,7 +342,9 @@ class FakeProviderServer:
         )
         return proto, recorded
 
-    async def _handle_chat(self, request: web.Request, protocol: str) -> web.StreamResponse:
+    async def _handle_chat(
+        self, request: web.Request, protocol: str
+    ) -> web.StreamResponse:
         path_model = None
         if protocol == "gemini":
             target = request.match_info["target"]
@@ -297,10 +355,12 @@ class FakeProviderServer:
         self.requests.append(recorded)
         try:
             behaviour = self._book.choose(recorded)
-        except Exception as exc:  # noqa: BLE001 - a buggy responder must show up in the test
+        except Exception as exc:
             log.exception("fake provider responder failed")
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            return web.Response(status=500, body=proto.error(500, f"responder failed: {exc}", None))
+            return web.Response(
+                status=500, body=proto.error(500, f"responder failed: {exc}", None)
+            )
         player = _Player(self, request, proto, recorded)
         try:
             if isinstance(behaviour, Fault):
@@ -308,7 +368,13 @@ class FakeProviderServer:
             return await player.reply(behaviour)
         except _ClientGone:
             self.disconnects.append(
-                Disconnect(protocol, recorded.model, request.path, player.chunks_sent, time.time())
+                Disconnect(
+                    protocol,
+                    recorded.model,
+                    request.path,
+                    player.chunks_sent,
+                    time.time(),
+                )
             )
             return _abandon(request)
 
@@ -316,11 +382,16 @@ class FakeProviderServer:
         body = _parse_json(await request.read()) or {}
         model = body.get("model") or body.get("name") or ""
         self.meta_requests.append(_meta_record(request, model, body))
-        return web.Response(body=OllamaProtocol.show(model), content_type="application/json")
+        return web.Response(
+            body=OllamaProtocol.show(model), content_type="application/json"
+        )
 
     async def _handle_ollama_tags(self, request: web.Request) -> web.Response:
         self.meta_requests.append(_meta_record(request, None, None))
-        return web.Response(body=OllamaProtocol.tags(self.ollama_models), content_type="application/json")
+        return web.Response(
+            body=OllamaProtocol.tags(self.ollama_models),
+            content_type="application/json",
+        )
 
     async def _handle_list_requests(self, request: web.Request) -> web.Response:
         return web.json_response([r.to_dict() for r in self.requests])
@@ -351,13 +422,21 @@ class FakeProviderServer:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
-            await asyncio.sleep(_POLL_S if remaining is None else min(_POLL_S, remaining))
+            await asyncio.sleep(
+                _POLL_S if remaining is None else min(_POLL_S, remaining)
+            )
 
 
 class _Player:
     """Plays one Reply or Fault onto one HTTP request."""
 
-    def __init__(self, server: FakeProviderServer, request: web.Request, proto: Protocol, recorded: RecordedRequest):
+    def __init__(
+        self,
+        server: FakeProviderServer,
+        request: web.Request,
+        proto: Protocol,
+        recorded: RecordedRequest,
+    ):
         self.server = server
         self.request = request
         self.proto = proto
@@ -368,14 +447,20 @@ class _Player:
     def _usage(self, reply: Reply) -> tuple[int, int]:
         if reply.usage is not None:
             return reply.usage
-        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(reply.content)
+        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(
+            reply.content
+        )
 
     async def reply(self, reply: Reply) -> web.StreamResponse:
         await self.server._wait(self.request, reply.delay)
         usage = self._usage(reply)
         if not self.recorded.stream:
             await self.server._wait(self.request, reply.first_token_delay)
-            return self._json(self.proto.complete(self.model, reply.content, usage, reply.finish_reason))
+            return self._json(
+                self.proto.complete(
+                    self.model, reply.content, usage, reply.finish_reason
+                )
+            )
         response = await self._open_stream(usage)
         await self.server._wait(self.request, reply.first_token_delay)
         for index, chunk in enumerate(reply.chunks()):
@@ -383,7 +468,9 @@ class _Player:
                 await self.server._wait(self.request, reply.token_delay)
             await self._write(response, self.proto.stream_text(self.model, chunk))
             self.chunks_sent += 1
-        for event in self.proto.stream_close(self.model, usage, reply.finish_reason, self.recorded.body):
+        for event in self.proto.stream_close(
+            self.model, usage, reply.finish_reason, self.recorded.body
+        ):
             await self._write(response, event)
         await response.write_eof()
         return response
@@ -392,8 +479,12 @@ class _Player:
         await self.server._wait(self.request, fault.delay)
         kind = fault.kind
         if kind is FaultKind.STATUS:
-            body = fault.body if fault.body is not None else self.proto.error(
-                fault.status_code, fault.message, fault.error_type
+            body = (
+                fault.body
+                if fault.body is not None
+                else self.proto.error(
+                    fault.status_code, fault.message, fault.error_type
+                )
             )
             return web.Response(
                 status=fault.status_code,
@@ -414,7 +505,12 @@ class _Player:
             body = {
                 FaultKind.MALFORMED_JSON: lambda: self.proto.malformed(),
                 FaultKind.INVALID_UTF8: lambda: with_invalid_utf8(
-                    self.proto.complete(self.model, self.proto.invalid_text(default.content), usage, "stop")
+                    self.proto.complete(
+                        self.model,
+                        self.proto.invalid_text(default.content),
+                        usage,
+                        "stop",
+                    )
                 ),
                 FaultKind.EMPTY_CHOICES: lambda: self.proto.empty(self.model, usage),
             }[kind]()
@@ -429,13 +525,17 @@ class _Player:
             else:
                 text = self.proto.invalid_text(default.content)
                 events = [with_invalid_utf8(self.proto.stream_text(self.model, text))]
-            events += self.proto.stream_close(self.model, usage, "stop", self.recorded.body)
+            events += self.proto.stream_close(
+                self.model, usage, "stop", self.recorded.body
+            )
         for event in events:
             await self._write(response, event)
         await response.write_eof()
         return response
 
-    async def _cut(self, fault: Fault, reply: Reply, usage: tuple[int, int]) -> web.StreamResponse:
+    async def _cut(
+        self, fault: Fault, reply: Reply, usage: tuple[int, int]
+    ) -> web.StreamResponse:
         if self.recorded.stream:
             response = await self._open_stream(usage)
             for chunk in reply.chunks()[: fault.after_chunks]:
@@ -444,7 +544,9 @@ class _Player:
         else:
             # Promise the whole body, deliver half of it.
             body = self.proto.complete(self.model, reply.content, usage, "stop")
-            response = web.StreamResponse(headers={"Content-Type": self.proto.json_content_type})
+            response = web.StreamResponse(
+                headers={"Content-Type": self.proto.json_content_type}
+            )
             response.content_length = len(body)
             await response.prepare(self.request)
             await self._write(response, body[: len(body) // 2])
@@ -455,11 +557,18 @@ class _Player:
         return response
 
     def _json(self, body: bytes) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": self.proto.json_content_type})
+        return web.Response(
+            body=body, headers={"Content-Type": self.proto.json_content_type}
+        )
 
-    async def _open_stream(self, usage: tuple[int, int], *, with_opening_events: bool = True) -> web.StreamResponse:
+    async def _open_stream(
+        self, usage: tuple[int, int], *, with_opening_events: bool = True
+    ) -> web.StreamResponse:
         response = web.StreamResponse(
-            headers={"Content-Type": self.proto.stream_content_type, "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": self.proto.stream_content_type,
+                "Cache-Control": "no-cache",
+            }
         )
         if _client_gone(self.request):
             raise _ClientGone
@@ -572,7 +681,7 @@ def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
     Behaviours are written as documented in :func:`~director_llm.testing.script.behaviour_from_dict`.
     """
     if not isinstance(scenario, dict):
-        raise ValueError("a scenario must be a JSON object")
+        raise TypeError("a scenario must be a JSON object")
     unknown = set(scenario) - {"default", "scripts"}
     if unknown:
         raise ValueError(f"unknown scenario keys: {sorted(unknown)}")
@@ -590,10 +699,19 @@ def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: serve until SIGINT/SIGTERM, printing ``LISTENING <base url>`` once ready."""
-    parser = argparse.ArgumentParser(prog="python -m director_llm.testing.servers", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: pick a free one)")
-    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback)")
-    parser.add_argument("--scenario", type=Path, help="JSON scenario file (see load_scenario)")
+    parser = argparse.ArgumentParser(
+        prog="python -m director_llm.testing.servers",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (0: pick a free one)"
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="interface to bind (default: loopback)"
+    )
+    parser.add_argument(
+        "--scenario", type=Path, help="JSON scenario file (see load_scenario)"
+    )
     args = parser.parse_args(argv)
     server = FakeProviderServer(args.port, host=args.host)
     if args.scenario is not None:
