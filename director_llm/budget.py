@@ -48,7 +48,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NamedTuple,
+    Protocol,
+    Self,
+    runtime_checkable,
+)
 
 from director_llm.errors import BudgetExceededError, DirectorError
 
@@ -74,6 +82,7 @@ __all__ = [
 _UNITS_PER_USD = 1_000_000_000  # nano-USD
 DEFAULT_RESERVATION_TTL_S = 300.0
 DEFAULT_REDIS_PREFIX = "director:"
+DEFAULT_REDIS_TIMEOUT_S = 2.0
 # How long window data outlives its period: long enough for reports about "the last 24 h".
 _HOUR_KEEP = timedelta(hours=2)
 _DAY_KEEP = timedelta(days=2)
@@ -257,7 +266,7 @@ def _to_units(usd: float, *, round_up: bool) -> int:
     return math.ceil(scaled) if round_up else round(scaled)
 
 
-def _to_usd(units: int | float) -> float:
+def _to_usd(units: float) -> float:
     return units / _UNITS_PER_USD
 
 
@@ -576,7 +585,8 @@ class RedisLedger(_LedgerBase):
     def __init__(self, redis_url: str | None = None, *, prefix: str = DEFAULT_REDIS_PREFIX,
                  limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
                  reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
-                 client: Redis | None = None) -> None:
+                 client: Redis | None = None,
+                 timeout_s: float = DEFAULT_REDIS_TIMEOUT_S) -> None:
         super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
         if (redis_url is None) == (client is None):
             raise ValueError("pass exactly one of redis_url or client")
@@ -585,7 +595,10 @@ class RedisLedger(_LedgerBase):
         from director_llm import budget_lua
 
         self._owns_client = client is None
-        self._redis: Redis = client or aioredis.Redis.from_url(redis_url, decode_responses=True)
+        # A bounded timeout: a hung Redis must fail the reservation, not hang the request.
+        self._redis: Redis = client or aioredis.Redis.from_url(
+            redis_url, decode_responses=True, socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s)
         # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require;
         # keys still start with ``prefix`` so ``SCAN prefix*`` finds them all.
         self._tag = prefix + "{budget}"
@@ -647,17 +660,22 @@ class RedisLedger(_LedgerBase):
                 replies = await pipe.execute()
         except RedisError as exc:
             raise BudgetBackendError(f"budget store unavailable ({type(exc).__name__}: {exc})") from exc
-        return [{k: int(v) for k, v in r.items()} for r in replies]
+        # A caller-supplied client may not decode responses.
+        return [{_text(k): int(v) for k, v in r.items()} for r in replies]
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
 
-    async def __aenter__(self) -> RedisLedger:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(t: datetime) -> int:

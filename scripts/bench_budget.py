@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis.asyncio as aioredis  # noqa: E402
+import redis.asyncio as aioredis
 
-from director_llm.budget import BudgetLimits, MemoryLedger, RedisLedger  # noqa: E402
+from director_llm.budget import BudgetLimits, MemoryLedger, RedisLedger
 
 
 class CountingConnection(aioredis.Connection):

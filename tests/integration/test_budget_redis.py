@@ -19,8 +19,8 @@ import redis
 from director_llm.budget import (
     BudgetBackendError,
     BudgetExceededError,
-    BudgetLimits,
     BudgetLedger,
+    BudgetLimits,
     MemoryLedger,
     RedisLedger,
 )
@@ -299,8 +299,27 @@ async def test_outage_raises_backend_error_but_zero_cost_still_served(redis_serv
         assert free.amount_usd == 0
         with pytest.raises(BudgetBackendError):
             await led.snapshot()
+        redis_server.start()  # empty again: the scripts must be reloaded transparently
+        await led.reserve(amount_usd=1.0, provider="p", model="m")
+        assert (await led.remaining())["hour"] == 0.0
     finally:
         await led.aclose()
+
+
+async def test_client_without_decoding_is_accepted(redis_url: str, redis_prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)  # bytes replies
+    try:
+        led = RedisLedger(client=client, prefix=redis_prefix, limits=BudgetLimits(per_hour=1.0),
+                          clock=Clock())
+        res = await led.reserve(amount_usd=0.5, provider="p", model="m")
+        await led.settle(res, actual_usd=0.4, prompt_tokens=3, completion_tokens=1)
+        report = await led.snapshot(by="provider")
+        assert report.usage["p"].cost_usd == pytest.approx(0.4)
+        assert report.windows["hour"].remaining_usd == pytest.approx(0.6)
+    finally:
+        await client.aclose()
 
 
 async def test_concurrent_tasks_in_one_process(make_ledger: LedgerFactory) -> None:

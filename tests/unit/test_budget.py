@@ -10,8 +10,8 @@ import pytest
 
 from director_llm.budget import (
     BudgetExceededError,
-    BudgetLimits,
     BudgetLedger,
+    BudgetLimits,
     MemoryLedger,
     ProviderLimits,
     ReservationClosedError,
