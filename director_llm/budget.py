@@ -33,7 +33,10 @@ process killed between reserve and settle holds budget for at most the TTL. A ca
 runs longer than the TTL loses its hold (its later settle still books the true cost),
 so set the TTL above your longest request timeout. Expiry uses the ledger's clock: hosts
 sharing a Redis need synchronised clocks (NTP); skew shifts expiry by the same amount.
-See ``director_llm.budget_lua`` for the key layout and the scripts.
+See ``director_llm.budget_lua`` for the key layout and the scripts. The same TTL covers a
+reserve that was cancelled (or timed out) after Redis granted it: the hold is orphaned,
+not leaked. Limits travel with each call, so processes with different configs share the
+counters and each enforces its own limits.
 
 Round trips: reserve = 1 EVALSHA, settle = 1 EVALSHA, release = 1 EVALSHA,
 ``can_afford``/``remaining`` = 1 EVALSHA, ``snapshot`` = 2.
