@@ -178,7 +178,7 @@ class RedisLayer:
                 await self._pool.disconnect()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
-            except (self._errors, self._redis_error) as exc:
+            except (*self._errors, self._redis_error) as exc:
                 self._log.debug("cache: Redis %s still unreachable: %s", self.url, exc)
                 continue
             self.state = "up"
