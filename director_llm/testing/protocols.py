@@ -68,19 +68,13 @@ class Protocol:
         """All prompt text, for computing ``prompt_tokens``."""
         if not isinstance(body, dict):
             return ""
-        return " ".join(
-            t for m in body.get("messages") or [] for t in _texts(m.get("content"))
-        )
+        return " ".join(t for m in body.get("messages") or [] for t in _texts(m.get("content")))
 
     # -- complete answers ----------------------------------------------------------------
-    def complete(
-        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
-    ) -> bytes:
+    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
         """A whole non-streamed answer."""
         message = {"role": "assistant", "content": text}
-        return _dumps(
-            self._completion(model, [self._choice(message, finish_reason)], usage)
-        )
+        return _dumps(self._completion(model, [self._choice(message, finish_reason)], usage))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
         """A 200 answer with no choices."""
@@ -94,9 +88,7 @@ class Protocol:
             "finish_reason": finish_reason,
         }
 
-    def _completion(
-        self, model: str, choices: list[Any], usage: tuple[int, int]
-    ) -> dict[str, Any]:
+    def _completion(self, model: str, choices: list[Any], usage: tuple[int, int]) -> dict[str, Any]:
         return {
             "id": f"chatcmpl-fake{uuid.uuid4().hex[:20]}",
             "object": "chat.completion",
@@ -108,28 +100,18 @@ class Protocol:
         }
 
     # -- streams -------------------------------------------------------------------------
-    def stream_open(
-        self, model: str, usage: tuple[int, int], request_body: Any
-    ) -> list[bytes]:
+    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
         """Events sent before the first text chunk."""
-        return [
-            self._sse(self._chunk(model, {"role": "assistant", "content": ""}, None))
-        ]
+        return [self._sse(self._chunk(model, {"role": "assistant", "content": ""}, None))]
 
     def stream_text(self, model: str, text: str) -> bytes:
         """One event carrying ``text``."""
         return self._sse(self._chunk(model, {"content": text}, None))
 
-    def stream_close(
-        self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any
-    ) -> list[bytes]:
+    def stream_close(self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any) -> list[bytes]:
         """Events sent after the last text chunk."""
         events = [self._sse(self._chunk(model, {}, finish_reason))]
-        options = (
-            request_body.get("stream_options")
-            if isinstance(request_body, dict)
-            else None
-        )
+        options = request_body.get("stream_options") if isinstance(request_body, dict) else None
         if isinstance(options, dict) and options.get("include_usage"):
             final = self._chunk(model, {}, None)
             final["choices"] = []
@@ -148,9 +130,7 @@ class Protocol:
         chunk["choices"] = []
         return [self._sse(chunk), b"data: [DONE]\n\n"]
 
-    def _chunk(
-        self, model: str, delta: dict[str, Any], finish_reason: str | None
-    ) -> dict[str, Any]:
+    def _chunk(self, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         return {
             "id": self._stream_id,
             "object": "chat.completion.chunk",
@@ -180,12 +160,8 @@ class Protocol:
             kind = "requests"
         if status == 401:
             kind = "invalid_request_error"
-        code = error_type or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(
-            status
-        )
-        return _dumps(
-            {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        )
+        code = error_type or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+        return _dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
     @staticmethod
     def invalid_text(text: str) -> str:
@@ -229,12 +205,8 @@ class AnthropicProtocol(Protocol):
         system = " ".join(_texts(body.get("system")))
         return " ".join([system, super().prompt_text(body)]).strip()
 
-    def complete(
-        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
-    ) -> bytes:
-        return _dumps(
-            self._message(model, [{"type": "text", "text": text}], usage, finish_reason)
-        )
+    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
+        return _dumps(self._message(model, [{"type": "text", "text": text}], usage, finish_reason))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
         return _dumps(self._message(model, [], usage, "stop"))
@@ -252,16 +224,12 @@ class AnthropicProtocol(Protocol):
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": self._STOP.get(finish_reason, finish_reason)
-            if finish_reason
-            else None,
+            "stop_reason": self._STOP.get(finish_reason, finish_reason) if finish_reason else None,
             "stop_sequence": None,
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
         }
 
-    def stream_open(
-        self, model: str, usage: tuple[int, int], request_body: Any
-    ) -> list[bytes]:
+    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
         start = self._message(model, [], (usage[0], 1), None)
         return [
             self._sse({"type": "message_start", "message": start}, "message_start"),
@@ -284,9 +252,7 @@ class AnthropicProtocol(Protocol):
         }
         return self._sse(delta, "content_block_delta")
 
-    def stream_close(
-        self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any
-    ) -> list[bytes]:
+    def stream_close(self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any) -> list[bytes]:
         stop = self._STOP.get(finish_reason, finish_reason)
         return [
             self._sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
@@ -348,9 +314,7 @@ class OllamaProtocol(Protocol):
     def wants_stream(self, body: Any, query: dict[str, str], path: str) -> bool:
         return isinstance(body, dict) and body.get("stream", True) is not False
 
-    def complete(
-        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
-    ) -> bytes:
+    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
         return _dumps(self._final(model, text, usage, finish_reason))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
@@ -364,9 +328,7 @@ class OllamaProtocol(Protocol):
             "done": False,
         }
 
-    def _final(
-        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
-    ) -> dict[str, Any]:
+    def _final(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> dict[str, Any]:
         final = self._line(model, text)
         final.update(
             done=True,
@@ -380,25 +342,17 @@ class OllamaProtocol(Protocol):
         )
         return final
 
-    def stream_open(
-        self, model: str, usage: tuple[int, int], request_body: Any
-    ) -> list[bytes]:
+    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
         return []
 
     def stream_text(self, model: str, text: str) -> bytes:
         return _dumps(self._line(model, text)) + b"\n"
 
-    def stream_close(
-        self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any
-    ) -> list[bytes]:
+    def stream_close(self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any) -> list[bytes]:
         return [_dumps(self._final(model, "", usage, finish_reason)) + b"\n"]
 
     def stream_malformed(self, model: str) -> bytes:
-        return (
-            b'{"model":"'
-            + model.encode()
-            + b'","message":{"role":"assistant","content":\n'
-        )
+        return b'{"model":"' + model.encode() + b'","message":{"role":"assistant","content":\n'
 
     def stream_empty(self, model: str) -> list[bytes]:
         return [_dumps(self._final(model, "", (1, 0), "stop")) + b"\n"]
@@ -478,10 +432,7 @@ class GeminiProtocol(Protocol):
         if isinstance(body.get("systemInstruction"), dict):
             contents.append(body["systemInstruction"])
         return " ".join(
-            str(part.get("text", ""))
-            for c in contents
-            for part in c.get("parts") or []
-            if isinstance(part, dict)
+            str(part.get("text", "")) for c in contents for part in c.get("parts") or [] if isinstance(part, dict)
         )
 
     def _response(
@@ -498,9 +449,7 @@ class GeminiProtocol(Protocol):
                 "index": 0,
             }
             if finish_reason:
-                candidate["finishReason"] = self._STOP.get(
-                    finish_reason, finish_reason.upper()
-                )
+                candidate["finishReason"] = self._STOP.get(finish_reason, finish_reason.upper())
             candidates.append(candidate)
         return {
             "candidates": candidates,
@@ -513,9 +462,7 @@ class GeminiProtocol(Protocol):
             "responseId": uuid.uuid4().hex[:22],
         }
 
-    def complete(
-        self, model: str, text: str, usage: tuple[int, int], finish_reason: str
-    ) -> bytes:
+    def complete(self, model: str, text: str, usage: tuple[int, int], finish_reason: str) -> bytes:
         return _dumps(self._response(model, text, usage, finish_reason))
 
     def empty(self, model: str, usage: tuple[int, int]) -> bytes:
@@ -534,9 +481,7 @@ class GeminiProtocol(Protocol):
         self._events_sent += 1
         return sep + _dumps(obj)
 
-    def stream_open(
-        self, model: str, usage: tuple[int, int], request_body: Any
-    ) -> list[bytes]:
+    def stream_open(self, model: str, usage: tuple[int, int], request_body: Any) -> list[bytes]:
         return [] if self.sse else [b"["]
 
     def stream_text(self, model: str, text: str) -> bytes:
@@ -544,9 +489,7 @@ class GeminiProtocol(Protocol):
         del event["usageMetadata"]
         return self._frame(event)
 
-    def stream_close(
-        self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any
-    ) -> list[bytes]:
+    def stream_close(self, model: str, usage: tuple[int, int], finish_reason: str, request_body: Any) -> list[bytes]:
         events = [self._frame(self._response(model, "", usage, finish_reason))]
         return events if self.sse else [*events, b"]"]
 

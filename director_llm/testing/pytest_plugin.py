@@ -91,9 +91,7 @@ def _session_redis() -> Iterator[str | RedisUnavailableError]:
 def redis_url(_session_redis: str | RedisUnavailableError) -> str:
     """URL of a running Redis (shared; isolate keys with ``redis_prefix``)."""
     if isinstance(_session_redis, RedisUnavailableError):
-        require_redis(
-            f"no Redis at 127.0.0.1:{SHARED_REDIS_PORT} and {_session_redis.reason}"
-        )
+        require_redis(f"no Redis at 127.0.0.1:{SHARED_REDIS_PORT} and {_session_redis.reason}")
     assert isinstance(_session_redis, str)
     if not ping(*_host_port(_session_redis)):
         require_redis(f"Redis at {_session_redis} stopped answering")

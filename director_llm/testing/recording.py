@@ -51,9 +51,34 @@ class RecordedRequest:
             return []
         return list(self.body.get("messages") or self.body.get("contents") or [])
 
+    @property
+    def last_user_text(self) -> str:
+        """Text of the last user message, whatever the protocol ("" when there is none).
+
+        Handy for responders that answer according to what the user asked. A message made
+        of several text parts gives them joined by newlines; note that LiteLLM's ``gemini/``
+        provider, given an ``api_base``, sends the system prompt as the first part of the
+        first user message rather than as ``systemInstruction``.
+        """
+        for message in reversed(self.messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _message_text(message)
+        return ""
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (used by the HTTP control endpoint)."""
         return asdict(self)
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    # OpenAI/Anthropic/Ollama: "content" is a string or a list of typed parts;
+    # Gemini: "parts" is a list of {"text": ...}.
+    content = message.get("content", message.get("parts"))
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
 
 
 @dataclass(frozen=True, slots=True)

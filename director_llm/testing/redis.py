@@ -31,9 +31,7 @@ class RedisUnavailableError(DirectorError):
     """No ``redis-server`` binary, or it did not come up. ``reason`` says which."""
 
     def __init__(self, reason: str):
-        super().__init__(
-            f"{reason}. Install redis-server (apt-get install redis-server) or put it on PATH."
-        )
+        super().__init__(f"{reason}. Install redis-server (apt-get install redis-server) or put it on PATH.")
         self.reason = reason
 
 
@@ -85,9 +83,7 @@ class RedisServer:
         if self.running:
             return self.url
         if self._binary is None or shutil.which(self._binary) is None:
-            raise RedisUnavailableError(
-                f"redis-server not found ({self._binary or 'not on PATH'})"
-            )
+            raise RedisUnavailableError(f"redis-server not found ({self._binary or 'not on PATH'})")
         if self.port == 0:
             self.port = free_port(self.host)
         if self._dir is None:
@@ -104,21 +100,13 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(log_path),
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        )
+        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ping(self.host, self.port, timeout=0.2):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = (
-                    log_path.read_text(errors="replace")[-500:]
-                    if log_path.exists()
-                    else ""
-                )
+                tail = log_path.read_text(errors="replace")[-500:] if log_path.exists() else ""
                 self.stop()
-                raise RedisUnavailableError(
-                    f"redis-server on port {self.port} did not start: {tail.strip()}"
-                )
+                raise RedisUnavailableError(f"redis-server on port {self.port} did not start: {tail.strip()}")
             time.sleep(0.02)
         return self.url
 

@@ -159,13 +159,9 @@ class Fault:
         )
 
     @classmethod
-    def rate_limited(
-        cls, retry_after: float | None = None, *, message: str | None = None
-    ) -> Fault:
+    def rate_limited(cls, retry_after: float | None = None, *, message: str | None = None) -> Fault:
         """HTTP 429, with a ``Retry-After`` header (seconds) when ``retry_after`` is given."""
-        headers = (
-            {} if retry_after is None else {"Retry-After": _format_seconds(retry_after)}
-        )
+        headers = {} if retry_after is None else {"Retry-After": _format_seconds(retry_after)}
         return cls.status(
             429,
             message or "Rate limit reached for requests",
@@ -269,15 +265,11 @@ class ScriptBook:
         step_list = [steps] if isinstance(steps, (Reply, Fault)) else list(steps)
         for step in step_list:
             if not isinstance(step, (Reply, Fault)):
-                raise TypeError(
-                    f"script steps must be Reply or Fault, not {type(step).__name__}"
-                )
+                raise TypeError(f"script steps must be Reply or Fault, not {type(step).__name__}")
         with self._lock:
             self._sequences[(model, protocol)] = _Sequence(step_list, then, repeat)
 
-    def respond_with(
-        self, model: str | None, responder: Responder, *, protocol: str | None = None
-    ) -> None:
+    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
         """Call ``responder(request)`` for every matching request."""
         with self._lock:
             self._responders[(model, protocol)] = responder
@@ -312,9 +304,7 @@ class ScriptBook:
         if callable(chosen) and not isinstance(chosen, (Reply, Fault)):
             chosen = chosen(request)
         if not isinstance(chosen, (Reply, Fault)):
-            raise TypeError(
-                f"responder returned {type(chosen).__name__}, expected Reply or Fault"
-            )
+            raise TypeError(f"responder returned {type(chosen).__name__}, expected Reply or Fault")
         return chosen
 
 

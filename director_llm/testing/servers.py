@@ -148,13 +148,9 @@ class FakeProviderServer:
         )
         self._thread.start()
         if not ready.wait(START_TIMEOUT_S):
-            raise RuntimeError(
-                f"fake provider on port {self.port} did not start in {START_TIMEOUT_S}s"
-            )
+            raise RuntimeError(f"fake provider on port {self.port} did not start in {START_TIMEOUT_S}s")
         if failure:
-            raise RuntimeError(
-                f"fake provider on port {self.port} failed to start"
-            ) from failure[0]
+            raise RuntimeError(f"fake provider on port {self.port} failed to start") from failure[0]
         return self.base_url
 
     def stop(self) -> None:
@@ -182,9 +178,7 @@ class FakeProviderServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _serve(
-        self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]
-    ) -> None:
+    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
@@ -231,9 +225,7 @@ class FakeProviderServer:
         """
         self._book.script(model, steps, protocol=protocol, then=then, repeat=repeat)
 
-    def respond_with(
-        self, model: str | None, responder: Responder, *, protocol: str | None = None
-    ) -> None:
+    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
         """Answer matching requests with ``responder(request)`` (a Reply or Fault)."""
         self._book.respond_with(model, responder, protocol=protocol)
 
@@ -250,19 +242,11 @@ class FakeProviderServer:
         self.errors.clear()
 
     # -- inspection ----------------------------------------------------------------------
-    def requests_for(
-        self, model: str, *, protocol: str | None = None
-    ) -> list[RecordedRequest]:
+    def requests_for(self, model: str, *, protocol: str | None = None) -> list[RecordedRequest]:
         """Chat requests for ``model`` (optionally only one protocol)."""
-        return [
-            r
-            for r in self.requests
-            if r.model == model and (protocol is None or r.protocol == protocol)
-        ]
+        return [r for r in self.requests if r.model == model and (protocol is None or r.protocol == protocol)]
 
-    def wait_for_disconnects(
-        self, count: int = 1, timeout: float = 2.0
-    ) -> list[Disconnect]:
+    def wait_for_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
         """Block until at least ``count`` disconnects are recorded; raise TimeoutError if not.
 
         The server notices a hang-up asynchronously, so tests should wait rather than
@@ -270,34 +254,22 @@ class FakeProviderServer:
         :meth:`await_disconnects`: asyncio only closes a client socket when its loop
         runs, so blocking that loop here would wait for a disconnect that cannot happen.
         """
-        _wait_until(
-            lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)"
-        )
+        _wait_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
         return list(self.disconnects)
 
-    async def await_disconnects(
-        self, count: int = 1, timeout: float = 2.0
-    ) -> list[Disconnect]:
+    async def await_disconnects(self, count: int = 1, timeout: float = 2.0) -> list[Disconnect]:
         """Async :meth:`wait_for_disconnects`, letting the caller's event loop run meanwhile."""
-        await _await_until(
-            lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)"
-        )
+        await _await_until(lambda: len(self.disconnects) >= count, timeout, f"{count} disconnect(s)")
         return list(self.disconnects)
 
-    def wait_for_requests(
-        self, count: int = 1, timeout: float = 2.0
-    ) -> list[RecordedRequest]:
+    def wait_for_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
         """Block until at least ``count`` chat requests are recorded; raise TimeoutError if not."""
         _wait_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
         return list(self.requests)
 
-    async def await_requests(
-        self, count: int = 1, timeout: float = 2.0
-    ) -> list[RecordedRequest]:
+    async def await_requests(self, count: int = 1, timeout: float = 2.0) -> list[RecordedRequest]:
         """Async :meth:`wait_for_requests`."""
-        await _await_until(
-            lambda: len(self.requests) >= count, timeout, f"{count} request(s)"
-        )
+        await _await_until(lambda: len(self.requests) >= count, timeout, f"{count} request(s)")
         return list(self.requests)
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -342,9 +314,7 @@ class FakeProviderServer:
         )
         return proto, recorded
 
-    async def _handle_chat(
-        self, request: web.Request, protocol: str
-    ) -> web.StreamResponse:
+    async def _handle_chat(self, request: web.Request, protocol: str) -> web.StreamResponse:
         path_model = None
         if protocol == "gemini":
             target = request.match_info["target"]
@@ -358,9 +328,7 @@ class FakeProviderServer:
         except Exception as exc:
             log.exception("fake provider responder failed")
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            return web.Response(
-                status=500, body=proto.error(500, f"responder failed: {exc}", None)
-            )
+            return web.Response(status=500, body=proto.error(500, f"responder failed: {exc}", None))
         player = _Player(self, request, proto, recorded)
         try:
             if isinstance(behaviour, Fault):
@@ -382,9 +350,7 @@ class FakeProviderServer:
         body = _parse_json(await request.read()) or {}
         model = body.get("model") or body.get("name") or ""
         self.meta_requests.append(_meta_record(request, model, body))
-        return web.Response(
-            body=OllamaProtocol.show(model), content_type="application/json"
-        )
+        return web.Response(body=OllamaProtocol.show(model), content_type="application/json")
 
     async def _handle_ollama_tags(self, request: web.Request) -> web.Response:
         self.meta_requests.append(_meta_record(request, None, None))
@@ -422,9 +388,7 @@ class FakeProviderServer:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
-            await asyncio.sleep(
-                _POLL_S if remaining is None else min(_POLL_S, remaining)
-            )
+            await asyncio.sleep(_POLL_S if remaining is None else min(_POLL_S, remaining))
 
 
 class _Player:
@@ -447,20 +411,14 @@ class _Player:
     def _usage(self, reply: Reply) -> tuple[int, int]:
         if reply.usage is not None:
             return reply.usage
-        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(
-            reply.content
-        )
+        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(reply.content)
 
     async def reply(self, reply: Reply) -> web.StreamResponse:
         await self.server._wait(self.request, reply.delay)
         usage = self._usage(reply)
         if not self.recorded.stream:
             await self.server._wait(self.request, reply.first_token_delay)
-            return self._json(
-                self.proto.complete(
-                    self.model, reply.content, usage, reply.finish_reason
-                )
-            )
+            return self._json(self.proto.complete(self.model, reply.content, usage, reply.finish_reason))
         response = await self._open_stream(usage)
         await self.server._wait(self.request, reply.first_token_delay)
         for index, chunk in enumerate(reply.chunks()):
@@ -468,9 +426,7 @@ class _Player:
                 await self.server._wait(self.request, reply.token_delay)
             await self._write(response, self.proto.stream_text(self.model, chunk))
             self.chunks_sent += 1
-        for event in self.proto.stream_close(
-            self.model, usage, reply.finish_reason, self.recorded.body
-        ):
+        for event in self.proto.stream_close(self.model, usage, reply.finish_reason, self.recorded.body):
             await self._write(response, event)
         await response.write_eof()
         return response
@@ -482,9 +438,7 @@ class _Player:
             body = (
                 fault.body
                 if fault.body is not None
-                else self.proto.error(
-                    fault.status_code, fault.message, fault.error_type
-                )
+                else self.proto.error(fault.status_code, fault.message, fault.error_type)
             )
             return web.Response(
                 status=fault.status_code,
@@ -525,17 +479,13 @@ class _Player:
             else:
                 text = self.proto.invalid_text(default.content)
                 events = [with_invalid_utf8(self.proto.stream_text(self.model, text))]
-            events += self.proto.stream_close(
-                self.model, usage, "stop", self.recorded.body
-            )
+            events += self.proto.stream_close(self.model, usage, "stop", self.recorded.body)
         for event in events:
             await self._write(response, event)
         await response.write_eof()
         return response
 
-    async def _cut(
-        self, fault: Fault, reply: Reply, usage: tuple[int, int]
-    ) -> web.StreamResponse:
+    async def _cut(self, fault: Fault, reply: Reply, usage: tuple[int, int]) -> web.StreamResponse:
         if self.recorded.stream:
             response = await self._open_stream(usage)
             for chunk in reply.chunks()[: fault.after_chunks]:
@@ -544,9 +494,7 @@ class _Player:
         else:
             # Promise the whole body, deliver half of it.
             body = self.proto.complete(self.model, reply.content, usage, "stop")
-            response = web.StreamResponse(
-                headers={"Content-Type": self.proto.json_content_type}
-            )
+            response = web.StreamResponse(headers={"Content-Type": self.proto.json_content_type})
             response.content_length = len(body)
             await response.prepare(self.request)
             await self._write(response, body[: len(body) // 2])
@@ -557,13 +505,9 @@ class _Player:
         return response
 
     def _json(self, body: bytes) -> web.Response:
-        return web.Response(
-            body=body, headers={"Content-Type": self.proto.json_content_type}
-        )
+        return web.Response(body=body, headers={"Content-Type": self.proto.json_content_type})
 
-    async def _open_stream(
-        self, usage: tuple[int, int], *, with_opening_events: bool = True
-    ) -> web.StreamResponse:
+    async def _open_stream(self, usage: tuple[int, int], *, with_opening_events: bool = True) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
                 "Content-Type": self.proto.stream_content_type,
@@ -703,15 +647,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m director_llm.testing.servers",
         description=__doc__.split("\n")[0],
     )
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to listen on (0: pick a free one)"
-    )
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="interface to bind (default: loopback)"
-    )
-    parser.add_argument(
-        "--scenario", type=Path, help="JSON scenario file (see load_scenario)"
-    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: pick a free one)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback)")
+    parser.add_argument("--scenario", type=Path, help="JSON scenario file (see load_scenario)")
     args = parser.parse_args(argv)
     server = FakeProviderServer(args.port, host=args.host)
     if args.scenario is not None:

@@ -32,6 +32,7 @@ from director_llm.testing import (
     Reply,
 )
 from director_llm.testing.pytest_plugin import delete_prefix, require_redis
+from director_llm.testing.servers import load_scenario
 
 litellm.suppress_debug_info = True
 API_KEY = "sk-fake-test-key-0000"
@@ -74,9 +75,7 @@ CASES = [
         "/v1/messages",
         "/v1/messages",
     ),
-    Case(
-        "ollama", "ollama_chat/llama3.2:1b", "", "llama3.2:1b", "/api/chat", "/api/chat"
-    ),
+    Case("ollama", "ollama_chat/llama3.2:1b", "", "llama3.2:1b", "/api/chat", "/api/chat"),
     Case(
         "gemini",
         "gemini/gemini-2.0-flash",
@@ -118,9 +117,7 @@ async def complete(
         response = await litellm.acompletion(**params)
         usage = (response.usage.prompt_tokens, response.usage.completion_tokens)
         return response.choices[0].message.content or "", usage
-    stream_response = await litellm.acompletion(
-        stream=True, stream_options={"include_usage": True}, **params
-    )
+    stream_response = await litellm.acompletion(stream=True, stream_options={"include_usage": True}, **params)
     text, usage = "", None
     async for chunk in stream_response:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -135,13 +132,9 @@ async def complete(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("case", CASES, ids=[c.protocol for c in CASES])
-async def test_protocol_round_trip(
-    fake_provider: FakeProviderServer, case: Case, stream: bool
-) -> None:
+async def test_protocol_round_trip(fake_provider: FakeProviderServer, case: Case, stream: bool) -> None:
     reply = f"Sunny and mild in Paris via {case.protocol}"
-    fake_provider.script(
-        case.server_model, Reply(text=reply, usage=(11, 7)), protocol=case.protocol
-    )
+    fake_provider.script(case.server_model, Reply(text=reply, usage=(11, 7)), protocol=case.protocol)
 
     text, usage = await complete(fake_provider.base_url, case, stream=stream)
 
@@ -159,9 +152,7 @@ async def test_protocol_round_trip(
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.protocol for c in CASES])
-async def test_usage_is_computed_when_not_scripted(
-    fake_provider: FakeProviderServer, case: Case
-) -> None:
+async def test_usage_is_computed_when_not_scripted(fake_provider: FakeProviderServer, case: Case) -> None:
     fake_provider.set_default(Reply(text="one two three"))
     _, usage = await complete(fake_provider.base_url, case, stream=False)
     # The fake tokeniser counts words: the prompt has 7, the reply 3.
@@ -172,9 +163,7 @@ def test_ollama_model_info_lookup_is_served(fake_provider: FakeProviderServer) -
     # ollama_chat asks /api/show for models missing from its price map (cached per model).
     from litellm.llms.ollama.common_utils import OllamaModelInfo
 
-    info = OllamaModelInfo().get_model_info(
-        "ollama_chat/fake-local-model", api_base=fake_provider.base_url
-    )
+    info = OllamaModelInfo().get_model_info("ollama_chat/fake-local-model", api_base=fake_provider.base_url)
     assert info is not None and info["max_input_tokens"] == 8192
     [show] = fake_provider.meta_requests
     assert (show.path, show.model) == ("/api/show", "fake-local-model")
@@ -187,17 +176,11 @@ def test_gemini_key_in_query_and_json_array_stream(
     fake_provider: FakeProviderServer,
 ) -> None:
     fake_provider.set_default(Reply(text="a b c"))
-    url = (
-        fake_provider.base_url
-        + "/v1beta/models/gemini-2.0-flash:streamGenerateContent?key=AIza-test"
-    )
+    url = fake_provider.base_url + "/v1beta/models/gemini-2.0-flash:streamGenerateContent?key=AIza-test"
     body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
     response = httpx.post(url, json=body)
     events = response.json()  # without alt=sse Gemini streams one JSON array
-    assert (
-        "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events)
-        == "a b c"
-    )
+    assert "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events) == "a b c"
     assert events[-1]["usageMetadata"]["candidatesTokenCount"] == 3
     [request] = fake_provider.requests
     assert request.query == {"key": "AIza-test"}
@@ -228,9 +211,7 @@ async def test_script_sequence_then_default(fake_provider: FakeProviderServer) -
     with pytest.raises(litellm.InternalServerError):
         await complete(fake_provider.base_url, OPENAI, stream=False)
     assert (await complete(fake_provider.base_url, OPENAI, stream=False))[0] == "ok"
-    assert (await complete(fake_provider.base_url, OPENAI, stream=False))[
-        0
-    ] == "default"
+    assert (await complete(fake_provider.base_url, OPENAI, stream=False))[0] == "default"
     assert len(fake_provider.requests_for("gpt-4o")) == 3
 
 
@@ -249,16 +230,10 @@ async def test_protocol_specific_rule_beats_model_rule(
     fake_provider: FakeProviderServer,
 ) -> None:
     fake_provider.script("gemini-2.0-flash", Reply(text="any protocol"), repeat=True)
-    fake_provider.script(
-        "gemini-2.0-flash", Reply(text="native only"), protocol="gemini", repeat=True
-    )
+    fake_provider.script("gemini-2.0-flash", Reply(text="native only"), protocol="gemini", repeat=True)
     native, compat = CASES[3], CASES[4]
-    assert (await complete(fake_provider.base_url, native, stream=False))[
-        0
-    ] == "native only"
-    assert (await complete(fake_provider.base_url, compat, stream=False))[
-        0
-    ] == "any protocol"
+    assert (await complete(fake_provider.base_url, native, stream=False))[0] == "native only"
+    assert (await complete(fake_provider.base_url, compat, stream=False))[0] == "any protocol"
 
 
 async def test_respond_with_sees_the_request(fake_provider: FakeProviderServer) -> None:
@@ -280,6 +255,47 @@ async def test_respond_with_sees_the_request(fake_provider: FakeProviderServer) 
         )
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.protocol for c in CASES])
+async def test_last_user_text_for_every_protocol(fake_provider: FakeProviderServer, case: Case) -> None:
+    fake_provider.respond_with(None, lambda request: Reply(text=request.last_user_text.upper()))
+    messages = [
+        {"role": "system", "content": "classify the intent"},
+        {"role": "user", "content": "book a table"},
+    ]
+    text, _ = await complete(fake_provider.base_url, case, stream=False, messages=messages)
+    # LiteLLM's gemini/ provider folds the system prompt into the user message's parts.
+    expected = "BOOK A TABLE"
+    if case.protocol == "gemini":
+        expected = "CLASSIFY THE INTENT\nBOOK A TABLE"
+    assert text == expected
+
+
+async def test_concurrent_requests_follow_the_script_exactly_once(
+    fake_provider: FakeProviderServer,
+) -> None:
+    fake_provider.script("gpt-4o", [Fault.status(500)] * 3, then=Reply(text="ok"))
+    results = await asyncio.gather(
+        *(complete(fake_provider.base_url, OPENAI, stream=False) for _ in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, litellm.InternalServerError) for r in results) == 3
+    assert sum(isinstance(r, tuple) and r[0] == "ok" for r in results) == 5
+
+
+def test_scenario_validation() -> None:
+    server = FakeProviderServer()
+    load_scenario(
+        server,
+        {"scripts": [{"model": "m", "steps": [{"fault": "rate_limited", "retry_after": 1}]}]},
+    )
+    with pytest.raises(ValueError, match="unknown fault"):
+        load_scenario(server, {"default": {"fault": "explode"}})
+    with pytest.raises(ValueError, match="unknown scenario keys"):
+        load_scenario(server, {"defaults": {}})
+    with pytest.raises(TypeError):
+        server.script("m", ["not a behaviour"])  # type: ignore[list-item]
+
+
 async def test_failing_responder_answers_500_and_is_reported(
     fake_provider: FakeProviderServer,
 ) -> None:
@@ -291,20 +307,10 @@ async def test_failing_responder_answers_500_and_is_reported(
 
 def test_reset_clears_scripts_and_records(fake_provider: FakeProviderServer) -> None:
     fake_provider.script(None, Fault.status(500), repeat=True)
-    assert (
-        httpx.post(
-            fake_provider.base_url + "/v1/chat/completions", json={"model": "m"}
-        ).status_code
-        == 500
-    )
+    assert httpx.post(fake_provider.base_url + "/v1/chat/completions", json={"model": "m"}).status_code == 500
     fake_provider.reset()
     assert fake_provider.requests == []
-    assert (
-        httpx.post(
-            fake_provider.base_url + "/v1/chat/completions", json={"model": "m"}
-        ).status_code
-        == 200
-    )
+    assert httpx.post(fake_provider.base_url + "/v1/chat/completions", json={"model": "m"}).status_code == 200
 
 
 # -- faults ------------------------------------------------------------------------------
@@ -320,9 +326,7 @@ STATUS_FAULTS = [
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize(
-    ("fault", "expected"), STATUS_FAULTS, ids=lambda v: getattr(v, "__name__", None)
-)
+@pytest.mark.parametrize(("fault", "expected"), STATUS_FAULTS, ids=lambda v: getattr(v, "__name__", None))
 async def test_status_faults_map_to_litellm_errors(
     fake_provider: FakeProviderServer,
     fault: Fault,
@@ -336,9 +340,7 @@ async def test_status_faults_map_to_litellm_errors(
 
 
 @pytest.mark.parametrize("case", CASES[1:4], ids=[c.protocol for c in CASES[1:4]])
-async def test_status_faults_use_each_providers_error_shape(
-    fake_provider: FakeProviderServer, case: Case
-) -> None:
+async def test_status_faults_use_each_providers_error_shape(fake_provider: FakeProviderServer, case: Case) -> None:
     fake_provider.set_default(Fault.status(503, "overloaded upstream"))
     with pytest.raises(litellm.ServiceUnavailableError, match="overloaded upstream"):
         await complete(fake_provider.base_url, case, stream=False)
@@ -357,9 +359,7 @@ def test_retry_after_header_is_sent_only_when_asked(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_hang_times_out_and_server_sees_the_client_leave(
-    fake_provider: FakeProviderServer, stream: bool
-) -> None:
+async def test_hang_times_out_and_server_sees_the_client_leave(fake_provider: FakeProviderServer, stream: bool) -> None:
     fake_provider.set_default(Fault.hang())
     started = time.monotonic()
     with pytest.raises(litellm.Timeout):
@@ -387,9 +387,7 @@ def test_connection_reset_is_a_real_tcp_reset(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_connection_reset_through_litellm(
-    fake_provider: FakeProviderServer, stream: bool
-) -> None:
+async def test_connection_reset_through_litellm(fake_provider: FakeProviderServer, stream: bool) -> None:
     fake_provider.set_default(Fault.connection_reset())
     with pytest.raises(litellm.InternalServerError, match="Connection error"):
         await complete(fake_provider.base_url, OPENAI, stream=stream)
@@ -424,9 +422,7 @@ async def test_cut_stream_delivers_some_chunks_then_fails(
 
 
 @pytest.mark.parametrize("case", CASES[1:4], ids=[c.protocol for c in CASES[1:4]])
-async def test_cut_stream_each_protocol(
-    fake_provider: FakeProviderServer, case: Case
-) -> None:
+async def test_cut_stream_each_protocol(fake_provider: FakeProviderServer, case: Case) -> None:
     fake_provider.set_default(Fault.cut_stream(after_chunks=1, reset=True))
     with pytest.raises(MidStreamFallbackError):
         await complete(fake_provider.base_url, case, stream=True)
@@ -448,18 +444,14 @@ async def test_invalid_utf8(fake_provider: FakeProviderServer, stream: bool) -> 
 
 def test_invalid_utf8_bytes_are_on_the_wire(fake_provider: FakeProviderServer) -> None:
     fake_provider.set_default(Fault.invalid_utf8())
-    raw = httpx.post(
-        fake_provider.base_url + "/api/chat", json={"model": "m", "stream": False}
-    ).content
+    raw = httpx.post(fake_provider.base_url + "/api/chat", json={"model": "m", "stream": False}).content
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
 
 
 async def test_empty_choices(fake_provider: FakeProviderServer) -> None:
     fake_provider.set_default(Fault.empty_choices())
-    response = await litellm.acompletion(
-        messages=MESSAGES, max_retries=0, **OPENAI.kwargs(fake_provider.base_url)
-    )
+    response = await litellm.acompletion(messages=MESSAGES, max_retries=0, **OPENAI.kwargs(fake_provider.base_url))
     assert response.choices == []
     with pytest.raises(MidStreamFallbackError, match="finish_reason"):
         await complete(fake_provider.base_url, OPENAI, stream=True)
@@ -471,9 +463,7 @@ async def test_empty_choices(fake_provider: FakeProviderServer) -> None:
 async def test_slow_first_token_and_token_rate(
     fake_provider: FakeProviderServer,
 ) -> None:
-    fake_provider.set_default(
-        Reply(text="w1 w2 w3 w4 w5 w6", first_token_delay=0.3, token_delay=0.05)
-    )
+    fake_provider.set_default(Reply(text="w1 w2 w3 w4 w5 w6", first_token_delay=0.3, token_delay=0.05))
     started = time.monotonic()
     stream = await litellm.acompletion(
         stream=True,
@@ -502,12 +492,8 @@ def test_chunk_chars_splits_fixed_size() -> None:
     assert Reply(text="hello big world").chunks() == ["hello", " big", " world"]
 
 
-@pytest.mark.parametrize(
-    "case", [CASES[0], CASES[1], CASES[2]], ids=["openai", "anthropic", "ollama"]
-)
-async def test_cancelled_stream_is_seen_as_a_disconnect(
-    fake_provider: FakeProviderServer, case: Case
-) -> None:
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2]], ids=["openai", "anthropic", "ollama"])
+async def test_cancelled_stream_is_seen_as_a_disconnect(fake_provider: FakeProviderServer, case: Case) -> None:
     words = " ".join(f"w{i}" for i in range(40))
     fake_provider.set_default(Reply(text=words, token_delay=0.05))
     stream = await litellm.acompletion(
@@ -543,9 +529,7 @@ def test_two_servers_are_independent() -> None:
     with FakeProviderServer() as one, FakeProviderServer() as two:
         assert one.port != two.port
         two.set_default(Reply(text="from two"))
-        answer = httpx.post(
-            two.base_url + "/v1/chat/completions", json={"model": "m"}
-        ).json()
+        answer = httpx.post(two.base_url + "/v1/chat/completions", json={"model": "m"}).json()
         assert answer["choices"][0]["message"]["content"] == "from two"
         assert (len(one.requests), len(two.requests)) == (0, 1)
 
@@ -558,10 +542,7 @@ def test_stop_and_restart_on_the_same_port() -> None:
         httpx.post(base + "/v1/chat/completions", json={"model": "m"})
     assert server.start() == base
     try:
-        assert (
-            httpx.post(base + "/v1/chat/completions", json={"model": "m"}).status_code
-            == 200
-        )
+        assert httpx.post(base + "/v1/chat/completions", json={"model": "m"}).status_code == 200
     finally:
         server.stop()
 
@@ -590,9 +571,7 @@ def test_stop_releases_hanging_requests() -> None:
 def test_cli_serves_a_scenario_and_exposes_records(tmp_path: Path) -> None:
     scenario = {
         "default": {"reply": {"text": "from the scenario"}},
-        "scripts": [
-            {"model": "gpt-4o", "steps": [{"fault": "status", "status_code": 503}]}
-        ],
+        "scripts": [{"model": "gpt-4o", "steps": [{"fault": "status", "status_code": 503}]}],
     }
     path = tmp_path / "scenario.json"
     path.write_text(json.dumps(scenario))
@@ -631,18 +610,14 @@ def test_redis_url_and_prefix(redis_url: str, redis_prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
     client.set(redis_prefix + "a", "1")
     client.set(redis_prefix + "b", "2")
-    assert sorted(client.scan_iter(match=redis_prefix + "*")) == [
-        (redis_prefix + k).encode() for k in "ab"
-    ]
+    assert sorted(client.scan_iter(match=redis_prefix + "*")) == [(redis_prefix + k).encode() for k in "ab"]
     assert delete_prefix(redis_url, redis_prefix) == 2
     assert client.exists(redis_prefix + "a") == 0
     client.close()
 
 
 @pytest.mark.parametrize("run", [1, 2])
-def test_redis_prefix_is_fresh_per_test(
-    redis_url: str, redis_prefix: str, run: int
-) -> None:
+def test_redis_prefix_is_fresh_per_test(redis_url: str, redis_prefix: str, run: int) -> None:
     # Both runs write the same key name; each must start from an empty prefix.
     client = redis.Redis.from_url(redis_url)
     assert client.incr(redis_prefix + "counter") == 1
