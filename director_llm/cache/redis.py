@@ -100,6 +100,7 @@ class RedisLayer:
         self._warned_at = -_WARN_EVERY_S
         self._outage_warned = False
         self._probe: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def available(self) -> bool:
@@ -164,7 +165,7 @@ class RedisLayer:
             "cache: Redis layer %s unreachable (%s: %s); skipping it and retrying every %.1f s",
             self.url, type(exc).__name__, exc, self._backoff_s,
         )
-        if self._probe is None or self._probe.done():
+        if not self._closed and (self._probe is None or self._probe.done()):
             self._probe = asyncio.get_running_loop().create_task(
                 self._probe_until_up(), name="director-cache-redis-probe"
             )
@@ -178,7 +179,7 @@ class RedisLayer:
                 await self._pool.disconnect()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
-            except (*self._errors, self._redis_error) as exc:
+            except Exception as exc:  # whatever it is, the probe must live on, or the layer stays down for good
                 self._log.debug("cache: Redis %s still unreachable: %s", self.url, exc)
                 continue
             self.state = "up"
@@ -189,6 +190,7 @@ class RedisLayer:
 
     async def aclose(self) -> None:
         """Stop probing and close every connection."""
+        self._closed = True
         if self._probe is not None:
             self._probe.cancel()
             try:
