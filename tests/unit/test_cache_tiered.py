@@ -247,3 +247,16 @@ async def test_all_layers_off_is_a_cache_that_never_hits(tmp_path: Path) -> None
     assert await cache.get("k") is None
     assert cache.stats().layers == {}
     await cache.aclose()
+
+
+async def test_memory_budget_is_honoured_through_the_cache(tmp_path: Path) -> None:
+    limit = 50_000
+    cache = make(tmp_path, memory=limit, disk=False)
+    for i in range(500):
+        await cache.set(f"k{i}", {"answer": "x" * (50 + i % 400)})
+        assert cache.stats().memory_bytes <= limit
+    stats = cache.stats()
+    assert 0.8 * limit < stats.memory_bytes <= limit  # full, not over
+    assert stats.layers["memory"].entries < 500
+    assert await cache.get("k0") is None and await cache.get("k499") is not None
+    await cache.aclose()
