@@ -412,7 +412,9 @@ class TieredCache:
         if self._redis is not None:
             await self._redis.aclose()
         if self._disk is not None:
-            await asyncio.to_thread(self._disk.close)
+            # Inline: flush() emptied the writer queue, and SQLite connections are per
+            # thread, so closing here closes the one this loop's reads used.
+            self._disk.close()
 
     async def __aenter__(self) -> TieredCache:
         return self
