@@ -27,6 +27,12 @@ Scripting (see :mod:`director_llm.testing.script`)::
     assert server.requests_for("gpt-4o")[0].body["messages"]
     server.stop()
 
+To check that a cancelled stream released its upstream connection, close the LiteLLM
+stream with ``await stream.aclose()`` and then ``await server.await_disconnects(1)``. (With
+LiteLLM 1.110.2, merely breaking out of the loop and dropping an ``openai/`` stream leaves
+the connection open; the Anthropic, Ollama and Gemini streams are closed on garbage
+collection.)
+
 The server runs its own event loop in a daemon thread, so it serves sync and async tests
 alike. For other processes, run ``python -m director_llm.testing.servers --port N
 [--scenario FILE.json]``; it prints ``LISTENING <base url>`` and exposes its records at

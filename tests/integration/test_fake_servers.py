@@ -492,7 +492,7 @@ def test_chunk_chars_splits_fixed_size() -> None:
     assert Reply(text="hello big world").chunks() == ["hello", " big", " world"]
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2]], ids=["openai", "anthropic", "ollama"])
+@pytest.mark.parametrize("case", CASES, ids=[c.protocol for c in CASES])
 async def test_cancelled_stream_is_seen_as_a_disconnect(fake_provider: FakeProviderServer, case: Case) -> None:
     words = " ".join(f"w{i}" for i in range(40))
     fake_provider.set_default(Reply(text=words, token_delay=0.05))
