@@ -250,7 +250,7 @@ def hung_redis_url() -> Iterator[str]:
 async def test_hung_redis_costs_one_timeout_then_is_skipped(
     hung_redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    c = cache("hung", redis_url=hung_redis_url, disk=tmp_path, redis_timeout_s=0.05, redis_backoff_s=10)
+    c = cache("hung", redis_url=hung_redis_url, disk=tmp_path, redis_timeout_s=0.1, redis_backoff_s=10)
     with caplog.at_level(logging.INFO, logger=LOGGER):
         started = time.perf_counter()
         assert await c.get("missing") is None
@@ -263,8 +263,8 @@ async def test_hung_redis_costs_one_timeout_then_is_skipped(
             hit = await c.get("k")
             rest.append(time.perf_counter() - started)
             assert hit is not None and hit.layer == "disk"
-    assert 0.04 <= first < 0.2, first  # paid the timeout once, bounded
-    assert max(rest) < 0.02, max(rest)
+    assert 0.08 <= first < 0.35, first  # paid the timeout once, bounded (hard cap 2x)
+    assert max(rest) < 0.05, max(rest)  # never again: well under one timeout
     assert c.stats().redis_state == "down"
     assert len([r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]) == 1
     await c.aclose()
