@@ -48,7 +48,6 @@ import json
 import logging
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -58,24 +57,10 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from director_llm.testing.protocols import (
-    PROTOCOLS,
-    GeminiProtocol,
-    OllamaProtocol,
-    Protocol,
-    count_tokens,
-    with_invalid_utf8,
-)
+from director_llm.testing.playback import ClientGone, Player, abandon, client_gone
+from director_llm.testing.protocols import PROTOCOLS, GeminiProtocol, OllamaProtocol, Protocol
 from director_llm.testing.recording import Disconnect, RecordedRequest
-from director_llm.testing.script import (
-    Behaviour,
-    Fault,
-    FaultKind,
-    Reply,
-    Responder,
-    ScriptBook,
-    behaviour_from_dict,
-)
+from director_llm.testing.script import Behaviour, Fault, Responder, ScriptBook, behaviour_from_dict
 
 __all__ = ["FakeProviderServer", "load_scenario", "main"]
 
@@ -86,10 +71,6 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 _POLL_S = 0.02
 """How often a waiting handler checks whether its client went away."""
-
-
-class _ClientGone(Exception):
-    """The client closed the connection while a handler was waiting or writing."""
 
 
 class FakeProviderServer:
@@ -335,12 +316,12 @@ class FakeProviderServer:
             log.exception("fake provider responder failed")
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return web.Response(status=500, body=proto.error(500, f"responder failed: {exc}", None))
-        player = _Player(self, request, proto, recorded)
+        player = Player(request, proto, recorded, self._wait)
         try:
             if isinstance(behaviour, Fault):
                 return await player.fault(behaviour)
             return await player.reply(behaviour)
-        except _ClientGone:
+        except ClientGone:
             self.disconnects.append(
                 Disconnect(
                     protocol,
@@ -350,7 +331,7 @@ class FakeProviderServer:
                     time.time(),
                 )
             )
-            return _abandon(request)
+            return abandon(request)
 
     async def _handle_ollama_show(self, request: web.Request) -> web.Response:
         body = _parse_json(await request.read()) or {}
@@ -383,188 +364,18 @@ class FakeProviderServer:
         return web.json_response({"ok": True})
 
     async def _wait(self, request: web.Request, seconds: float | None) -> None:
-        """Sleep ``seconds`` (None: until stopped), raising _ClientGone if the client leaves."""
+        """Sleep ``seconds`` (None: until stopped), raising ClientGone if the client leaves."""
         assert self._stopping is not None
         deadline = None if seconds is None else time.monotonic() + seconds
         while True:
-            if _client_gone(request):
-                raise _ClientGone
+            if client_gone(request):
+                raise ClientGone
             if self._stopping.is_set():
                 return
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
             await asyncio.sleep(_POLL_S if remaining is None else min(_POLL_S, remaining))
-
-
-class _Player:
-    """Plays one Reply or Fault onto one HTTP request."""
-
-    def __init__(
-        self,
-        server: FakeProviderServer,
-        request: web.Request,
-        proto: Protocol,
-        recorded: RecordedRequest,
-    ):
-        self.server = server
-        self.request = request
-        self.proto = proto
-        self.recorded = recorded
-        self.model = recorded.model or "fake-model"
-        self.chunks_sent = 0
-
-    def _usage(self, reply: Reply) -> tuple[int, int]:
-        if reply.usage is not None:
-            return reply.usage
-        return count_tokens(self.proto.prompt_text(self.recorded.body)), count_tokens(reply.content)
-
-    async def reply(self, reply: Reply) -> web.StreamResponse:
-        await self.server._wait(self.request, reply.delay)
-        usage = self._usage(reply)
-        if not self.recorded.stream:
-            await self.server._wait(self.request, reply.first_token_delay)
-            return self._json(self.proto.complete(self.model, reply.content, usage, reply.finish_reason))
-        response = await self._open_stream(usage)
-        await self.server._wait(self.request, reply.first_token_delay)
-        for index, chunk in enumerate(reply.chunks()):
-            if index:
-                await self.server._wait(self.request, reply.token_delay)
-            await self._write(response, self.proto.stream_text(self.model, chunk))
-            self.chunks_sent += 1
-        for event in self.proto.stream_close(self.model, usage, reply.finish_reason, self.recorded.body):
-            await self._write(response, event)
-        await response.write_eof()
-        return response
-
-    async def fault(self, fault: Fault) -> web.StreamResponse:
-        await self.server._wait(self.request, fault.delay)
-        kind = fault.kind
-        if kind is FaultKind.STATUS:
-            body = (
-                fault.body
-                if fault.body is not None
-                else self.proto.error(fault.status_code, fault.message, fault.error_type)
-            )
-            return web.Response(
-                status=fault.status_code,
-                body=body.encode() if isinstance(body, str) else body,
-                headers={"Content-Type": "application/json", **dict(fault.headers)},
-            )
-        if kind is FaultKind.HANG:
-            await self.server._wait(self.request, None)
-            return _abandon(self.request)
-        if kind is FaultKind.RESET:
-            _reset_connection(self.request)
-            return _abandon(self.request)
-        default = Reply()
-        usage = self._usage(default)
-        if kind is FaultKind.CUT_STREAM:
-            return await self._cut(fault, default, usage)
-        if not self.recorded.stream:
-            body = {
-                FaultKind.MALFORMED_JSON: lambda: self.proto.malformed(),
-                FaultKind.INVALID_UTF8: lambda: with_invalid_utf8(
-                    self.proto.complete(
-                        self.model,
-                        self.proto.invalid_text(default.content),
-                        usage,
-                        "stop",
-                    )
-                ),
-                FaultKind.EMPTY_CHOICES: lambda: self.proto.empty(self.model, usage),
-            }[kind]()
-            return self._json(body)
-        if kind is FaultKind.EMPTY_CHOICES:
-            response = await self._open_stream(usage, with_opening_events=False)
-            events = self.proto.stream_empty(self.model)
-        else:
-            response = await self._open_stream(usage)
-            if kind is FaultKind.MALFORMED_JSON:
-                events = [self.proto.stream_malformed(self.model)]
-            else:
-                text = self.proto.invalid_text(default.content)
-                events = [with_invalid_utf8(self.proto.stream_text(self.model, text))]
-            events += self.proto.stream_close(self.model, usage, "stop", self.recorded.body)
-        for event in events:
-            await self._write(response, event)
-        await response.write_eof()
-        return response
-
-    async def _cut(self, fault: Fault, reply: Reply, usage: tuple[int, int]) -> web.StreamResponse:
-        if self.recorded.stream:
-            response = await self._open_stream(usage)
-            for chunk in reply.chunks()[: fault.after_chunks]:
-                await self._write(response, self.proto.stream_text(self.model, chunk))
-                self.chunks_sent += 1
-        else:
-            # Promise the whole body, deliver half of it.
-            body = self.proto.complete(self.model, reply.content, usage, "stop")
-            response = web.StreamResponse(headers={"Content-Type": self.proto.json_content_type})
-            response.content_length = len(body)
-            await response.prepare(self.request)
-            await self._write(response, body[: len(body) // 2])
-        if fault.reset:
-            _reset_connection(self.request)
-        elif self.request.transport is not None:
-            self.request.transport.close()
-        return response
-
-    def _json(self, body: bytes) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": self.proto.json_content_type})
-
-    async def _open_stream(self, usage: tuple[int, int], *, with_opening_events: bool = True) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": self.proto.stream_content_type,
-                "Cache-Control": "no-cache",
-            }
-        )
-        if _client_gone(self.request):
-            raise _ClientGone
-        await response.prepare(self.request)
-        if with_opening_events:
-            for event in self.proto.stream_open(self.model, usage, self.recorded.body):
-                await self._write(response, event)
-        return response
-
-    async def _write(self, response: web.StreamResponse, data: bytes) -> None:
-        if _client_gone(self.request):
-            raise _ClientGone
-        try:
-            await response.write(data)
-        except (ConnectionError, RuntimeError) as exc:
-            # aiohttp raises ClientConnectionResetError (a ConnectionResetError) or, on
-            # older versions, RuntimeError when the peer has gone.
-            raise _ClientGone from exc
-
-
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-def _abandon(request: web.Request) -> web.StreamResponse:
-    """Finish a handler whose connection is already closed, without writing anything.
-
-    aiohttp skips sending a response whose connection is gone; closing the transport
-    makes sure a half-open connection does not linger either.
-    """
-    transport = request.transport
-    if transport is not None and not transport.is_closing():
-        transport.close()
-    return web.Response(status=499)
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Close the client's TCP connection with an RST (SO_LINGER 0), sending no response."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 def _parse_json(raw: bytes) -> Any:
