@@ -36,6 +36,10 @@ RedisState = Literal["up", "down"]
 #: slot instead of opening yet another socket: a burst of 10k misses must not become 10k
 #: connections.
 DEFAULT_MAX_CONNECTIONS = 32
+#: How long a *background* write may wait for a free connection. Reads wait at most one
+#: timeout (a caller is waiting); writes have no caller, and dropping them because of our
+#: own burst (1000 answers stored at once) would only cause misses later.
+WRITE_SLOT_WAIT_S = 10.0
 #: Keys deleted per UNLINK while clearing a namespace.
 _CLEAR_BATCH = 500
 #: After a warning, further outages within this many seconds log at debug (flapping).
@@ -113,33 +117,38 @@ class RedisLayer:
 
     async def set(self, key: str, blob: bytes, ttl_ms: int) -> None:
         """``SET key blob PX ttl_ms``; ``CacheError`` if Redis failed."""
-        await self._call("SET", key, blob, "PX", max(1, ttl_ms))
+        await self._call("SET", key, blob, "PX", max(1, ttl_ms), slot_wait_s=WRITE_SLOT_WAIT_S)
 
     async def delete(self, key: str) -> None:
         """``UNLINK key``; ``CacheError`` if Redis failed."""
-        await self._call("UNLINK", key)
+        await self._call("UNLINK", key, slot_wait_s=WRITE_SLOT_WAIT_S)
 
     async def clear(self, prefix: str) -> int:
         """Delete every key starting with ``prefix`` (SCAN + UNLINK, never KEYS); return the count."""
         deleted = 0
         cursor: int | bytes = 0
         while True:
-            cursor, keys = await self._call("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+            cursor, keys = await self._call(
+                "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000, slot_wait_s=WRITE_SLOT_WAIT_S
+            )
             for start in range(0, len(keys), _CLEAR_BATCH):
-                deleted += await self._call("UNLINK", *keys[start : start + _CLEAR_BATCH])
+                batch = keys[start : start + _CLEAR_BATCH]
+                deleted += await self._call("UNLINK", *batch, slot_wait_s=WRITE_SLOT_WAIT_S)
             if int(cursor) == 0:
                 return deleted
 
-    async def _call(self, *args: Any) -> Any:
+    async def _call(self, *args: Any, slot_wait_s: float | None = None) -> Any:
         if self.state != "up":
             raise CacheError(f"Redis layer {self.url} is down; skipped")
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(slot_wait_s or self._timeout_s):
                 await self._slots.acquire()
         except TimeoutError:
             # Saturated by our own burst, not an outage: fail this call, stay up.
             raise CacheError(f"Redis {args[0]} skipped: all {self.url} connections busy") from None
         try:
+            if self.state != "up":  # went down while this call queued for a slot
+                raise CacheError(f"Redis layer {self.url} is down; skipped")
             # Hard cap on top of the socket timeouts (connect + read).
             async with asyncio.timeout(self._timeout_s * 2):
                 return await self._client.execute_command(*args)

@@ -70,6 +70,20 @@ def check_config(
         raise typer.Exit(2)
 
 
+# Feature commands live in their own modules (cmd_*.py) and register on ``app`` when imported.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"director_llm.cli.{name}")
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point: no tracebacks for errors we raise on purpose."""
     try:

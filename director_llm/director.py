@@ -1,0 +1,162 @@
+"""The facade: ``Director`` wires config, deployments, Router, hooks, cache, budget and intents.
+
+Construction is cheap and never imports LiteLLM; the Router is built on first use
+(``director.router``), so the local tier and ``check-config`` stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from director_llm.config.loading import load_config, resolve_config_path
+from director_llm.config.models import DirectorConfig
+from director_llm.errors import DirectorError, InputError, ProviderError, redact
+from director_llm.hooks import DirectorHooks
+from director_llm.observability import Metrics
+from director_llm.providers import DeploymentInfo, build_deployments
+
+
+class Director:
+    """Director's LLM layer, built from one config.
+
+    Use ``Director.from_file(path)`` (default ``$DIRECTOR_CONFIG``, else
+    ``configs/director.toml``) or ``Director(config)``, and ``async with`` it (or call
+    ``aclose()``) so background writes are flushed and connections closed.
+    """
+
+    def __init__(self, config: DirectorConfig, *, source: str | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.metrics = Metrics()
+        self.hooks = DirectorHooks(self.metrics)
+        all_deployments = build_deployments(config)
+        self.providers: dict[str, DeploymentInfo] = {d.name: d for d in all_deployments}
+        """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
+        self._built: Any = None
+        self._closed = False
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str] | None = None) -> Director:
+        """Load ``path`` (or ``$DIRECTOR_CONFIG``, else ``configs/director.toml``) and build."""
+        p = resolve_config_path(path)
+        return cls(load_config(p), source=str(p))
+
+    # -- Router -----------------------------------------------------------------------------
+    def usable_deployments(self) -> list[DeploymentInfo]:
+        """Deployments that can be called now: keys present (missing keys are skipped)."""
+        return [d for d in self.providers.values() if d.key_status() != "missing"]
+
+    @property
+    def built(self) -> Any:
+        if self._built is None:
+            from director_llm.routing import build_router
+
+            self._built = build_router(self.config, self.usable_deployments(), self.hooks)
+        return self._built
+
+    @property
+    def router(self) -> Any:
+        """The ``litellm.Router`` built from the config (built on first access)."""
+        router = self.built.router
+        if router is None:
+            raise ProviderError("no LLM deployment is usable: every provider is disabled, local-only or "
+                                "missing its API key (see `director-llm check-config`)")
+        return router
+
+    def groups(self) -> dict[str, list[str]]:
+        """Router model groups (tiers and deployment names) -> deployment names."""
+        return self.built.groups
+
+    # -- Completions --------------------------------------------------------------------------
+    def _choose_group(self, model: str | None, tier: str | None, strategy: str | None) -> tuple[str, str]:
+        groups = self.groups()
+        if model is not None:
+            if model not in groups:
+                raise InputError(f"unknown model or tier {model!r}; known: {', '.join(groups) or 'none'}")
+            return model, "pinned by caller"
+        if tier is not None:
+            if tier not in groups:
+                raise InputError(f"tier {tier!r} has no usable deployment; known: {', '.join(groups) or 'none'}")
+            return tier, "tier requested by caller"
+        from director_llm.selection import choose_tier
+
+        return choose_tier(self, strategy=strategy or self.config.llm.default_strategy)
+
+    def _metadata(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        director = {"instance": self.built.instance_id, "request_id": uuid.uuid4().hex}
+        if extra:
+            director.update(extra)
+        return {"director": director}
+
+    async def acompletion(self, messages: list[dict[str, Any]], *, model: str | None = None,
+                          tier: str | None = None, strategy: str | None = None, **kwargs: Any) -> Any:
+        """Send a chat completion through the Router and return LiteLLM's response.
+
+        ``model`` pins a deployment (``openai/gpt-4o``) or tier group; otherwise the tier comes
+        from ``strategy`` (default: the config's). Fallbacks, retries and the request deadline
+        (``llm.timeout_seconds``) apply. Failures raise ``ProviderError`` (or a subclass).
+        """
+        if not messages:
+            raise InputError("messages must not be empty")
+        router = self.router
+        group, reason = self._choose_group(model, tier, strategy)
+        metadata = self._metadata({"group": group, "reason": reason})
+        user_meta = kwargs.pop("metadata", None)
+        if isinstance(user_meta, dict):
+            metadata = {**user_meta, **metadata}
+        deadline = self.config.llm.timeout_seconds
+        try:
+            async with asyncio.timeout(deadline):
+                return await router.acompletion(model=group, messages=messages, metadata=metadata, **kwargs)
+        except TimeoutError:
+            raise ProviderError(f"no answer within the request deadline of {deadline:g}s (group {group}); "
+                                "raise llm.timeout_seconds or check the providers with `director-llm health`") from None
+        except DirectorError:
+            raise
+        except Exception as exc:  # the one boundary where LiteLLM's errors become ours
+            raise provider_error(exc, group) from exc
+
+    # -- Lifecycle ----------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Flush background work and release connections. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._built is not None:
+            from director_llm.routing import _Dispatcher
+
+            _Dispatcher.unregister(self._built.instance_id)
+
+    async def __aenter__(self) -> Director:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Director(source={self.source!r}, deployments={list(self.providers)})"
+
+
+def provider_error(exc: BaseException, group: str) -> ProviderError:
+    """Translate a LiteLLM exception into a ``ProviderError`` with status and Retry-After."""
+    status = getattr(exc, "status_code", None)
+    retry_after = None
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        ra = headers.get("retry-after") if hasattr(headers, "get") else None
+        retry_after = float(ra) if ra is not None else None
+    except (TypeError, ValueError):
+        retry_after = None
+    message = redact(str(exc)).split("\n")[0][:500]
+    return ProviderError(f"every deployment for {group} failed: {type(exc).__name__}: {message}",
+                         status_code=status if isinstance(status, int) else None, retry_after=retry_after,
+                         attempts=[(group, type(exc).__name__, message)])
+
+
+def default_config_path() -> Path:
+    return resolve_config_path(None)
