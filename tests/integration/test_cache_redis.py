@@ -175,6 +175,18 @@ async def test_single_flight_spans_the_redis_lookup(redis_url: str, namespace: s
         assert await other.get_or_compute("k", compute) == ("answer", "redis") and calls == 1
 
 
+async def test_a_burst_of_writes_is_stored_not_dropped(redis_url: str, namespace: str) -> None:
+    # 1000 background SETs contend for 32 connections: they must queue, not be dropped.
+    async with cache(namespace, redis_url=redis_url) as writer:
+        for i in range(1000):
+            await writer.set(f"k{i}", i)
+        await writer.flush()
+        assert writer.stats().layers["redis"].errors == 0
+    async with cache(namespace, redis_url=redis_url) as reader:
+        hits = [await reader.get(f"k{i}") for i in range(1000)]
+        assert [h.value if h else None for h in hits] == list(range(1000))
+
+
 async def test_clear_removes_only_this_namespace(redis_url: str, namespace: str, raw_redis: Any) -> None:
     other_ns = namespace + "-other"
     try:
