@@ -91,4 +91,29 @@ async def main() -> None:
     await srv.stop()
 
 
-asyncio.run(main())
+if not os.environ.get("PROBE_CTX_ONLY"):
+    asyncio.run(main())
+
+
+async def context_window_only() -> None:
+    """context_window_fallbacks alone (no plain fallbacks): used for ctx errors, not for 500s?"""
+    import litellm
+
+    srv = await ProbeServer().start()
+    for label, a in (("ctx400", srv.base("ctx400")), ("e500", srv.base("e500"))):
+        srv.hits.clear()
+        router = litellm.Router(
+            model_list=[deployment("A", a), deployment("C", srv.base("ok-c"))],
+            context_window_fallbacks=[{"A": ["C"]}], num_retries=0, timeout=5,
+        )
+        try:
+            r = await router.acompletion(model="A", messages=MSGS)
+            out = f"OK from {r._hidden_params['model_id']}"
+        except Exception as e:  # noqa: BLE001
+            out = f"RAISED {type(e).__name__}"
+        print(f"--- context_window_fallbacks only, A fails with {label}: {out}; hits {dict(srv.hits)}")
+    await srv.stop()
+
+
+if os.environ.get("PROBE_CTX_ONLY"):
+    asyncio.run(context_window_only())
