@@ -149,8 +149,11 @@ async def main() -> None:
     print("     fallback checks:", checks)
 
     # select(): pick without calling
-    picked = await router.select("A", {"metadata": {"director": {"drop": ["A-ok-a2"]}}}, messages=MSGS)
-    print("--- select(pick):", picked["model_info"]["id"])
+    sel = Counter()
+    for _ in range(10):
+        picked = await router.select("A", {"metadata": {"director": {"drop": ["A-ok-a2"]}}}, messages=MSGS)
+        sel[picked["model_info"]["id"]] += 1
+    print("--- select(pick) x10 with filter dropping A-ok-a2:", dict(sel), "server hits:", dict(srv.hits))
     healthy = await router.select("A", {}, kind="healthy", messages=MSGS)
     print("--- select(healthy):", [d["model_info"]["id"] for d in healthy])
     print("--- settings():", type(router.settings()).__name__, {k: router.settings().as_dict().get(k) for k in ("num_retries", "timeout", "allowed_fails", "cooldown_time", "routing_strategy", "fallbacks")})
