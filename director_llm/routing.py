@@ -46,6 +46,7 @@ def import_litellm() -> Any:
     """Import LiteLLM quietly and offline (its cost map from the package, not the network)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    os.environ.setdefault("LITELLM_LOG", "CRITICAL")
     import litellm
 
     litellm.suppress_debug_info = True

@@ -35,6 +35,11 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 
 
+@app.callback()
+def _root() -> None:
+    """Robust, cheap and fast LLM calls for Director, from one config file."""
+
+
 def fail(exc: DirectorError) -> typer.Exit:
     """Print a DirectorError as one clear message and return the Exit to raise."""
     err.print(f"[red]error[/]: {exc}", markup=True, highlight=False, soft_wrap=True)

@@ -109,8 +109,9 @@ class LLMConfig(_Section):
     """Timeout of a single attempt against one deployment."""
     first_token_timeout_seconds: float = Field(default=10.0, gt=0)
     """Streams: a deployment that sends no token within this time is abandoned for the next."""
-    num_retries: int = Field(default=1, ge=0, le=10)
-    """Retries of a retryable error on the same model group before falling back."""
+    num_retries: int = Field(default=0, ge=0, le=10)
+    """Retries of a retryable error on the same model group before falling back. LiteLLM backs
+    off ~1 s between retries, so the default (0) moves to the next deployment at once."""
     default_max_tokens: int = Field(default=1024, gt=0)
     """max_tokens used when a call gives none (bounds the budget reservation)."""
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
