@@ -28,16 +28,29 @@ class Director:
     ``aclose()``) so background writes are flushed and connections closed.
     """
 
-    def __init__(self, config: DirectorConfig, *, source: str | None = None) -> None:
+    def __init__(self, config: DirectorConfig, *, source: str | None = None,
+                 state_prefix: str | None = None) -> None:
         self.config = config
         self.source = source
         self.metrics = Metrics()
         self.hooks = DirectorHooks(self.metrics)
+        from director_llm.breaker import DEFAULT_PREFIX, CircuitBreaker
+
+        self.breaker = CircuitBreaker.from_config(
+            config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX)
+        """Circuit breaker per deployment (shared through Redis when ``redis_state_url`` is set).
+        ``state_prefix`` namespaces its Redis keys (tests, several apps on one Redis)."""
+        self.hooks.filters.append(self.breaker.filter)
+        self.hooks.observers.append(self.breaker)
         all_deployments = build_deployments(config)
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in all_deployments}
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self._built: Any = None
         self._closed = False
+        from director_llm.cache.director import DirectorCache
+
+        self.cache = DirectorCache(config)
+        """The ``[caching]`` layers (memory -> Redis -> disk) in this config's namespace."""
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Director:
@@ -93,12 +106,17 @@ class Director:
         return {"director": director}
 
     async def acompletion(self, messages: list[dict[str, Any]], *, model: str | None = None,
-                          tier: str | None = None, strategy: str | None = None, **kwargs: Any) -> Any:
+                          tier: str | None = None, strategy: str | None = None,
+                          cache: bool | None = None, **kwargs: Any) -> Any:
         """Send a chat completion through the Router and return LiteLLM's response.
 
         ``model`` pins a deployment (``openai/gpt-4o``) or tier group; otherwise the tier comes
         from ``strategy`` (default: the config's). Fallbacks, retries and the request deadline
         (``llm.timeout_seconds``) apply. Failures raise ``ProviderError`` (or a subclass).
+
+        Cached (``[caching] cache_chat``) when ``temperature=0`` or ``cache=True``, never with
+        ``cache=False``; ``response._hidden_params["director_route"]["cache"]`` is the layer
+        that answered (None: a model did). Identical concurrent misses make one upstream call.
         """
         if not messages:
             raise InputError("messages must not be empty")
@@ -107,18 +125,85 @@ class Director:
         metadata = self._metadata({"group": group, "reason": reason})
         user_meta = kwargs.pop("metadata", None)
         if isinstance(user_meta, dict):
-            metadata = {**user_meta, **metadata}
+            # Callers may add keys under "director" (exclude, classify_id); ours win on clashes.
+            ours = {**(user_meta.get("director") or {}), **metadata["director"]}
+            metadata = {**user_meta, **metadata, "director": ours}
         deadline = self.config.llm.timeout_seconds
-        try:
-            async with asyncio.timeout(deadline):
-                return await router.acompletion(model=group, messages=messages, metadata=metadata, **kwargs)
-        except TimeoutError:
-            raise ProviderError(f"no answer within the request deadline of {deadline:g}s (group {group}); "
-                                "raise llm.timeout_seconds or check the providers with `director-llm health`") from None
-        except DirectorError:
-            raise
-        except Exception as exc:  # the one boundary where LiteLLM's errors become ours
-            raise provider_error(exc, group) from exc
+
+        async def call() -> Any:
+            try:
+                async with asyncio.timeout(deadline):
+                    return await router.acompletion(model=group, messages=messages, metadata=metadata, **kwargs)
+            except TimeoutError:
+                raise ProviderError(f"no answer within the request deadline of {deadline:g}s (group {group}); "
+                                    "raise llm.timeout_seconds or check the providers with `director-llm health`") from None
+            except DirectorError:
+                raise
+            except Exception as exc:  # the one boundary where LiteLLM's errors become ours
+                raise provider_error(exc, group) from exc
+
+        return await self.cache.complete(messages, group=group, params=kwargs, cache=cache, call=call)
+
+    # -- Streaming and health (issue 7) ---------------------------------------------------------
+    def stream_response(self, messages: list[dict[str, Any]], *, model: str | None = None,
+                        tier: str | None = None, strategy: str | None = None, resume: bool = False,
+                        **kwargs: Any) -> Any:
+        """Stream an answer: an async iterator (and async context manager) of
+        ``streaming.TextDelta`` chunks then one ``streaming.StreamEnd`` (usage, cost, route).
+
+        Failures before the first token fall back silently (next deployment, then the group's
+        fallback chain) within ``llm.timeout_seconds``; after it they raise
+        ``StreamInterruptedError(partial_text=...)``, or with ``resume=True`` continue on the
+        next deployment. See ``director_llm.streaming``.
+        """
+        from director_llm.streaming import open_stream
+
+        if not messages:
+            raise InputError("messages must not be empty")
+        self.router  # noqa: B018 - raises ProviderError now when nothing is usable
+        group, reason = self._choose_group(model, tier, strategy)
+        return open_stream(self, messages, group=group, reason=reason, resume=resume, **kwargs)
+
+    async def health(self, *, probe: bool = False) -> dict[str, Any]:
+        """Each deployment's state (healthy / cooling down / open), recent error rate, p50
+        latency and last error (redacted); ``probe=True`` also sends each a tiny request."""
+        from director_llm.health import deployment_health
+
+        return await deployment_health(self, probe=probe)
+
+    # -- Intents ------------------------------------------------------------------------------
+    @property
+    def classifier(self) -> Any:
+        """The ``intents.Classifier`` (built on first use; holds the cache and cascade seams)."""
+        if getattr(self, "_classifier", None) is None:
+            from director_llm.intents.classifier import Classifier
+
+            self._classifier = Classifier(self)
+        return self._classifier
+
+    async def classify_intent(self, text: str, history: list[Any] | None = None, *,
+                              strategy: str | None = None) -> Any:
+        """Classify ``text`` into one of the configured flows: an ``IntentClassification``.
+
+        ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings).
+        Raises ``InputError`` (empty/too long text), ``ClassificationError`` (no deployment gave
+        a valid answer) or ``ProviderError`` (every deployment failed).
+        """
+        return await self.classifier.classify(text, history, strategy=strategy)
+
+    def stream_intent(self, text: str, history: list[Any] | None = None, *,
+                      strategy: str | None = None) -> Any:
+        """Classify while the answer streams: an async iterator of ``intents.StreamItem``
+        (partial results and routing events; the last item is final, ``done=True``)."""
+        from director_llm.intents.streaming import stream_classification
+
+        return stream_classification(self.classifier, text, history, strategy=strategy)
+
+    # -- Cache --------------------------------------------------------------------------------
+    def cache_stats(self) -> Any:
+        """``cache.CacheStats`` (hits/misses per layer, hit rate, bytes in L1, Redis state) of
+        this process, or None when caching is off or nothing was looked up yet."""
+        return self.cache.stats()
 
     # -- Lifecycle ----------------------------------------------------------------------------
     async def aclose(self) -> None:
@@ -126,6 +211,8 @@ class Director:
         if self._closed:
             return
         self._closed = True
+        await self.cache.aclose()
+        await self.breaker.aclose()
         if self._built is not None:
             from director_llm.routing import _Dispatcher
 

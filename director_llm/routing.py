@@ -110,6 +110,10 @@ def build_router(config: DirectorConfig, deployments: list[DeploymentInfo], hook
         stream_timeout=llm.first_token_timeout_seconds,
         fallback_budget_check=_Dispatcher.fallback_check,
         routing_strategy="simple-shuffle",
+        # Our breaker (director_llm.breaker) decides which deployments are skipped: LiteLLM's
+        # cooldowns are TTL-only, exempt single-deployment groups, ignore connection errors,
+        # and would also hide a deployment from our half-open trial.
+        disable_cooldowns=True,
     ) if usable else None
     return BuiltRouter(router=router, instance_id=instance_id, groups=groups, fallbacks=fallbacks,
                        deployments={d.name: d for d in usable})
