@@ -17,22 +17,21 @@ def _money(v: float | None) -> str:
 def render_config_report(console: Console, report: dict[str, Any]) -> None:
     """The ``check-config`` view: deployments, budgets, fallbacks, cache, problems."""
     table = Table(title=f"Deployments in {report['source']}", title_justify="left", expand=False)
-    for col in ("provider", "model", "LiteLLM model", "tier", "type", "$/1M in", "$/1M out", "price from",
-                "JSON schema", "tools", "key"):
-        table.add_column(col, no_wrap=col in ("LiteLLM model", "model"))
+    for col in ("deployment", "LiteLLM model", "tier", "type", "$/1M in / out", "price from", "capabilities", "key"):
+        table.add_column(col, overflow="fold")
     for d in report["deployments"]:
         p = d["price_per_million"]
         tier = d["tier"]
         key = d["key_status"]
-        key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]not needed[/]")
+        key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]-[/]")
+        caps = [c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v]
         table.add_row(
-            d["provider"], d["model"], d["litellm_model"], f"[{_TIER_STYLE.get(tier, 'white')}]{tier}[/]",
-            d["provider_type"], _money(p["input"]), _money(p["output"]),
-            p["source"] if p["source"] != "unknown" else "[red]unknown[/]",
-            _yes(d["supports_json_schema"]), _yes(d["supports_function_calling"]), key_cell,
+            d["name"], d["litellm_model"], f"[{_TIER_STYLE.get(tier, 'white')}]{tier}[/]", d["provider_type"],
+            f"{_money(p['input'])} / {_money(p['output'])}",
+            p["source"] if p["source"] != "unknown" else "[red]unknown[/]", ", ".join(caps) or "-", key_cell,
         )
     if not report["deployments"]:
-        table.add_row("[dim]none[/]", "", "", "", "", "", "", "", "", "", "")
+        table.add_row("[dim]none[/]", "", "", "", "", "", "", "")
     console.print(table)
 
     b = report["budgets"]
@@ -64,10 +63,6 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         console.print(f"[{color}]{p['level']}[/]: {p['key']}: {p['message']}")
     if report["valid"]:
         console.print("[green]config is valid[/]")
-
-
-def _yes(v: bool | None) -> str:
-    return "?" if v is None else ("yes" if v else "no")
 
 
 def _limit(v: float | None) -> str:
