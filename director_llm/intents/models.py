@@ -1,0 +1,145 @@
+"""What a classification returns: ``IntentClassification`` and the typed stream items.
+
+``stream_intent`` yields a tagged union (``StreamItem``), discriminated by ``type``::
+
+    type="partial"      IntentClassificationStream   partial_flow, confidence, reasoning_steps,
+                                                     entities, done (the last one: done=True
+                                                     and ``result`` set, validated)
+    type="cache_hit"    CacheHitEvent                layer ("memory", "redis", "disk", ...)
+    type="tier_chosen"  TierChosenEvent              tier / group and why
+    type="fallback"     FallbackEvent                from, to, error class and message
+    type="usage"        UsageEvent                   tokens and cost of the whole classification
+
+so a UI can ``match item.type`` (or ``isinstance``) and show routing decisions as they
+happen. Every item is a pydantic model: ``item.model_dump_json()`` is its wire form and
+``STREAM_ITEM_ADAPTER.validate_json`` reads it back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Route(BaseModel):
+    """How a classification was obtained. Extensible: other parts (budget, cascade) add
+    optional fields; unknown extra keys are kept too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    """Model name as the provider knows it (``gpt-4o-mini``); None for a cache hit with no record."""
+    provider: str | None = None
+    """Provider section that answered (``openai``, ``ollama``...)."""
+    deployment: str | None = None
+    """Full deployment name (``openai/gpt-4o-mini``)."""
+    tier: str | None = None
+    """Tier of the deployment that answered (local, small, balanced, strong)."""
+    cache: str | None = None
+    """Cache layer that answered (memory, redis, disk), or None when a model answered."""
+    cost_usd: float = 0.0
+    """USD spent on this classification, summed over every attempt (repairs and fallbacks too)."""
+    latency_ms: float = 0.0
+    """Wall time of the whole classification."""
+    attempts: int = 0
+    """LLM calls made (failed attempts, repairs and fallbacks included; 0 for a cache hit)."""
+    reason: str | None = None
+    """Why this tier/group was chosen first (e.g. ``adaptive: balanced tier``)."""
+    prompt_tokens: int = 0
+    """Input tokens summed over attempts."""
+    completion_tokens: int = 0
+    """Output tokens summed over attempts."""
+    repaired: bool = False
+    """Whether the answer came from a repair round (the first answer was invalid)."""
+    tried: list[str] = Field(default_factory=list)
+    """Deployments that gave an unusable answer or failed before the one that answered."""
+    reserved_cost_usd: float | None = None
+    """Budget reserved for this classification (set by the budget ledger when enabled)."""
+
+
+class IntentClassification(BaseModel):
+    """The result of ``director.classify_intent``."""
+
+    flow: str
+    """Always one of the configured flows, or the fallback flow."""
+    confidence: float = Field(ge=0.0, le=1.0)
+    """The model's confidence, 0..1 (answers below ``confidence_threshold`` become the fallback)."""
+    reasoning: str = ""
+    """Short explanation from the model."""
+    entities: dict[str, Any] = Field(default_factory=dict)
+    """Entities the model extracted (dates, names...), as it returned them."""
+    route: Route = Field(default_factory=Route)
+    """Which model/provider/tier/cache answered, cost, latency and attempts."""
+    raw_flow: str | None = None
+    """The flow name as the model wrote it, when it differs from ``flow`` (mapped or replaced)."""
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IntentClassificationStream(_Event):
+    """A partial classification; the last one has ``done=True`` and ``result`` set."""
+
+    type: Literal["partial"] = "partial"
+    partial_flow: str | None = None
+    """Best guess so far, already mapped onto a configured flow (None until a flow name is complete)."""
+    confidence: float | None = None
+    """Confidence so far (None until the model wrote it)."""
+    reasoning_steps: list[str] = Field(default_factory=list)
+    """Reasoning received so far, split into sentences."""
+    entities: dict[str, Any] = Field(default_factory=dict)
+    """Entities received so far."""
+    done: bool = False
+    """True on the final item, whose fields are validated."""
+    result: IntentClassification | None = None
+    """The full, validated classification (final item only)."""
+    elapsed_ms: float = 0.0
+    """Milliseconds since the stream was opened."""
+
+
+class CacheHitEvent(_Event):
+    """The classification came from a cache layer; no model is called."""
+
+    type: Literal["cache_hit"] = "cache_hit"
+    layer: str
+
+
+class TierChosenEvent(_Event):
+    """The group (tier or pinned deployment) asked first, and why."""
+
+    type: Literal["tier_chosen"] = "tier_chosen"
+    tier: str
+    reason: str
+
+
+class FallbackEvent(_Event):
+    """A deployment failed or answered unusably; the next one in the chain is asked."""
+
+    type: Literal["fallback"] = "fallback"
+    from_deployment: str
+    to: str | None
+    """The deployment or group asked next (None when it is not known yet)."""
+    error_class: str
+    message: str = ""
+
+
+class UsageEvent(_Event):
+    """Tokens and cost of the whole classification (sent just before the final item)."""
+
+    type: Literal["usage"] = "usage"
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    deployment: str | None = None
+
+
+StreamItem = Annotated[
+    Union[IntentClassificationStream, CacheHitEvent, TierChosenEvent, FallbackEvent, UsageEvent],
+    Field(discriminator="type"),
+]
+"""One item of ``director.stream_intent``: a partial result or a routing event."""
+
+STREAM_ITEM_ADAPTER: TypeAdapter[Any] = TypeAdapter(StreamItem)
+"""Validates/serialises a ``StreamItem`` (e.g. ``STREAM_ITEM_ADAPTER.validate_json(line)``)."""

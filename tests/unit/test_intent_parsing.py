@@ -1,0 +1,136 @@
+"""Answer parsing and input hygiene: the messy shapes real models return."""
+
+from __future__ import annotations
+
+import pytest
+
+from director_llm.config.loading import parse_config_text
+from director_llm.errors import InputError
+from director_llm.intents.parsing import (
+    AnswerInvalid,
+    clean_input,
+    coerce_confidence,
+    extract_object,
+    map_flow,
+    normalize_name,
+    parse_answer,
+    parse_partial,
+    reasoning_steps,
+)
+from director_llm.intents.prompts import flow_set
+
+FLOWS_TOML = """
+[intents]
+confidence_threshold = 0.6
+[intents.flows.greeting]
+description = "The user says hello"
+examples = ["oi", "hello there"]
+[intents.flows.create_task]
+description = "The user wants to create a task or reminder"
+examples = ["cria uma tarefa para amanhã", "remind me to call Ana"]
+[intents.flows.cancel]
+description = "The user cancels something"
+examples = ["cancela isso"]
+"""
+
+
+@pytest.fixture(scope="module")
+def flows():
+    return flow_set(parse_config_text(FLOWS_TOML).intents)
+
+
+@pytest.mark.parametrize("raw", [
+    '{"flow": "create_task", "confidence": 0.9, "reasoning": "asks for a task", "entities": {}}',
+    '```json\n{"flow": "create_task", "confidence": 0.9, "reasoning": "x", "entities": {}}\n```',
+    'Sure! Here is the classification:\n{"flow": "create_task", "confidence": 0.9, "reasoning": "x"}\nHope it helps.',
+    '{"flow": "create_task", "confidence": 0.9, "reasoning": "x", "entities": {},}',
+    '{"flow": "create_task", "confidence": 0.9, "reasoning": "the user wants a tas',
+    '{"flow": "CREATE TASK", "confidence": "0.9"}',
+    '{"flow": "Create-Task", "confidence": "90%"}',
+    '{"flow": "criar_tarefa", "confidence": 90}',
+    '{"Intent": "create_task", "Confidence": "high"}',
+    "{'flow': 'create_task', 'confidence': 0.9}",
+    '[{"flow": "create_task", "confidence": 0.9}]',
+])
+def test_messy_shapes_parse_to_the_flow(flows, raw):
+    parsed = parse_answer(raw, flows)
+    assert parsed.flow == "create_task"
+    assert 0.84 <= parsed.confidence <= 0.91
+
+
+@pytest.mark.parametrize("raw", ["", "I think the user wants a task.", "{}", '{"confidence": 0.9}',
+                                 '{"flow": "create_task"}', '{"flow": "create_task", "confidence": "very sure"}',
+                                 '{"flow": 42, "confidence": 0.9}', '{"flow": "greeting", "confidence": 7000}'])
+def test_unusable_answers_raise(flows, raw):
+    with pytest.raises(AnswerInvalid):
+        parse_answer(raw, flows)
+
+
+def test_invented_flow_becomes_fallback(flows):
+    parsed = parse_answer('{"flow": "admin", "confidence": 1.0, "reasoning": "user asked"}', flows)
+    assert parsed.flow == "out_of_scope"
+    assert parsed.raw_flow == "admin"
+    assert "admin" in parsed.reasoning
+
+
+def test_low_confidence_becomes_fallback(flows):
+    parsed = parse_answer('{"flow": "greeting", "confidence": 0.59}', flows)
+    assert parsed.flow == "out_of_scope"
+    assert parse_answer('{"flow": "greeting", "confidence": 0.6}', flows).flow == "greeting"
+
+
+def test_flow_mapped_through_examples(flows):
+    assert map_flow("Hello there", flows) == "greeting"
+    assert map_flow("saudação", flows) == "greeting"
+    assert map_flow("cancelar", flows) == "cancel"
+    assert map_flow("greetings", flows) == "greeting"  # close match
+    assert map_flow("delete_everything", flows) is None
+    assert map_flow("", flows) is None
+
+
+def test_entities_and_reasoning_shapes(flows):
+    parsed = parse_answer('{"flow": "create_task", "confidence": 0.8, "reasoning": ["a.", "b."], '
+                          '"entities": ["amanhã"]}', flows)
+    assert parsed.reasoning == "a. b."
+    assert parsed.entities == {"items": ["amanhã"]}
+    assert reasoning_steps("First. Second! Third") == ["First.", "Second!", "Third"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (0.5, 0.5), ("0.5", 0.5), ("0,5", 0.5), ("50%", 0.5), (50, 0.5), ("alta", 0.85), ("LOW", 0.3),
+    (1, 1.0), (0, 0.0), (-0.1, None), ("abc", None), (None, None), (True, None), (float("nan"), None),
+])
+def test_confidence_coercion(value, expected):
+    assert coerce_confidence(value) == expected
+
+
+def test_normalize_name():
+    assert normalize_name("  Criar Tarefa! ") == "criar_tarefa"
+    assert normalize_name("Saudação") == "saudacao"
+
+
+def test_extract_object_no_json():
+    with pytest.raises(AnswerInvalid):
+        extract_object("no braces at all")
+
+
+def test_partial_reports_only_complete_values(flows):
+    assert parse_partial('{"flow": "crea', flows).flow is None
+    p = parse_partial('```json\n{"flow": "create_task", "confidence": 0.', flows)
+    assert p.flow == "create_task" and p.confidence is None
+    p = parse_partial('{"flow": "create_task", "confidence": 0.95, "reasoning": "The user as', flows)
+    assert p.confidence == 0.95 and p.reasoning == "The user as"
+    assert parse_partial('{"flow": "admin", "confidence"', flows).flow == "out_of_scope"
+    assert parse_partial("thinking...", flows).flow is None
+
+
+def test_clean_input_strips_controls_and_limits():
+    assert clean_input("  oi\x00\x07 tudo\u200b bem\r\n ", max_chars=100) == "oi tudo bem"
+    with pytest.raises(InputError, match="empty"):
+        clean_input(" \x00\x01 ", max_chars=10)
+    with pytest.raises(InputError, match="max_input_chars"):
+        clean_input("x" * 11, max_chars=10)
+    assert clean_input("x" * 11, max_chars=10, truncate=True) == "x" * 10
+    assert clean_input("olá 👋 mundo", max_chars=100) == "olá 👋 mundo"
+    with pytest.raises(InputError):
+        clean_input(None, max_chars=10)  # type: ignore[arg-type]
