@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ class Director:
     """
 
     def __init__(self, config: DirectorConfig, *, source: str | None = None,
-                 state_prefix: str | None = None) -> None:
+                 state_prefix: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.config = config
         self.source = source
         self.metrics = Metrics()
@@ -47,16 +50,29 @@ class Director:
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self._built: Any = None
         self._closed = False
+        from director_llm.budget_hooks import BudgetHooks, ledger_from_config
+
+        self.budget = BudgetHooks(
+            ledger_from_config(config, clock=clock, prefix=state_prefix),
+            lambda: self.providers, default_max_tokens=config.llm.default_max_tokens)
+        """Budget ledger in the Router's hooks (reserve per attempt, settle, filter, fallback
+        check); ``self.budget.ledger`` is shared through Redis when ``redis_state_url`` is set.
+        ``clock`` (UTC datetimes) is injectable for tests."""
+        self.hooks.filters.append(self.budget.filter)
+        self.hooks.guards.append(self.budget.guard)
+        self.hooks.observers.append(self.budget)
+        self.hooks.fallback_checks.append(self.budget.allow_fallback)
         from director_llm.cache.director import DirectorCache
 
         self.cache = DirectorCache(config)
         """The ``[caching]`` layers (memory -> Redis -> disk) in this config's namespace."""
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str] | None = None) -> Director:
-        """Load ``path`` (or ``$DIRECTOR_CONFIG``, else ``configs/director.toml``) and build."""
+    def from_file(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Director:
+        """Load ``path`` (or ``$DIRECTOR_CONFIG``, else ``configs/director.toml``) and build
+        (``kwargs``: ``state_prefix``, ``clock``)."""
         p = resolve_config_path(path)
-        return cls(load_config(p), source=str(p))
+        return cls(load_config(p), source=str(p), **kwargs)
 
     # -- Router -----------------------------------------------------------------------------
     def usable_deployments(self) -> list[DeploymentInfo]:
@@ -121,8 +137,22 @@ class Director:
         if not messages:
             raise InputError("messages must not be empty")
         router = self.router
-        group, reason = self._choose_group(model, tier, strategy)
-        metadata = self._metadata({"group": group, "reason": reason})
+        extra: dict[str, Any] = {}
+        strategy = strategy or self.config.llm.default_strategy
+        if model is None and tier is None:
+            from director_llm.selection import plan_route
+
+            selection, budget_meta = await plan_route(self, messages, strategy=strategy, request_kwargs=kwargs)
+            group, reason = selection.tier, selection.reason
+            # The strategy's order replaces the static chain; the config's own chain follows it.
+            chain = list(selection.chain[1:]) + [g for g in self.built.fallbacks.get(group, [])
+                                                 if g not in selection.chain]
+            if "fallbacks" not in kwargs:
+                extra["fallbacks"] = [{group: chain}] if chain else []
+        else:
+            group, reason = self._choose_group(model, tier, strategy)
+            budget_meta = {}
+        metadata = self._metadata({"group": group, "reason": reason, **budget_meta})
         user_meta = kwargs.pop("metadata", None)
         if isinstance(user_meta, dict):
             # Callers may add keys under "director" (exclude, classify_id); ours win on clashes.
@@ -133,7 +163,11 @@ class Director:
         async def call() -> Any:
             try:
                 async with asyncio.timeout(deadline):
-                    return await router.acompletion(model=group, messages=messages, metadata=metadata, **kwargs)
+                    started = time.perf_counter()
+                    response = await router.acompletion(model=group, messages=messages, metadata=metadata,
+                                                        **kwargs, **extra)
+                    _attach_route(self, response, reason=reason, strategy=strategy, started=started)
+                    return response
             except TimeoutError:
                 raise ProviderError(f"no answer within the request deadline of {deadline:g}s (group {group}); "
                                     "raise llm.timeout_seconds or check the providers with `director-llm health`") from None
@@ -200,6 +234,12 @@ class Director:
         return stream_classification(self.classifier, text, history, strategy=strategy)
 
     # -- Cache --------------------------------------------------------------------------------
+    async def spend(self, *, by: str | None = None) -> Any:
+        """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
+        remaining and reset time, and requests/tokens/cost of the last 24 h grouped ``by``
+        ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend."""
+        return await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
+
     def cache_stats(self) -> Any:
         """``cache.CacheStats`` (hits/misses per layer, hit rate, bytes in L1, Redis state) of
         this process, or None when caching is off or nothing was looked up yet."""
@@ -213,6 +253,9 @@ class Director:
         self._closed = True
         await self.cache.aclose()
         await self.breaker.aclose()
+        await self.budget.drain()  # settlements run in LiteLLM's callbacks, after the response
+        await self.budget.release_all()
+        await self.budget.ledger.aclose()
         if self._built is not None:
             from director_llm.routing import _Dispatcher
 
@@ -226,6 +269,16 @@ class Director:
 
     def __repr__(self) -> str:
         return f"Director(source={self.source!r}, deployments={list(self.providers)})"
+
+
+def _attach_route(director: Director, response: Any, *, reason: str, strategy: str | None, started: float) -> None:
+    """``response._hidden_params["director_route"]``: tier, model, reason, reserved and actual cost."""
+    from director_llm.selection import describe_route
+
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, dict):
+        route = hidden.setdefault("director_route", {})
+        route.update(describe_route(director, response, reason=reason, strategy=strategy, started=started))
 
 
 def provider_error(exc: BaseException, group: str) -> ProviderError:
