@@ -216,14 +216,15 @@ class Director:
         return self._classifier
 
     async def classify_intent(self, text: str, history: list[Any] | None = None, *,
-                              strategy: str | None = None) -> Any:
+                              strategy: str | None = None, cache: bool | None = None) -> Any:
         """Classify ``text`` into one of the configured flows: an ``IntentClassification``.
 
         ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings).
         Raises ``InputError`` (empty/too long text), ``ClassificationError`` (no deployment gave
-        a valid answer) or ``ProviderError`` (every deployment failed).
+        a valid answer) or ``ProviderError`` (every deployment failed). Results are cached
+        (``route.cache`` names the layer that answered); ``cache=False`` skips the cache.
         """
-        return await self.classifier.classify(text, history, strategy=strategy)
+        return await self.classifier.classify(text, history, strategy=strategy, cache=cache is not False)
 
     def stream_intent(self, text: str, history: list[Any] | None = None, *,
                       strategy: str | None = None) -> Any:

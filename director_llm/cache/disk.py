@@ -92,6 +92,14 @@ class DiskLayer:
         """Remove every entry stored with ``tag`` (one namespace); return the count."""
         return int(await self._in_writer(self._cache.evict, tag, retry=True))
 
+    def count(self, tag: str) -> int:
+        """Entries stored with ``tag`` (one namespace), expired ones not yet culled included."""
+        try:
+            ((n,),) = self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag = ?", (tag,)).fetchall()
+        except self._errors as exc:
+            raise CacheError(f"disk cache count failed: {type(exc).__name__}: {exc}") from exc
+        return int(n)
+
     def __len__(self) -> int:
         return len(self._cache)
 

@@ -137,6 +137,18 @@ class RedisLayer:
             if int(cursor) == 0:
                 return deleted
 
+    async def count(self, prefix: str) -> int:
+        """How many keys start with ``prefix`` (SCAN, never KEYS); ``CacheError`` if Redis failed."""
+        total = 0
+        cursor: int | bytes = 0
+        while True:
+            cursor, keys = await self._call(
+                "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000, slot_wait_s=WRITE_SLOT_WAIT_S
+            )
+            total += len(keys)
+            if int(cursor) == 0:
+                return total
+
     async def _call(self, *args: Any, slot_wait_s: float | None = None) -> Any:
         if self.state != "up":
             raise CacheError(f"Redis layer {self.url} is down; skipped")

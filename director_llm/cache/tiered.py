@@ -374,6 +374,27 @@ class TieredCache:
             except CacheError:
                 self._counters["disk"].errors += 1
 
+    async def count_entries(self) -> dict[str, int | None]:
+        """Entries of this namespace per enabled layer (None: that layer failed to answer).
+
+        Redis is counted with SCAN (O(keys in the database)): for a CLI, not a request path.
+        """
+        await self.flush()
+        counts: dict[str, int | None] = {}
+        if self._memory is not None:
+            counts["memory"] = len(self._memory)
+        if self._redis is not None:
+            try:
+                counts["redis"] = await self._redis.count(self._prefix) if self._redis.available else None
+            except CacheError:
+                counts["redis"] = None
+        if self._disk is not None:
+            try:
+                counts["disk"] = self._disk.count(self.namespace)
+            except CacheError:
+                counts["disk"] = None
+        return counts
+
     async def flush(self) -> None:
         """Wait until every background write started so far has finished."""
         while self._tasks:
@@ -397,8 +418,8 @@ class TieredCache:
             layers=layers,
             lookups=self._lookups,
             hits=self._hits,
-            memory_bytes=self._memory.bytes_used if self._memory else 0,
-            memory_max_bytes=self._memory.max_bytes if self._memory else 0,
+            memory_bytes=self._memory.bytes_used if self._memory is not None else 0,
+            memory_max_bytes=self._memory.max_bytes if self._memory is not None else 0,
             computes=self._computes,
             coalesced=self._coalesced,
             pending_writes=len(self._tasks),

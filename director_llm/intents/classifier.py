@@ -66,6 +66,8 @@ class ClassifyRequest:
     history_turns: int
     tier: str | None = None
     """Group to ask first (a tier or deployment); None: chosen by ``strategy``."""
+    cache: bool = True
+    """False: the result cache is neither read nor written (``cache=False``, ``--no-cache``)."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
@@ -153,9 +155,11 @@ class Classifier:
         """Async ``(request, result) -> None`` after a model answered (cache store)."""
         self.log = AttemptLog()
         director.hooks.observers.append(self.log)
+        director.cache.attach(self)  # first pre-step: a cache hit skips the cascade and the LLM
 
     # -- entry points --------------------------------------------------------------------------
-    def prepare(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None) -> ClassifyRequest:
+    def prepare(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
+                cache: bool = True) -> ClassifyRequest:
         """Clean the input (``InputError`` when unusable) and build the prompt."""
         cfg = self.director.config.intents
         clean = clean_input(text, max_chars=cfg.max_input_chars, truncate=cfg.truncate_long_input)
@@ -164,12 +168,12 @@ class Classifier:
 
             raise InputError("history must be a list of {'role', 'content'} dicts or strings")
         messages = build_messages(self.flows, clean, history, history_turns=cfg.history_turns)
-        return ClassifyRequest(clean, history, strategy, self.flows, messages, cfg.history_turns)
+        return ClassifyRequest(clean, history, strategy, self.flows, messages, cfg.history_turns, cache=cache)
 
     async def classify(self, text: str, history: list[Any] | None = None, *,
-                       strategy: str | None = None) -> IntentClassification:
+                       strategy: str | None = None, cache: bool = True) -> IntentClassification:
         """Classify ``text``: pre-LLM steps, else the LLM path, then post-LLM steps."""
-        req = self.prepare(text, history, strategy=strategy)
+        req = self.prepare(text, history, strategy=strategy, cache=cache)
         hit = await self.run_pre_steps(req)
         if hit is not None:
             return hit
