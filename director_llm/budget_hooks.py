@@ -62,14 +62,25 @@ _RECENT_ROUTES = 4096  # call id -> reserved USD, kept for the route of recent r
 _UNLIMITED = float("inf")
 
 
-class AttemptOverBudgetError(BudgetExceededError):
+class _SettableMessage:
+    # LiteLLM appends its fallback notes to ``exc.message``; DirectorError's is read-only.
+    @property
+    def message(self) -> str:
+        return getattr(self, "_litellm_message", None) or str(self)
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._litellm_message = value
+
+
+class AttemptOverBudgetError(_SettableMessage, BudgetExceededError):
     """This attempt (or every deployment of a group) does not fit a budget window.
     A 4xx for LiteLLM, so it falls back at once instead of retrying."""
 
     status_code = 400
 
 
-class BudgetStoreDownError(BudgetBackendError):
+class BudgetStoreDownError(_SettableMessage, BudgetBackendError):
     """The shared ledger is unreachable, so priced deployments are refused (never overspend);
     zero-cost deployments are still served. A 4xx for LiteLLM (fall back, no retry)."""
 

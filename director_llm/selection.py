@@ -114,6 +114,9 @@ def select(strategy: str, options: Sequence[TierOption], *, complexity: Complexi
     skipped = [o.tier for o in servable if not o.healthy] if healthy else []
     if skipped:
         note = f"; skipped unhealthy {', '.join(skipped)}"
+    over = [o.tier for o in options if o.fits and not o.affordable]
+    if over:
+        note += f"; over budget: {', '.join(over)}"
     left = "unlimited" if math.isinf(remaining_usd) else f"${remaining_usd:.4f} left"
     if strategy == "cost":
         order = sorted(pool, key=lambda o: (o.cost_usd, _rank(o.tier)))

@@ -1,0 +1,85 @@
+"""``director-llm costs``: spend per budget window, provider, model or hour, from the ledger.
+
+Reads the shared ledger directly (no Router, no LiteLLM import): with ``[llm]
+state_redis_url`` (or ``[caching] redis_url``) it shows what every process spent; without
+Redis the ledger lives in each process's memory, so a CLI process can only show zeros.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
+from director_llm.errors import ConfigError, DirectorError
+
+ByOpt = Annotated[Optional[str], typer.Option("--by", help="Group usage by provider, model or hour.",
+                                              show_default=False)]
+PrefixOpt = Annotated[Optional[str], typer.Option(
+    "--state-prefix", envvar="DIRECTOR_STATE_PREFIX", show_default=False,
+    help="Redis key prefix of the shared state, if the application sets one (Director(state_prefix=...)).")]
+
+
+async def _report(config: Any, by: str | None, prefix: str | None) -> dict[str, Any]:
+    from director_llm.budget_hooks import ledger_from_config
+
+    ledger = ledger_from_config(config, prefix=prefix)
+    try:
+        report = (await ledger.snapshot(by=by)).to_dict()  # type: ignore[arg-type]
+    finally:
+        await ledger.aclose()
+    report["shared"] = bool(config.redis_state_url)
+    if by != "hour":
+        report.pop("hourly", None)  # 24 rows of mostly zeros: only with --by hour
+    return report
+
+
+@app.command("costs")
+def costs(config: ConfigOpt = None, as_json: JsonOpt = False, by: ByOpt = None,
+          state_prefix: PrefixOpt = None) -> None:
+    """Show spend and remaining budget per window (hour, day, per provider) and usage."""
+    from director_llm.config.loading import load_config, resolve_config_path
+
+    if by not in (None, "provider", "model", "hour"):
+        raise fail(ConfigError(f"--by must be provider, model or hour, got {by!r}"))
+    try:
+        cfg = load_config(resolve_config_path(config))
+        report = asyncio.run(_report(cfg, by, state_prefix))
+    except DirectorError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    if not report["shared"]:
+        err.print("note: no Redis configured for shared state; this shows only this process (nothing)")
+    _render(report)
+
+
+def _money(v: float | None) -> str:
+    return "unlimited" if v is None else f"${v:.6f}"
+
+
+def _render(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    windows = Table(title="Budget windows (UTC)")
+    for col in ("window", "period", "limit", "spent", "held", "remaining", "resets at"):
+        windows.add_column(col)
+    for w in report["windows"].values():
+        windows.add_row(w["window"], w["period"], _money(w["limit_usd"]), _money(w["spent_usd"]),
+                        _money(w["reserved_usd"]), _money(w["remaining_usd"]), w["resets_at"])
+    out.print(windows)
+    total = report["total"]
+    out.print(f"last 24 h: {total['requests']} requests, {total['prompt_tokens']} prompt + "
+              f"{total['completion_tokens']} completion tokens, {_money(total['cost_usd'])}")
+    if report.get("usage"):
+        usage = Table(title=f"Usage by {report['by']} (last 24 h)")
+        for col in (report["by"], "requests", "prompt tokens", "completion tokens", "cost"):
+            usage.add_column(col)
+        for key, u in report["usage"].items():
+            usage.add_row(key, str(u["requests"]), str(u["prompt_tokens"]), str(u["completion_tokens"]),
+                          _money(u["cost_usd"]))
+        out.print(usage)
