@@ -38,14 +38,16 @@ _LENGTH_W, _REASON_W, _CODE_W, _MULTI_W, _STRUCT_W, _HISTORY_W = 0.30, 0.25, 0.2
 _TRIVIAL_W, _CONFIDENCE_W = 0.25, 0.20
 _SHORT_CHARS, _LONG_CHARS = 40, 2000  # length weight is 0 at/below short, full at/above long
 
-_REASONING = re.compile(
-    r"\b(explain|why|how does|how do|compare|contrast|analy[sz]e|design|architect|prove|derive|"
-    r"evaluate|trade-?offs?|step[- ]by[- ]step|reason|implement|refactor|optimi[sz]e|debug|plan|"
-    r"summari[sz]e|translate|write a|draft|"
-    r"explique|por que|porque|compare|analise|projete|prove|avalie|implemente|otimize|planeje|"
-    r"resuma|traduza|escreva)\b", re.IGNORECASE)
-_CODE = re.compile(r"```|\bdef |\bclass |\bimport |\breturn\b|=>|;\s*$|\{\s*$|\bSELECT\b|</?\w+>",
-                   re.MULTILINE)
+# Single words are matched against a set (one C-speed split, no backtracking regex);
+# phrases by substring. Both lower-case, English and Portuguese.
+_REASONING_WORDS = frozenset(
+    "explain why compare contrast analyze analyse design architect prove derive evaluate tradeoff "
+    "tradeoffs trade-off trade-offs reason implement refactor optimize optimise debug plan summarize "
+    "summarise translate draft explique compare analise projete prove avalie implemente otimize "
+    "planeje resuma traduza escreva".split())
+_REASONING_PHRASES = ("step by step", "step-by-step", "how does", "how do ", "write a ", "por que", "passo a passo")
+_CODE_MARKS = ("```", "def ", "class ", "import ", "return ", "=>", "select ", ";\n", "{\n", "</", "#include")
+_WORDS = re.compile(r"[\w'-]+")
 _TRIVIAL = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|ok|okay|yes|no|bye|good (morning|night|afternoon)|"
     r"oi|ol[aá]|obrigad[oa]|valeu|sim|n[aã]o|tchau|bom dia|boa (tarde|noite))\b[\s!.?]*$", re.IGNORECASE)
@@ -97,10 +99,12 @@ def estimate_complexity(messages: Sequence[Any] | str, *, local_confidence: floa
     s: dict[str, float] = {}
     if n > _SHORT_CHARS:
         s["length"] = _LENGTH_W * min(1.0, math.log(n / _SHORT_CHARS) / math.log(_LONG_CHARS / _SHORT_CHARS))
-    reasoning = len(_REASONING.findall(last))
+    low = last.lower()
+    reasoning = len(_REASONING_WORDS.intersection(_WORDS.findall(low)))
+    reasoning += sum(1 for p in _REASONING_PHRASES if p in low)
     if reasoning:
         s["reasoning"] = _REASON_W * min(1.0, 0.6 + 0.2 * (reasoning - 1))
-    if _CODE.search(last):
+    if any(m in low for m in _CODE_MARKS):
         s["code"] = _CODE_W
     asks = last.count("?") + len(_LIST_ITEM.findall(last))
     if asks > 1:
