@@ -73,6 +73,9 @@ NON_ANSWER_PARAMS = frozenset({
 _PROVIDER_FIELDS_IGNORED = {"api_key_env", "timeout_seconds", "budget_per_hour", "budget_per_day"}
 _OVERRIDE_FIELDS_IGNORED = {"rpm", "tpm"}
 _CHAT_NS = {"kind": "chat", "v": 1}
+#: Route fields of a classification served from the cache (no call, no cost).
+_HIT_ROUTE = {"attempts": 0, "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
+              "reserved_cost_usd": None, "tried": [], "repaired": False}
 _CLASSIFY_NS = {"kind": "classify", "v": 1}
 
 
@@ -348,14 +351,9 @@ class DirectorCache:
         if hit is None:
             return None
         value = hit.value
-        route = value.route
-        route.cache = hit.layer
-        route.attempts = route.prompt_tokens = route.completion_tokens = 0
-        route.cost_usd = 0.0
-        route.reserved_cost_usd = None
-        route.tried = []
-        route.repaired = False
-        route.latency_ms = round((time.perf_counter() - req.started) * 1000, 3)
+        # Attempts, cost and tokens were zeroed when stored: a hit only says who answered.
+        value.route.cache = hit.layer
+        value.route.latency_ms = round((time.perf_counter() - req.started) * 1000, 3)
         return value
 
     async def _store_classification(self, req: Any, result: Any) -> None:
@@ -364,7 +362,10 @@ class DirectorCache:
         tiered = self.tiered()
         key = self._request_key(req) if tiered is not None else None
         if key is not None:
-            await tiered.set(key, result, codec=self._codec())  # type: ignore[union-attr]
+            # What a hit reports: no attempts, nothing spent (done here, on the miss path, so
+            # that a hit only sets ``cache`` and ``latency_ms``); the caller's object is untouched.
+            route = result.route.model_copy(update=_HIT_ROUTE)
+            await tiered.set(key, result.model_copy(update={"route": route}), codec=self._codec())  # type: ignore[union-attr]
 
     def _codec(self) -> Any:
         if self._classification_codec is None:

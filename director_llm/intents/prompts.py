@@ -98,8 +98,23 @@ def flow_set(intents: IntentsConfig) -> FlowSet:
     return FlowSet(specs, intents.fallback_flow, intents.confidence_threshold, instructions, fingerprint)
 
 
+#: System prompts by ``FlowSet.fingerprint``: the prompt depends only on the flow set, and
+#: building it (a JSON dump per example) was most of a cached classification's 70 us.
+_SYSTEM_PROMPTS: dict[str, str] = {}
+_SYSTEM_PROMPTS_MAX = 64
+
+
 def system_prompt(flows: FlowSet) -> str:
     """Instructions, the flow list with descriptions and examples, and the output format."""
+    cached = _SYSTEM_PROMPTS.get(flows.fingerprint) if flows.fingerprint else None
+    if cached is None:
+        cached = _build_system_prompt(flows)
+        if flows.fingerprint and len(_SYSTEM_PROMPTS) < _SYSTEM_PROMPTS_MAX:
+            _SYSTEM_PROMPTS[flows.fingerprint] = cached
+    return cached
+
+
+def _build_system_prompt(flows: FlowSet) -> str:
     lines = [flows.instructions.replace("{fallback}", flows.fallback), "", "Flows:"]
     for spec in flows.flows.values():
         lines.append(f"- {spec.name}: {spec.description}")
