@@ -96,8 +96,23 @@ class BreakerPolicy:
         return min(self.cooldown_seconds * 2 ** max(0, opens - 1), max(self.max_cooldown_seconds, self.cooldown_seconds))
 
 
-def after_failure(s: BreakerSnapshot, now: float, policy: BreakerPolicy, immediate: bool) -> BreakerSnapshot:
-    """The transition on a failure (the Lua script below mirrors it for Redis)."""
+def retry_after_of(error: BaseException | None) -> float | None:
+    """Seconds from a 429/503 ``Retry-After`` header on a LiteLLM/OpenAI error, if any."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or getattr(error, "headers", None)
+    try:
+        value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def after_failure(s: BreakerSnapshot, now: float, policy: BreakerPolicy, immediate: bool,
+                  hold: float | None = None) -> BreakerSnapshot:
+    """The transition on a failure (the Lua script below mirrors it for Redis). ``hold``
+    (a Retry-After) opens the breaker for at least that long: the provider said when to return."""
+    if hold:
+        base = after_failure(s, now, policy, immediate)
+        return BreakerSnapshot(base.failures, max(base.opens, 1), max(base.open_until, now + hold))
     failures = s.failures + 1
     if s.opens == 0:
         if failures >= policy.failure_threshold or immediate:
@@ -126,6 +141,11 @@ elseif now >= untl then
   opens = opens + 1; untl = now + cd(opens)
 else
   untl = math.max(untl, now + cd(opens))
+end
+local hold = tonumber(ARGV[7]) or 0
+if hold > 0 then
+  if opens == 0 then opens = 1 end
+  untl = math.max(untl, now + hold)
 end
 redis.call('HSET', KEYS[1], 'failures', failures, 'opens', opens, 'until', tostring(untl))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
@@ -246,16 +266,17 @@ class CircuitBreaker:
         self._trials.pop(name, None)
         before = self.snapshot_of(name)
         after: BreakerSnapshot | None = None
+        hold = retry_after_of(error)
         if self.shared:
             p = self.policy
             reply = await self._redis_call(lambda r: self._failure_script(
                 keys=[self._key(name)],
                 args=[now, p.failure_threshold, p.cooldown_seconds, p.max_cooldown_seconds,
-                      "1" if kind == "trip_now" else "0", STATE_TTL_SECONDS]))
+                      "1" if kind == "trip_now" else "0", STATE_TTL_SECONDS, hold or 0]))
             if reply is not None:
                 after = BreakerSnapshot(int(reply[0]), int(reply[1]), float(reply[2]))
         if after is None:
-            after = after_failure(before, now, self.policy, kind == "trip_now")
+            after = after_failure(before, now, self.policy, kind == "trip_now", hold)
         self._view[name] = after
         if after.opens and after.opens != before.opens:
             log.warning("circuit open for %s for %.1fs after %d failure(s) (%s)", name,
@@ -293,7 +314,7 @@ class CircuitBreaker:
 
         try:
             return await op(self._client())
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             if time.time() >= self._redis_down_until:
                 log.warning("breaker state in Redis unavailable (%s); using in-memory state for %.0fs",
                             type(exc).__name__, REDIS_RETRY_SECONDS)
