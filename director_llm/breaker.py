@@ -285,10 +285,14 @@ class CircuitBreaker:
     # -- half-open trial ----------------------------------------------------------------------
     async def _claim_trial(self, name: str, now: float) -> bool:
         if self.shared:
-            ok = await self._redis_call(lambda r: r.set(self._key(name) + ":trial", "1", nx=True,
-                                                        px=int(self.trial_ttl_seconds * 1000)))
-            if ok is not None:
-                return bool(ok)
+            async def claim(r: Redis) -> str:
+                # SET NX answers None when someone else holds the claim; None here means "Redis down".
+                done = await r.set(self._key(name) + ":trial", "1", nx=True, px=int(self.trial_ttl_seconds * 1000))
+                return "won" if done else "lost"
+
+            outcome = await self._redis_call(claim)
+            if outcome is not None:
+                return outcome == "won"
         if self._trials.get(name, 0.0) > now:
             return False
         self._trials[name] = now + self.trial_ttl_seconds
