@@ -1,0 +1,203 @@
+"""``director-llm classify``: one text (pretty, ``--json`` or ``--stream``) or a batch file.
+
+Exit codes: 0 success; 2 config or input error (empty text, too long, unreadable file);
+1 every provider failed (one line on stderr naming each deployment and why). In a batch a
+failed line is recorded on that line and the batch goes on; the exit code is 1 only when no
+line could be classified because providers failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
+from director_llm.errors import DirectorError, InputError, ProviderError
+
+DEFAULT_CONCURRENCY = 4
+_BAR_WIDTH = 20
+
+TextArg = Annotated[Optional[str], typer.Argument(help="Text to classify.", show_default=False)]
+FileOpt = Annotated[Optional[Path], typer.Option(
+    "--file", "-f", help="Classify every line of a .txt file (one text per line) or .jsonl file "
+    '({"text": ..., "history": [...]} per line).', show_default=False)]
+StreamOpt = Annotated[bool, typer.Option("--stream", help="Show the partial flow and confidence as they arrive.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-n", min=1, max=256,
+                                             help="Batch: classifications in flight at once.")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Batch: write JSONL results here (default: stdout).", show_default=False)]
+StrategyOpt = Annotated[Optional[str], typer.Option(
+    "--strategy", help="cost, latency, quality or adaptive (default: the config's).", show_default=False)]
+
+
+@app.command("classify")
+def classify(text: TextArg = None, file: FileOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+             stream: StreamOpt = False, concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
+             output: OutputOpt = None, strategy: StrategyOpt = None) -> None:
+    """Classify a text (or every line of --file) into one of the configured flows."""
+    if (text is None) == (file is None):
+        raise fail(InputError('give either a text ("director-llm classify \\"oi\\"") or --file, not both'))
+    if strategy is not None and strategy not in ("cost", "latency", "quality", "adaptive"):
+        raise fail(InputError(f"--strategy must be cost, latency, quality or adaptive, got {strategy!r}"))
+    try:
+        director = _director(config)
+        if file is not None:
+            code = asyncio.run(_batch(director, file, concurrency, output, strategy))
+            raise typer.Exit(code)
+        if stream:
+            asyncio.run(_stream(director, text or "", as_json, strategy))
+        else:
+            result = asyncio.run(_single(director, text or "", strategy))
+            if as_json:
+                print(result.model_dump_json())
+            else:
+                render_result(result)
+    except DirectorError as exc:
+        raise fail(exc) from None
+
+
+def _director(config: Path | None) -> Any:
+    from director_llm.director import Director
+
+    return Director.from_file(config)
+
+
+async def _single(director: Any, text: str, strategy: str | None) -> Any:
+    async with director:
+        return await director.classify_intent(text, strategy=strategy)
+
+
+def _bar(confidence: float | None) -> str:
+    if confidence is None:
+        return "[dim]" + "·" * _BAR_WIDTH + "[/]"
+    filled = round(confidence * _BAR_WIDTH)
+    return f"[green]{'█' * filled}[/][dim]{'·' * (_BAR_WIDTH - filled)}[/] {confidence:.0%}"
+
+
+def render_result(result: Any) -> None:
+    """Pretty output of one ``IntentClassification``."""
+    r = result.route
+    out.print(f"[bold]flow[/]        {result.flow}" + (f"  [dim](model said {result.raw_flow!r})[/]"
+                                                         if result.raw_flow else ""), highlight=False)
+    out.print(f"[bold]confidence[/]  {_bar(result.confidence)}", highlight=False)
+    if result.reasoning:
+        out.print(f"[bold]reasoning[/]   {result.reasoning}", highlight=False)
+    if result.entities:
+        out.print(f"[bold]entities[/]    {json.dumps(result.entities, ensure_ascii=False)}", highlight=False)
+    where = f"cache ({r.cache})" if r.cache else f"{r.deployment or r.model} [dim]tier {r.tier}[/]"
+    out.print(f"[bold]route[/]       {where}, {r.attempts} attempt(s), {r.latency_ms:.0f} ms"
+              + (", repaired" if r.repaired else "") + (f", after {', '.join(r.tried)}" if r.tried else ""),
+              highlight=False)
+    out.print(f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)", highlight=False)
+
+
+async def _stream(director: Any, text: str, as_json: bool, strategy: str | None) -> None:
+    from rich.live import Live
+
+    async with director:
+        if as_json:  # one JSON object per line: every partial and routing event, the final one last
+            async for item in director.stream_intent(text, strategy=strategy):
+                print(item.model_dump_json(), flush=True)
+            return
+        final = None
+        with Live("[dim]waiting for the model...[/]", console=out, transient=True, refresh_per_second=20) as live:
+            async for item in director.stream_intent(text, strategy=strategy):
+                if item.type == "partial":
+                    live.update(f"[bold]{item.partial_flow or '…'}[/]  {_bar(item.confidence)}  "
+                                f"[dim]{item.elapsed_ms:.0f} ms[/]")
+                    if item.done:
+                        final = item.result
+                elif item.type == "tier_chosen":
+                    err.print(f"[dim]tier {item.tier}: {item.reason}[/]", highlight=False)
+                elif item.type == "fallback":
+                    err.print(f"[yellow]fallback[/] {item.from_deployment} -> {item.to or '?'} ({item.error_class})",
+                              highlight=False)
+                elif item.type == "cache_hit":
+                    err.print(f"[dim]cache hit ({item.layer})[/]", highlight=False)
+        if final is not None:
+            render_result(final)
+
+
+# -- batch ----------------------------------------------------------------------------------
+def read_inputs(path: Path) -> list[tuple[int, str, list[Any] | None]]:
+    """``(line number, text, history)`` per input line; blank lines are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    items = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if path.suffix.lower() == ".jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                items.append((n, line, {"__error__": f"invalid JSON: {exc.msg}"}))  # recorded on that line
+                continue
+            if isinstance(obj, str):
+                items.append((n, obj, None))
+            elif isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                items.append((n, obj["text"], obj.get("history")))
+            else:
+                items.append((n, line, {"__error__": 'expected a JSON string or {"text": ...}'}))
+        else:
+            items.append((n, line, None))
+    return items
+
+
+async def _batch(director: Any, path: Path, concurrency: int, output: Path | None, strategy: str | None) -> int:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeRemainingColumn)
+
+    items = read_inputs(path)
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    spent = 0.0
+    started = time.perf_counter()
+    semaphore = asyncio.Semaphore(concurrency)
+    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TextColumn("{task.fields[spend]}"),
+                        console=err, transient=False)
+    task = progress.add_task("classify", total=len(items), rate="0.0/s", spend="$0.000000")
+
+    async def one(i: int, line: int, text: str, history: Any) -> None:
+        nonlocal spent
+        record: dict[str, Any] = {"line": line, "text": text}
+        async with semaphore:
+            try:
+                if isinstance(history, dict) and "__error__" in history:
+                    raise InputError(history["__error__"])
+                result = await director.classify_intent(text, history, strategy=strategy)
+                record["result"] = result.model_dump(mode="json")
+                spent += result.route.cost_usd
+            except DirectorError as exc:
+                record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+                spent += float((getattr(exc, "usage", None) or {}).get("cost_usd") or 0.0)
+        results[i] = record
+        done = sum(r is not None for r in results)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        progress.update(task, advance=1, rate=f"{rate:.1f}/s", spend=f"${spent:.6f}")
+
+    async with director:
+        with progress:
+            await asyncio.gather(*(one(i, *item) for i, item in enumerate(items)))
+    lines = [json.dumps(r, ensure_ascii=False) for r in results if r is not None]
+    if output is not None:
+        output.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    else:
+        sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
+    ok = sum(1 for r in results if r and "result" in r)
+    failed = [r for r in results if r and "error" in r]
+    err.print(f"{ok} classified, {len(failed)} failed, ${spent:.6f} spent"
+              + (f"; results in {output}" if output else ""), highlight=False)
+    provider_failures = [r for r in failed if r["error"]["type"] in (ProviderError.__name__, "ClassificationError")]
+    if items and ok == 0 and provider_failures:
+        err.print(f"[red]error[/]: every provider failed: {provider_failures[0]['error']['message']}", highlight=False)
+        return 1
+    return 0
