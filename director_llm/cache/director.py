@@ -376,6 +376,10 @@ class DirectorCache:
         return self._classification_codec
 
     # --------------------------------------------------------------------------- management
+    def disable(self) -> None:
+        """Turn the cache off for this Director (``--no-cache``): no reads, no writes."""
+        self.enabled = self.cache_chat = False
+
     def stats(self) -> CacheStats | None:
         """Counters of the most recently used loop's cache; None when caching is off or unused."""
         return self._stats_source.stats() if self._stats_source is not None else None

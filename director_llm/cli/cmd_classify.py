@@ -32,6 +32,7 @@ ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-n", min=1, max=2
                                              help="Batch: classifications in flight at once.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Batch: write JSONL results here (default: stdout).", show_default=False)]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 StrategyOpt = Annotated[Optional[str], typer.Option(
     "--strategy", help="cost, latency, quality or adaptive (default: the config's).", show_default=False)]
 
@@ -39,7 +40,7 @@ StrategyOpt = Annotated[Optional[str], typer.Option(
 @app.command("classify")
 def classify(text: TextArg = None, file: FileOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
              stream: StreamOpt = False, concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
-             output: OutputOpt = None, strategy: StrategyOpt = None) -> None:
+             output: OutputOpt = None, strategy: StrategyOpt = None, no_cache: NoCacheOpt = False) -> None:
     """Classify a text (or every line of --file) into one of the configured flows."""
     if (text is None) == (file is None):
         raise fail(InputError('give either a text ("director-llm classify \\"oi\\"") or --file, not both'))
@@ -47,6 +48,8 @@ def classify(text: TextArg = None, file: FileOpt = None, config: ConfigOpt = Non
         raise fail(InputError(f"--strategy must be cost, latency, quality or adaptive, got {strategy!r}"))
     try:
         director = _director(config)
+        if no_cache:
+            director.cache.disable()
         if file is not None:
             code = asyncio.run(_batch(director, file, concurrency, output, strategy))
             raise typer.Exit(code)

@@ -99,3 +99,22 @@ def test_stats_in_a_real_subprocess(config_file: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "redis" in proc.stdout and "disk" in proc.stdout and "cache namespace" in proc.stdout
+
+
+def test_classify_no_cache_flag(tmp_path: Path, fake_provider, monkeypatch) -> None:
+    from director_llm.testing import Reply
+
+    monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test-cli-0123456789")
+    fake_provider.set_default(Reply(json={"flow": "cancel", "confidence": 0.9, "reasoning": "r", "entities": {}}))
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[providers.openai]\nmodels = ["gpt-4o-mini"]\nbase_url = "{fake_provider.base_url}/v1"\n'
+        f'api_key_env = "TEST_OPENAI_KEY"\n[caching]\ndisk_cache_path = "{tmp_path / "disk"}"\n'
+    )
+    runner = CliRunner()
+    runs = [runner.invoke(app, ["classify", "quero cancelar", "-c", str(path), "--json", *flags])
+            for flags in ([], [], ["--no-cache"])]
+    assert [r.exit_code for r in runs] == [0, 0, 0], [r.output for r in runs]
+    layers = [json.loads(r.stdout)["route"]["cache"] for r in runs]
+    assert layers == [None, "disk", None]  # each CLI run is a new Director: the disk layer persists
+    assert len(fake_provider.requests) == 2
