@@ -1,0 +1,88 @@
+"""``director-llm chat``: a streaming REPL (or ``--once "question"``) showing who answered and the cost."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail
+from director_llm.errors import DirectorError, InputError, ProviderError
+
+
+async def _ask(director, history: list[dict], *, model: str | None, as_json: bool) -> dict:
+    from director_llm.streaming import StreamEnd, TextDelta
+
+    end = None
+    async with director.stream_response(history, model=model) as stream:
+        async for chunk in stream:
+            if isinstance(chunk, TextDelta):
+                if not as_json:
+                    sys.stdout.write(chunk.text)
+                    sys.stdout.flush()
+            elif isinstance(chunk, StreamEnd):
+                end = chunk
+    assert end is not None
+    if not as_json:
+        sys.stdout.write("\n")
+        r = end.route
+        hops = f", after {r.fallbacks} fallback(s)" if r.fallbacks else ""
+        err.print(f"[dim]{r.deployment} · {end.usage['total_tokens']} tokens · ${end.cost_usd:.6f} · "
+                  f"first token {r.first_token_s * 1000:.0f} ms{hops}[/]", highlight=False)
+    return {"text": end.text, "deployment": end.route.deployment, "cost_usd": end.cost_usd,
+            "usage": end.usage, "first_token_s": end.route.first_token_s, "total_s": end.route.total_s,
+            "attempts": [a.deployment + ":" + a.outcome for a in end.route.attempts]}
+
+
+@app.command("chat")
+def chat(
+    once: Annotated[Optional[str], typer.Option("--once", help="Ask one question, print the answer, exit.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Tier or deployment to use.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chat with streaming answers; shows which model answered and what it cost."""
+    from director_llm.director import Director
+
+    async def run() -> int:
+        async with Director.from_file(config) as director:
+            history: list[dict] = []
+            questions = [once] if once is not None else None
+            while True:
+                if questions is not None:
+                    if not questions:
+                        return 0
+                    q = questions.pop()
+                else:
+                    try:
+                        q = await asyncio.to_thread(input, "> ")
+                    except EOFError:
+                        return 0
+                    if q.strip() in ("/exit", "/quit"):
+                        return 0
+                if not q.strip():
+                    if questions is not None:
+                        raise InputError("the question is empty")
+                    continue
+                history.append({"role": "user", "content": q})
+                try:
+                    result = await _ask(director, history, model=model, as_json=as_json)
+                except ProviderError as exc:
+                    if questions is not None:
+                        raise
+                    err.print(f"[yellow]no answer[/]: {exc}", highlight=False)
+                    history.pop()
+                    continue
+                history.append({"role": "assistant", "content": result["text"]})
+                if as_json:
+                    import json
+
+                    print(json.dumps(result))
+
+    try:
+        code = asyncio.run(run())
+    except DirectorError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(code)
