@@ -38,7 +38,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from director_llm.errors import DirectorError, ProviderError, StreamInterruptedError, redact
+from director_llm.errors import (
+    DirectorError,
+    ProviderError,
+    StreamInterruptedError,
+    redact,
+)
 
 if TYPE_CHECKING:
     from director_llm.director import Director

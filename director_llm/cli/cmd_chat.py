@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,8 +38,8 @@ async def _ask(director, history: list[dict], *, model: str | None, as_json: boo
 
 @app.command("chat")
 def chat(
-    once: Annotated[Optional[str], typer.Option("--once", help="Ask one question, print the answer, exit.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Tier or deployment to use.")] = None,
+    once: Annotated[str | None, typer.Option("--once", help="Ask one question, print the answer, exit.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Tier or deployment to use.")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
