@@ -17,10 +17,10 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-key-1234567")
 
-from director_llm.config.loading import parse_config_text  # noqa: E402
-from director_llm.director import Director  # noqa: E402
-from director_llm.routing import import_litellm  # noqa: E402
-from director_llm.testing import FakeProviderServer, Reply  # noqa: E402
+from director_llm.config.loading import parse_config_text
+from director_llm.director import Director
+from director_llm.routing import import_litellm
+from director_llm.testing import FakeProviderServer, Reply
 
 MSG = [{"role": "user", "content": "hi"}]
 
