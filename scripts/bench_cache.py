@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # LiteLLM fetches a price map over the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from director_llm.cache import TieredCache  # noqa: E402
+from director_llm.cache import TieredCache
 
 #: A classification result as the Director caches it (~150 bytes of JSON).
 CLASSIFICATION = {
@@ -199,10 +199,11 @@ async def bench_our_layers(args: argparse.Namespace) -> tuple[Table, dict[str, L
 
 async def bench_litellm(args: argparse.Namespace, ours: dict[str, Latency]) -> Table:
     t0 = time.perf_counter()
+    from urllib.parse import urlsplit
+
     from litellm.caching.caching import Cache
     from litellm.caching.in_memory_cache import InMemoryCache
     from litellm.caching.redis_cache import RedisCache
-    from urllib.parse import urlsplit
 
     import_s = time.perf_counter() - t0
     keys = [f"k{i}" for i in range(args.keys)]
@@ -319,9 +320,10 @@ def _e2e_config(base: str, *, token: str, memory_mb: float | None = None, redis_
 
 async def _litellm_router_hits(base: str, args: argparse.Namespace, n: int) -> dict[str, Latency]:
     """LiteLLM Router's own response cache (``cache_responses=True``): hit latency, local and Redis."""
+    from urllib.parse import urlsplit
+
     import litellm
     from litellm.caching.caching import Cache
-    from urllib.parse import urlsplit
 
     results: dict[str, Latency] = {}
     messages = [{"role": "user", "content": "quero cancelar minha assinatura"}]
@@ -345,7 +347,7 @@ async def _litellm_router_hits(base: str, args: argparse.Namespace, n: int) -> d
             return bool((getattr(r, "_hidden_params", None) or {}).get("cache_hit"))
 
         results[kind] = await measure_latency(
-            lambda: router.acompletion(model="g", messages=messages, temperature=0), n=n,
+            lambda router=router: router.acompletion(model="g", messages=messages, temperature=0), n=n,
             name=f"litellm {kind}", warmup=50, check=hit_check)
     litellm.cache = None
     return results
@@ -383,7 +385,7 @@ async def bench_end_to_end(args: argparse.Namespace) -> Table:
                             await d.classify_intent(text)
                     next_text = cycling(texts)
                     lat[f"classify_intent from {layer}"] = await measure_latency(
-                        lambda: d.classify_intent(next_text()), n=n, name=f"classify {layer}",
+                        lambda d=d, next_text=next_text: d.classify_intent(next_text()), n=n, name=f"classify {layer}",
                         check=lambda r, layer=layer: r.route.cache == layer)
                     if layer == "memory":
                         await d.acompletion(chat, temperature=0)
@@ -391,7 +393,8 @@ async def bench_end_to_end(args: argparse.Namespace) -> Table:
                             lambda: d.acompletion(chat, temperature=0), n=n, name="chat memory",
                             check=lambda r: r._hidden_params["director_route"]["cache"] == "memory")
                         lat["classify_intent uncached (fake provider)"] = await measure_latency(
-                            lambda: d.classify_intent(next_text(), cache=False), n=max(50, n // 10),
+                            lambda d=d, next_text=next_text: d.classify_intent(next_text(), cache=False),
+                            n=max(50, n // 10),
                             name="classify uncached", warmup=20, check=lambda r: r.route.cache is None)
                         lat["acompletion uncached (fake provider)"] = await measure_latency(
                             lambda: d.acompletion(chat, temperature=0, cache=False), n=max(50, n // 10),

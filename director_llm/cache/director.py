@@ -265,7 +265,7 @@ class DirectorCache:
             if disk is not None:
                 try:
                     disk.close()
-                except Exception as exc:  # best effort: a leaked handle must not fail a request
+                except Exception as exc:  # noqa: BLE001 - best effort: a leaked handle must not fail a request
                     _log.debug("cache: closing the disk layer of a closed loop failed: %s", exc)
 
     # ------------------------------------------------------------------------------- chat

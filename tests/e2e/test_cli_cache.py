@@ -95,7 +95,7 @@ def test_stats_in_a_real_subprocess(config_file: Path) -> None:
         # The installed console script, as a user runs it (``python -m ...cli.app`` would register
         # the commands on a second copy of the module).
         [str(Path(sys.executable).parent / "director-llm"), "cache", "stats", "-c", str(config_file)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"},
+        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "redis" in proc.stdout and "disk" in proc.stdout and "cache namespace" in proc.stdout

@@ -35,7 +35,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def config_text(base: str, *, token: str, redis_url: str | None = None, disk: Path | None = None,
-                memory_mb: float | None = 4, ttl: float = 60, extra: str = "") -> str:
+                memory_mb: float | None = 4, ttl: float = 60, extra: str = "", llm: str = "") -> str:
     caching = [f"ttl_seconds = {ttl}"]
     if memory_mb:
         caching.append(f"memory_size_mb = {memory_mb}")
@@ -47,6 +47,7 @@ def config_text(base: str, *, token: str, redis_url: str | None = None, disk: Pa
         [llm]
         num_retries = 0
         attempt_timeout_seconds = 5
+        {llm}
         [providers.openai]
         models = ["gpt-4o-mini", "gpt-4o"]
         base_url = "{base}/v1"
@@ -250,9 +251,11 @@ async def test_two_processes_share_the_redis_layer(make, fake_provider, redis_ur
     await d.aclose()
 
 
-async def test_redis_stopped_mid_run_and_restarted(make, fake_provider, redis_server, caplog):
+async def test_redis_stopped_mid_run_and_restarted(make, fake_provider, redis_server, redis_url, caplog):
     caplog.set_level(logging.INFO, logger="director_llm.cache")
-    d = make(redis_url=redis_server.url, memory_mb=None)
+    # Budget and breaker state stay on the shared Redis: this test is about the cache layer
+    # (they would otherwise share the Redis being stopped, and refuse priced calls by design).
+    d = make(redis_url=redis_server.url, memory_mb=None, llm=f'state_redis_url = "{redis_url}"')
     d.cache.redis_backoff_s = 0.2
 
     async def ask(i: int) -> Any:
