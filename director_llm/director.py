@@ -252,11 +252,12 @@ class Director:
         if self._closed:
             return
         self._closed = True
-        await self.cache.aclose()
-        await self.breaker.aclose()
-        await self.budget.drain()  # settlements run in LiteLLM's callbacks, after the response
+        # First: settlements run in LiteLLM's callbacks, after the response was returned.
+        await self.budget.drain()
         await self.budget.release_all()
         await self.budget.ledger.aclose()
+        await self.cache.aclose()
+        await self.breaker.aclose()
         if self._built is not None:
             from director_llm.routing import _Dispatcher
 
