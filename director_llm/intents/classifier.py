@@ -264,7 +264,7 @@ class Classifier:
         kw: dict[str, Any] = {
             # cache=False: the chat cache would replay a garbage answer on the repair round;
             # classifications are cached as results by a pre/post step instead.
-            "model": group, "temperature": 0, "max_tokens": CLASSIFY_MAX_TOKENS, "cache": False,
+            "model": group, "temperature": 0, "max_tokens": self.max_tokens(group), "cache": False,
             "metadata": {"director": {"exclude": list(run.tried), "classify_id": run.req.id,
                                       "purpose": "classify_intent"}},
         }
@@ -275,6 +275,15 @@ class Classifier:
             kw["stream"] = True
             kw["stream_options"] = {"include_usage": True}
         return kw
+
+    def max_tokens(self, group: str) -> int:
+        """``CLASSIFY_MAX_TOKENS``, or less when every deployment of ``group`` has a lower
+        ``max_tokens`` override (slow local models: a cut answer is repaired by the parser)."""
+        built = self.director.built
+        caps = [built.deployments[d].max_tokens for d in built.groups.get(group, [])]
+        if caps and all(caps):
+            return min(CLASSIFY_MAX_TOKENS, max(c for c in caps if c))
+        return CLASSIFY_MAX_TOKENS
 
     async def ask(self, run: _Run, group: str, messages: list[dict[str, str]]) -> tuple[str, str]:
         """One non-streamed call: ``(deployment that answered, its text)``, accounted in ``run``."""
