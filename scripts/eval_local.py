@@ -73,9 +73,39 @@ def train(examples: list[tuple[str, str]], settings: LocalTierSettings) -> tuple
     return model, time.perf_counter() - started
 
 
+_STARTUP_SNIPPET = """
+import sys, time
+t0 = time.perf_counter()
+from director_llm.intents.builtin_flows import BUILTIN_FLOWS
+from director_llm.local import LocalIntentModel
+t1 = time.perf_counter()
+examples = [(e, n) for n, f in BUILTIN_FLOWS.items() for e in f["examples"]]
+model = LocalIntentModel.train(examples, cache_dir=sys.argv[1])
+t2 = time.perf_counter()
+model.predict("quero criar uma tarefa para amanha")
+t3 = time.perf_counter()
+print(f"{model.loaded_from_cache} {t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f}")
+"""
+
+
+def startup() -> None:
+    """Cold start (fresh process, empty cache) and warm start (fresh process, cache hit)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        for name in ("cold", "warm"):
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _STARTUP_SNIPPET, cache], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            total = time.perf_counter() - started
+            print(f"startup {name}: from_cache={out[0]} import {float(out[1]):.2f}s, train/load {float(out[2]):.2f}s, "
+                  f"first predict {float(out[3]) * 1000:.0f} ms, whole process {total:.2f}s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="pt,few,banking,full")
+    parser.add_argument("--only", default="startup,pt,few,banking,full")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--features", default=None, help="override LocalTierSettings.features")
     args = parser.parse_args()
@@ -83,6 +113,8 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = LocalTierSettings() if args.features is None else LocalTierSettings(features=args.features)
     print(f"settings: {settings}")
+    if "startup" in only:
+        startup()
     print(HEADER)
 
     if "pt" in only:
@@ -95,6 +127,10 @@ def main() -> int:
         at0, _ = run(model, test, threshold=0.0, latency_sample=0)
         print(f"{'  pt, no threshold: accuracy':<28} {at0.accuracy:.3f}; suggested threshold "
               f"(max accuracy) {suggest_threshold([i for _, i in test], *_labels_confs(model, test), oos_label=OOS, min_oos_recall=0.0):.2f}")
+        print("  sweep (th: accuracy / accuracy of accepted / escalation):")
+        for r in at0.sweep[4:14]:
+            acc_ok = "-" if r.accepted_accuracy is None else f"{r.accepted_accuracy:.3f}"
+            print(f"    {r.threshold:.2f}: {r.accuracy:.3f} / {acc_ok} / {r.escalation_rate:.3f}")
 
     data = find_data_dir("clinc150")
     if data is None and only & {"full", "few"}:

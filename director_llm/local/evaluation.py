@@ -37,13 +37,16 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(
 @dataclass(frozen=True)
 class SweepRow:
     """Metrics at one threshold. ``escalation_rate`` is the share of all messages whose
-    confidence is below the threshold (those the cascade sends to a remote tier)."""
+    confidence is below the threshold (those the cascade sends to a remote tier);
+    ``accepted_accuracy`` is the raw accuracy on the others (what the local tier answers
+    alone), None when nothing is accepted."""
 
     threshold: float
     accuracy: float
     in_scope_accuracy: float
     oos_recall: float | None
     escalation_rate: float
+    accepted_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,11 @@ def threshold_sweep(gold: Sequence[str], predicted: Sequence[str], confidences: 
     for th in thresholds:
         final = apply_threshold(predicted, confidences, th, oos_label)
         escalated = sum(c < th for c in confidences) / len(confidences) if confidences else 0.0
+        accepted = [(g, p) for g, p, c in zip(gold, predicted, confidences) if c >= th]
         rows.append(SweepRow(threshold=float(th), accuracy=accuracy(gold, final),
                              in_scope_accuracy=in_scope_accuracy(gold, final, oos_label),
-                             oos_recall=oos_recall(gold, final, oos_label), escalation_rate=escalated))
+                             oos_recall=oos_recall(gold, final, oos_label), escalation_rate=escalated,
+                             accepted_accuracy=accuracy(*zip(*accepted)) if accepted else None))
     return rows
 
 

@@ -133,6 +133,7 @@ class LocalIntentModel:
             cached = load_cached(Path(cache_dir), key)
             if isinstance(cached, LocalIntentModel):
                 cached.loaded_from_cache = True
+                cached._warm_up()
                 return cached
         started = time.perf_counter()
         model = cls._fit(examples, settings)
@@ -185,6 +186,13 @@ class LocalIntentModel:
             )
         return cls(labels=labels, settings=settings, extractor=extractor, coef=np.asarray(clf.coef_, dtype=np.float64),
                    intercept=np.asarray(clf.intercept_, dtype=np.float64), memory=memory)
+
+    def _warm_up(self) -> None:
+        """Load the sentence encoder now, so the first ``predict`` on the hot path is fast."""
+        if self._extractor.uses_usem3:
+            from director_llm.local.features import get_encoder
+
+            get_encoder()
 
     # ---------------------------------------------------------------- prediction
     def probabilities(self, texts: Sequence[str]) -> Any:

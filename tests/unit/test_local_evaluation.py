@@ -65,6 +65,9 @@ def test_threshold_sweep_is_monotone_in_escalation() -> None:
     assert rows[1].oos_recall == pytest.approx(1.0)
     assert rows[1].in_scope_accuracy == pytest.approx(3 / 4)
     assert rows[-1].in_scope_accuracy == 0.0
+    assert rows[0].accepted_accuracy == pytest.approx(4 / 6)
+    assert rows[2].accepted_accuracy == pytest.approx(3 / 3)  # kept: conf 0.9, 0.8, 0.7
+    assert rows[-1].accepted_accuracy is None
 
 
 def test_suggest_threshold_with_oos() -> None:
