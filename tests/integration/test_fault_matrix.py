@@ -10,6 +10,7 @@ sees, how many requests each upstream received, and the time taken, and assert i
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from pathlib import Path
@@ -161,6 +162,25 @@ def _describe_error(exc: ProviderError) -> str:
         return "StreamInterruptedError, partial text kept" if exc.partial_text else "StreamInterruptedError, empty"
     status = f" {exc.status_code}" if exc.status_code else ""
     return f"ProviderError{status}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_up(fake_provider_session) -> None:
+    """The first LiteLLM call of a process pays ~1 s of lazy imports per protocol; pay it
+    before the clock matters (a real deployment warms up at startup too)."""
+    os.environ.setdefault("TEST_FAULT_KEY", "sk-fault-matrix-key-123456")
+
+    async def warm() -> None:
+        for protocol in PRIMARY:
+            d = Director(_config(fake_provider_session.base_url, protocol, refused=False, fallback=True))
+            section, model, _ = PRIMARY[protocol]
+            await d.acompletion([{"role": "user", "content": "warm"}], model=f"{section}/{model}")
+            async with d.stream_response([{"role": "user", "content": "warm"}], model=f"{section}/{model}") as s:
+                async for _ in s:
+                    pass
+            await d.aclose()
+
+    asyncio.run(warm())
 
 
 @pytest.mark.parametrize(("fault_name", "mode", "protocol"), CASES,
