@@ -108,7 +108,11 @@ class LocalIntentModel:
         self._extractor = extractor
         # Kept as plain arrays: predicting through numpy is ~10x cheaper than sklearn's
         # predict_proba validation on a single row, and this runs on the hot path.
-        self._coef_t = coef.T.copy()
+        # float32 halves memory and cache size (CLINC150: 66k features x 151 intents = 40 MB)
+        # at no measurable cost in accuracy; rows are contiguous for the sparse gather.
+        import numpy as np
+
+        self._coef_t = np.ascontiguousarray(coef.T, dtype=np.float32)
         self._intercept = intercept
         self._memory = memory
         self.loaded_from_cache = False
