@@ -18,9 +18,9 @@ import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from director_llm.config.loading import parse_config_text  # noqa: E402
-from director_llm.director import Director  # noqa: E402
-from director_llm.testing import FakeProviderServer, Reply  # noqa: E402
+from director_llm.config.loading import parse_config_text
+from director_llm.director import Director
+from director_llm.testing import FakeProviderServer, Reply
 
 ANSWER = {
     "flow": "create_task",
@@ -63,8 +63,8 @@ async def main(rate: float, runs: int) -> None:
     tokens = len(reply.chunks())
     print(f"answer: {tokens} streamed tokens at {rate:g} tokens/s (~{tokens / rate:.2f} s of generation); "
           f"{runs} runs per protocol, median shown\n")
-    print(f"| protocol  | time to flow (ms) | total (ms) | flow known at | saved (ms) |")
-    print(f"|-----------|------------------:|-----------:|--------------:|-----------:|")
+    print("| protocol  | time to flow (ms) | total (ms) | flow known at | saved (ms) |")
+    print("|-----------|------------------:|-----------:|--------------:|-----------:|")
     try:
         for protocol, section in SECTIONS.items():
             async with Director(parse_config_text(section.format(base=base) + FLOWS)) as director:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,17 +23,17 @@ from director_llm.errors import DirectorError, InputError, ProviderError
 DEFAULT_CONCURRENCY = 4
 _BAR_WIDTH = 20
 
-TextArg = Annotated[Optional[str], typer.Argument(help="Text to classify.", show_default=False)]
-FileOpt = Annotated[Optional[Path], typer.Option(
+TextArg = Annotated[str | None, typer.Argument(help="Text to classify.", show_default=False)]
+FileOpt = Annotated[Path | None, typer.Option(
     "--file", "-f", help="Classify every line of a .txt file (one text per line) or .jsonl file "
     '({"text": ..., "history": [...]} per line).', show_default=False)]
 StreamOpt = Annotated[bool, typer.Option("--stream", help="Show the partial flow and confidence as they arrive.")]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-n", min=1, max=256,
                                              help="Batch: classifications in flight at once.")]
-OutputOpt = Annotated[Optional[Path], typer.Option(
+OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Batch: write JSONL results here (default: stdout).", show_default=False)]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
-StrategyOpt = Annotated[Optional[str], typer.Option(
+StrategyOpt = Annotated[str | None, typer.Option(
     "--strategy", help="cost, latency, quality or adaptive (default: the config's).", show_default=False)]
 
 
@@ -156,8 +156,14 @@ def read_inputs(path: Path) -> list[tuple[int, str, list[Any] | None]]:
 
 
 async def _batch(director: Any, path: Path, concurrency: int, output: Path | None, strategy: str | None) -> int:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     items = read_inputs(path)
     results: list[dict[str, Any] | None] = [None] * len(items)

@@ -25,8 +25,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from director_llm.errors import ClassificationError, ProviderError, redact
-from director_llm.intents.models import FallbackEvent, IntentClassification, Route, TierChosenEvent
-from director_llm.intents.parsing import AnswerInvalid, ParsedAnswer, clean_input, parse_answer
+from director_llm.intents.models import (
+    FallbackEvent,
+    IntentClassification,
+    Route,
+    TierChosenEvent,
+)
+from director_llm.intents.parsing import (
+    AnswerInvalid,
+    ParsedAnswer,
+    clean_input,
+    parse_answer,
+)
 from director_llm.intents.prompts import (
     ConstraintKind,
     FlowSet,
@@ -380,4 +390,4 @@ def _dedupe(attempts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return list(seen.values())
 
 
-__all__ = ["AttemptLog", "ClassifyRequest", "Classifier"]
+__all__ = ["AttemptLog", "Classifier", "ClassifyRequest"]

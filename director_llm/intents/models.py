@@ -17,7 +17,7 @@ happen. Every item is a pydantic model: ``item.model_dump_json()`` is its wire f
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -136,7 +136,7 @@ class UsageEvent(_Event):
 
 
 StreamItem = Annotated[
-    Union[IntentClassificationStream, CacheHitEvent, TierChosenEvent, FallbackEvent, UsageEvent],
+    IntentClassificationStream | CacheHitEvent | TierChosenEvent | FallbackEvent | UsageEvent,
     Field(discriminator="type"),
 ]
 """One item of ``director.stream_intent``: a partial result or a routing event."""

@@ -11,6 +11,7 @@ repair round). ``parse_partial`` reads an unfinished stream with ``partial_json_
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ def coerce_confidence(value: Any) -> float | None:
         except ValueError:
             return None
         value = number / 100 if percent else number
-    if not isinstance(value, (int, float)) or value != value:  # NaN
+    if not isinstance(value, (int, float)) or math.isnan(value):
         return None
     number = float(value)
     if 1 < number <= 100:

@@ -13,6 +13,7 @@ on while it runs. The last item is always ``done=True`` with the validated ``res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -130,10 +131,8 @@ async def _stream_first_answer(classifier: Classifier, run: _Run, started: float
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a finished stream may complain; nothing to do
                 await aclose()
-            except Exception:  # noqa: BLE001 - closing a finished stream may complain; nothing to do
-                pass
     if not completion_tokens and text:
         completion_tokens = max(1, len(text) // 4)  # some servers send no usage in streams
     classifier.account(run, deployment, prompt_tokens, completion_tokens, None)

@@ -30,7 +30,7 @@ examples = ["cria uma tarefa para amanhã"]
 
 def oracle(request) -> Reply:
     text = request.last_user_text
-    data = re.search(r"<user_message>\n(.*)\n</user_message>", text, re.S)
+    data = re.search(r"<user_message>\n(.*)\n</user_message>", text, re.DOTALL)
     text = data.group(1) if data else text
     flow = "greeting" if text.lower().startswith(("oi", "hello")) else "create_task"
     return Reply(json={"flow": flow, "confidence": 0.88, "reasoning": f"saw {text[:20]}", "entities": {}},
@@ -65,7 +65,7 @@ def invoke(*args: str, monkeypatch) -> Any:
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, KEY_ENV: KEY_VALUE, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120"}
     cmd = [sys.executable, "-c", "from director_llm.cli.app import main; main()", "classify", *args]
-    return subprocess.run(cmd, capture_output=True,
+    return subprocess.run(cmd, check=False, capture_output=True,
                           text=True, env=env, timeout=timeout)
 
 

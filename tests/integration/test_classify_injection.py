@@ -9,14 +9,21 @@ import re
 from pathlib import Path
 
 import pytest
+from test_classify_support import (
+    FLOW_NAMES,
+    FLOWS,
+    KEY_ENV,
+    KEY_VALUE,
+    MODEL,
+    provider_section,
+    user_data,
+)
 
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
 from director_llm.errors import InputError
 from director_llm.intents import IntentClassificationStream
 from director_llm.testing import Reply
-
-from test_classify_support import FLOW_NAMES, FLOWS, KEY_ENV, KEY_VALUE, MODEL, provider_section, user_data
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "injection_corpus.jsonl"
 _FLOW_RE = re.compile(r"flow\s*[=:]\s*\"?([A-Za-z_]+)")

@@ -8,13 +8,25 @@ import json
 import time
 
 import pytest
+from test_classify_support import (
+    KEY_ENV,
+    KEY_VALUE,
+    MODEL,
+    PROTOCOLS,
+    config_for,
+    provider_section,
+    user_data,
+)
 
 from director_llm.director import Director
 from director_llm.errors import ClassificationError, InputError, ProviderError
-from director_llm.intents import FallbackEvent, IntentClassificationStream, TierChosenEvent, UsageEvent
+from director_llm.intents import (
+    FallbackEvent,
+    IntentClassificationStream,
+    TierChosenEvent,
+    UsageEvent,
+)
 from director_llm.testing import Fault, Reply
-
-from test_classify_support import KEY_ENV, KEY_VALUE, MODEL, PROTOCOLS, config_for, provider_section, user_data
 
 MESSY = {
     "fenced": '```json\n{"flow": "create_task", "confidence": 0.92, "reasoning": "asks for a task", '

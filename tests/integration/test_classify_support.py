@@ -54,5 +54,5 @@ def config_for(*sections: str, extra: str = "") -> DirectorConfig:
 def user_data(request) -> str:
     """The user's text as the classifier sent it (between the data tags)."""
     text = request.last_user_text
-    match = re.search(r"<user_message>\n(.*)\n</user_message>", text, re.S)
+    match = re.search(r"<user_message>\n(.*)\n</user_message>", text, re.DOTALL)
     return match.group(1) if match else text

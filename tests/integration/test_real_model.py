@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -95,9 +96,9 @@ class _Proxy(BaseHTTPRequestHandler):
     """Forwards to llama.cpp and records the request bodies."""
 
     upstream = ""
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).bodies.append(json.loads(raw or b"{}"))
         req = urllib.request.Request(self.upstream + self.path, data=raw,
