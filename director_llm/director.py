@@ -21,6 +21,7 @@ from director_llm.errors import DirectorError, InputError, ProviderError, redact
 from director_llm.hooks import DirectorHooks
 from director_llm.observability import Metrics
 from director_llm.providers import DeploymentInfo, build_deployments
+from director_llm.routing import answered_by
 
 
 class Director:
@@ -161,11 +162,22 @@ class Director:
         deadline = self.config.llm.timeout_seconds
 
         async def call() -> Any:
+            empty: list[str] = []  # deployments that answered with no content: try the others
             try:
                 async with asyncio.timeout(deadline):
-                    started = time.perf_counter()
-                    response = await router.acompletion(model=group, messages=messages, metadata=metadata,
-                                                        **kwargs, **extra)
+                    while True:
+                        started = time.perf_counter()
+                        meta = metadata
+                        if empty:
+                            exclude = [*(metadata["director"].get("exclude") or []), *empty]
+                            meta = {**metadata, "director": {**metadata["director"], "exclude": exclude}}
+                        response = await router.acompletion(model=group, messages=messages, metadata=meta,
+                                                            **kwargs, **extra)
+                        name = answered_by(response)
+                        if has_content(response) or name is None or name in empty:
+                            break
+                        empty.append(name)
+                        await self._record_empty_answer(name)
                     _attach_route(self, response, reason=reason, strategy=strategy, started=started)
                     return response
             except TimeoutError:
@@ -174,9 +186,19 @@ class Director:
             except DirectorError:
                 raise
             except Exception as exc:  # the one boundary where LiteLLM's errors become ours
+                if empty:
+                    raise ProviderError(
+                        f"no usable answer for {group}: {', '.join(empty)} answered with no content and "
+                        f"no other deployment could serve ({type(exc).__name__})",
+                        attempts=[(n, "EmptyResponse", "no choices or empty message") for n in empty]) from exc
                 raise provider_error(exc, group) from exc
 
         return await self.cache.complete(messages, group=group, params=kwargs, cache=cache, call=call)
+
+    async def _record_empty_answer(self, name: str) -> None:
+        """An answer with no content is a failure of that deployment (metrics and breaker)."""
+        self.metrics.for_deployment(name).record_failure(0.0, "EmptyResponse", "no choices or empty message")
+        await self.breaker.record_failure(name)
 
     # -- Streaming and health (issue 7) ---------------------------------------------------------
     def stream_response(self, messages: list[dict[str, Any]], *, model: str | None = None,
@@ -281,6 +303,18 @@ def _attach_route(director: Director, response: Any, *, reason: str, strategy: s
     if isinstance(hidden, dict):
         route = hidden.setdefault("director_route", {})
         route.update(describe_route(director, response, reason=reason, strategy=strategy, started=started))
+
+
+def has_content(response: Any) -> bool:
+    """True when a chat completion carries text or tool calls (an empty answer is a failure)."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        return False
+    message = getattr(choices[0], "message", None)
+    if message is None:
+        return False
+    return bool(getattr(message, "content", None) or getattr(message, "tool_calls", None)
+                or getattr(message, "function_call", None))
 
 
 def provider_error(exc: BaseException, group: str) -> ProviderError:

@@ -69,6 +69,22 @@ class BuiltRouter:
     deployments: dict[str, DeploymentInfo]  # name -> info (those given to the Router)
 
 
+# Router deployment id -> (Director instance, deployment name). Ids are ours, but names may
+# contain any character (``ollama/llama3.2:1b``), so they are looked up, never parsed.
+_BY_ID: dict[str, tuple[str, str]] = {}
+
+
+def deployment_for_id(model_id: object) -> tuple[str, str] | None:
+    """(instance, deployment name) of a Router deployment id (``response._hidden_params["model_id"]``)."""
+    return _BY_ID.get(str(model_id)) if model_id else None
+
+
+def answered_by(response: Any) -> str | None:
+    """The deployment name that produced a Router response."""
+    found = deployment_for_id((getattr(response, "_hidden_params", None) or {}).get("model_id"))
+    return found[1] if found else None
+
+
 def model_list(deployments: list[DeploymentInfo], instance_id: str) -> list[dict[str, Any]]:
     """Router ``model_list``: each deployment in its tier group and in its own group."""
     entries = []
@@ -78,6 +94,7 @@ def model_list(deployments: list[DeploymentInfo], instance_id: str) -> list[dict
         if d.context_window:
             base_info["max_input_tokens"] = d.context_window
         for group in (d.tier, d.name):
+            _BY_ID[f"{instance_id}:{group}:{d.name}"] = (instance_id, d.name)
             entries.append({
                 "model_name": group,
                 "litellm_params": dict(params),
@@ -134,10 +151,9 @@ def deployment_of(kwargs: dict) -> tuple[str | None, str | None]:
     if not info:
         slo = kwargs.get("standard_logging_object") or {}
         info = (slo.get("model_map_information") or {}).get("model_map_value") or {}
-        model_id = slo.get("model_id") or ""
-        if model_id.count(":") >= 2:
-            inst, _group, name = model_id.split(":", 2)
-            return inst, name
+        found = deployment_for_id(slo.get("model_id"))
+        if found:
+            return found
     return info.get("director_instance"), info.get("director_deployment")
 
 

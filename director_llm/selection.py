@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from director_llm.complexity import Complexity, Level, estimate_complexity
 from director_llm.config.semantics import LLM_TIERS
+from director_llm.routing import answered_by
 
 if TYPE_CHECKING:
     from director_llm.director import Director
@@ -263,8 +264,7 @@ def describe_route(director: Director, response: Any, *, reason: str, strategy: 
     """The ``Route`` fields of a Router response (see ``intents.models.Route``): which tier and
     model answered, why, what was reserved and what it actually cost."""
     hidden = getattr(response, "_hidden_params", None) or {}
-    model_id = str(hidden.get("model_id") or "")
-    name = model_id.split(":", 2)[2] if model_id.count(":") >= 2 else None
+    name = answered_by(response)
     info = director.providers.get(name) if name else None
     usage = getattr(response, "usage", None)
     pt = int(getattr(usage, "prompt_tokens", 0) or 0)

@@ -104,4 +104,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m director_llm.cli.app`` runs this file as ``__main__``; the command modules
+    # register on the importable ``director_llm.cli.app.app``, so run that one.
+    from director_llm.cli.app import main as _main
+
+    _main()

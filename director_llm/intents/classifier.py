@@ -47,7 +47,7 @@ from director_llm.intents.prompts import (
     response_format,
     weakest,
 )
-from director_llm.routing import director_meta
+from director_llm.routing import answered_by, director_meta
 
 if TYPE_CHECKING:
     from director_llm.director import Director
@@ -325,13 +325,10 @@ class Classifier:
         run.cost_usd += float(cost or 0.0)
 
     def deployment_of(self, response: Any, group: str) -> str:
-        """Deployment name of a response, from ``model_id`` = ``<instance>:<group>:<name>``."""
-        hidden = getattr(response, "_hidden_params", None) or {}
-        model_id = str(hidden.get("model_id") or "")
-        names = sorted(self.director.built.deployments, key=len, reverse=True)
-        for name in names:
-            if model_id.endswith(":" + name):
-                return name
+        """Deployment name of a response (looked up by its Router deployment id)."""
+        name = answered_by(response)
+        if name is not None:
+            return name
         members = self.director.built.groups.get(group) or [group]
         return members[0]
 

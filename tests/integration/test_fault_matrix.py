@@ -64,9 +64,9 @@ for _f in FAULTS:
     EXPECTED[(_f, "stream")] = (B, 1, 1)
 EXPECTED[("connection refused", "complete")] = (B, 0, 1)
 EXPECTED[("connection refused", "stream")] = (B, 0, 1)
-# Director.acompletion passes LiteLLM's response through: an empty choices list comes back as
-# an empty answer (stream_response treats "no text" as a failure and falls back instead).
-EXPECTED[("empty choices", "complete")] = ("empty answer returned as is", 1, 0)
+# An empty answer (no choices, or a message with no text or tool calls) is a failure of that
+# deployment: acompletion and stream_response both move on to the next one.
+EXPECTED[("empty choices", "complete")] = (B, 1, 1)
 EXPECTED[("SSE cut midway", "stream")] = ("StreamInterruptedError, partial text kept", 1, 0)
 EXPECTED[("SSE cut midway", "stream resume")] = ("answer from backup, resumed after the partial text", 1, 1)
 EXPECTED[("401", "no fallback")] = ("ProviderError 401, no retry", 1, 0)
