@@ -21,15 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from director_llm.intents.builtin_flows import BUILTIN_FALLBACK_FLOW, BUILTIN_FLOWS  # noqa: E402
-from director_llm.local import LocalIntentModel, LocalTierSettings, load_training_file  # noqa: E402
-from director_llm.local.datasets import find_data_dir, load_dataset, sample_per_intent  # noqa: E402
-from director_llm.local.evaluation import (  # noqa: E402
+from director_llm.intents.builtin_flows import BUILTIN_FALLBACK_FLOW, BUILTIN_FLOWS
+from director_llm.local import LocalIntentModel, LocalTierSettings, load_training_file
+from director_llm.local.datasets import find_data_dir, load_dataset, sample_per_intent
+from director_llm.local.evaluation import (
     EvalReport,
     evaluate,
     expected_calibration_error,
     suggest_threshold,
-)  # noqa: E402
+)
 
 OOS = "out_of_scope"
 
@@ -67,9 +67,12 @@ HEADER = (f"{'benchmark':<28} {'n':>5} {'in-acc':>7} {'oosrec':>7} {'th':>5} {'e
           f"{'ECE':>6} {'p50ms':>6} {'p99ms':>6} {'train_s':>7}")
 
 
+CACHE_DIR: Path | None = None
+
+
 def train(examples: list[tuple[str, str]], settings: LocalTierSettings) -> tuple[LocalIntentModel, float]:
     started = time.perf_counter()
-    model = LocalIntentModel.train(examples, settings=settings)
+    model = LocalIntentModel.train(examples, settings=settings, cache_dir=CACHE_DIR)
     return model, time.perf_counter() - started
 
 
@@ -108,7 +111,11 @@ def main() -> int:
     parser.add_argument("--only", default="startup,pt,few,banking,full")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--features", default=None, help="override LocalTierSettings.features")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="reuse trained models across runs (train_s is then the load time)")
     args = parser.parse_args()
+    global CACHE_DIR
+    CACHE_DIR = args.cache_dir
     only = set(args.only.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = LocalTierSettings() if args.features is None else LocalTierSettings(features=args.features)

@@ -82,8 +82,8 @@ def single_blas_thread() -> Any:
 
             threads = int(os.environ.get("DIRECTOR_LOCAL_BLAS_THREADS", HOT_PATH_BLAS_THREADS))
             controller = ThreadpoolController()
-            _BLAS_LIMIT = lambda: controller.limit(limits=threads, user_api="blas")  # noqa: E731
-        except Exception:  # threadpoolctl missing or broken: run uncapped rather than fail
+            _BLAS_LIMIT = lambda: controller.limit(limits=threads, user_api="blas")
+        except Exception:  # noqa: BLE001 - threadpoolctl missing or broken: run uncapped, never fail
             import contextlib
 
             _BLAS_LIMIT = contextlib.nullcontext

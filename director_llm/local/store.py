@@ -79,7 +79,7 @@ def load_cached(cache_dir: Path, key: str) -> Any | None:
             payload = pickle.load(fh)
     except FileNotFoundError:
         return None
-    except Exception as exc:  # corrupt/incompatible pickle: a miss, never a failure
+    except Exception as exc:  # noqa: BLE001 - corrupt/incompatible pickle: a miss, never a failure
         log.warning("ignoring unreadable local-model cache %s: %s", path, exc)
         return None
     if not isinstance(payload, dict) or payload.get("key") != key:
