@@ -45,6 +45,9 @@ class Director:
         """Circuit breaker per deployment (shared through Redis when ``redis_state_url`` is set).
         ``state_prefix`` namespaces its Redis keys (tests, several apps on one Redis)."""
         self.hooks.filters.append(self.breaker.filter)
+        from director_llm.cascade import local_for_classification_only
+
+        self.hooks.filters.append(local_for_classification_only)  # chat never falls back to local
         self.hooks.observers.append(self.breaker)
         all_deployments = build_deployments(config)
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in all_deployments}
@@ -86,6 +89,10 @@ class Director:
             from director_llm.routing import build_router
 
             self._built = build_router(self.config, self.usable_deployments(), self.hooks)
+            if self.local_tier is not None and self._built.router is not None:
+                from director_llm.local.provider import register_tier
+
+                register_tier(self._built.instance_id, self.local_tier)
         return self._built
 
     @property
@@ -235,7 +242,21 @@ class Director:
             from director_llm.intents.classifier import Classifier
 
             self._classifier = Classifier(self)
+            from director_llm.cascade import attach_cascade
+
+            attach_cascade(self, self._classifier)  # after the cache lookup: a hit still wins
         return self._classifier
+
+    @property
+    def local_tier(self) -> Any:
+        """The embedded ``local_tier.LocalTier`` of the config's ``kind = "local"`` provider
+        (None without one). Built cheaply; the model trains or loads on first prediction."""
+        if not hasattr(self, "_local_tier"):
+            from director_llm.local_tier import LocalTier
+
+            base = Path(self.source).resolve().parent if self.source else None
+            self._local_tier = LocalTier.from_config(self.config, base_dir=base)
+        return self._local_tier
 
     async def classify_intent(self, text: str, history: list[Any] | None = None, *,
                               strategy: str | None = None, cache: bool | None = None) -> Any:

@@ -108,6 +108,15 @@ def build_router(config: DirectorConfig, deployments: list[DeploymentInfo], hook
     litellm = import_litellm()
     instance_id = f"d{next(_instance_ids)}-{os.getpid()}"
     usable = [d for d in deployments if d.tier in LLM_TIERS]
+    # The embedded local tier joins only a Router that has LLM tiers (a local-only config
+    # never builds one): in group "local" and its own, reached by explicit pins and fallback
+    # chains; selection only ever picks LLM tiers (see director_llm.local.provider).
+    local = [d for d in deployments if d.kind == "local"] if usable else []
+    if local:
+        from director_llm.local.provider import install
+
+        install()
+    usable = usable + local
     groups: dict[str, list[str]] = {}
     for d in usable:
         groups.setdefault(d.tier, []).append(d.name)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from director_llm.errors import ClassificationError, ProviderError, redact
+from director_llm.errors import BudgetExceededError, ClassificationError, ProviderError, redact
 from director_llm.intents.models import (
     FallbackEvent,
     IntentClassification,
@@ -60,6 +60,7 @@ FAILURE_LOG_WAIT_S = 0.2
 Emit = Callable[[Any], None]
 PreStep = Callable[["ClassifyRequest"], Awaitable[IntentClassification | None]]
 PostStep = Callable[["ClassifyRequest", IntentClassification], Awaitable[None]]
+ErrorStep = Callable[["ClassifyRequest", Exception], Awaitable[IntentClassification | None]]
 
 
 @dataclass
@@ -78,6 +79,11 @@ class ClassifyRequest:
     """Group to ask first (a tier or deployment); None: chosen by ``strategy``."""
     cache: bool = True
     """False: the result cache is neither read nor written (``cache=False``, ``--no-cache``)."""
+    route_plan: tuple[str, str] | None = None
+    """``(group, reason)`` chosen by a pre-step (the cascade's escalation) for the LLM path.
+    Unlike ``tier`` it is not part of the cache key: the lookup ran before it was chosen."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Scratch space of the pre/post steps (the cascade keeps its local prediction here)."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
@@ -163,6 +169,10 @@ class Classifier:
         """Async ``(request) -> IntentClassification | None``; the first result wins (cache, cascade)."""
         self.post_llm: list[PostStep] = []
         """Async ``(request, result) -> None`` after a model answered (cache store)."""
+        self.on_llm_error: list[ErrorStep] = []
+        """Async ``(request, error) -> IntentClassification | None`` when the LLM path failed
+        (``ProviderError`` or ``BudgetExceededError``); the first result is the answer instead
+        of the error (the cascade: the local tier as the last resort)."""
         self.log = AttemptLog()
         director.hooks.observers.append(self.log)
         director.cache.attach(self)  # first pre-step: a cache hit skips the cascade and the LLM
@@ -187,9 +197,22 @@ class Classifier:
         hit = await self.run_pre_steps(req)
         if hit is not None:
             return hit
-        result = await self.classify_llm(req)
+        try:
+            result = await self.classify_llm(req)
+        except (ProviderError, BudgetExceededError) as exc:
+            rescued = await self.run_error_steps(req, exc)
+            if rescued is None:
+                raise
+            return rescued
         await self.run_post_steps(req, result)
         return result
+
+    async def run_error_steps(self, req: ClassifyRequest, exc: Exception) -> IntentClassification | None:
+        for step in self.on_llm_error:
+            found = await step(req, exc)
+            if found is not None:
+                return found
+        return None
 
     async def run_pre_steps(self, req: ClassifyRequest) -> IntentClassification | None:
         for step in self.pre_llm:
@@ -206,7 +229,9 @@ class Classifier:
     def start_run(self, req: ClassifyRequest, emit: Emit | None = None) -> _Run:
         """Choose the first group and open the attempt log (``finish_run`` closes it)."""
         d = self.director
-        if req.tier is not None:
+        if req.route_plan is not None:
+            group, reason = req.route_plan
+        elif req.tier is not None:
             group, reason = d._choose_group(req.tier, None, None)
             reason = "escalated by the cascade" if reason == "pinned by caller" else reason
         else:
