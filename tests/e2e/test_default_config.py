@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Runs the real CLI entry point with every outgoing connection refused.
 NO_NETWORK = """
 import atexit, socket, sys
-atexit.register(lambda: sys.stderr.write(f"litellm imported: {'litellm' in sys.modules}\n"))
+atexit.register(lambda: sys.stderr.write(f"litellm imported: {'litellm' in sys.modules}\\n"))
 def _refuse(self, *a, **k):
     raise OSError("network disabled by the test")
 socket.socket.connect = _refuse
