@@ -78,7 +78,7 @@ def check_config(
 
 
 # Feature commands live in their own modules (cmd_*.py) and register on ``app`` when imported.
-COMMAND_MODULES: tuple[str, ...] = ("cmd_cache", "cmd_costs", "cmd_classify", "cmd_chat", "cmd_health")
+COMMAND_MODULES: tuple[str, ...] = ("cmd_cache", "cmd_costs", "cmd_classify", "cmd_chat", "cmd_health", "cmd_eval")
 
 
 def _register_commands() -> None:
