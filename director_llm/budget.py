@@ -38,15 +38,30 @@ reserve that was cancelled (or timed out) after Redis granted it: the hold is or
 not leaked. Limits travel with each call, so processes with different configs share the
 counters and each enforces its own limits.
 
+Lost replies (``RedisLedger``): a connection can drop after Redis ran a script but before
+its answer arrived. Every script is idempotent (keyed by the reservation id; see
+``director_llm.budget_lua``), so ``RedisLedger`` retries a failed call on a fresh
+connection a few times within a short bound (``_RETRY_DELAYS_S``) and a settlement is
+booked exactly once. Timeouts are retried only for settle/release: a reserve sits on the
+request path, and a hung Redis must fail it after one ``timeout_s``.
+
+Event loops: an asyncio Redis connection belongs to the loop that opened it. LiteLLM may
+run a settlement callback on a later loop than the one that reserved (its logging worker
+carries pending callbacks over when the loop changes), so ``RedisLedger`` keeps one client
+per running loop, created lazily in that loop.
+
 Round trips: reserve = 1 EVALSHA, settle = 1 EVALSHA, release = 1 EVALSHA,
-``can_afford``/``remaining`` = 1 EVALSHA, ``snapshot`` = 2.
+``can_afford``/``remaining`` = 1 EVALSHA, ``snapshot`` = 2 (plus retries after a dropped
+connection, and one SCRIPT LOAD per script and client).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,6 +106,9 @@ _HOUR_KEEP = timedelta(hours=2)
 _DAY_KEEP = timedelta(days=2)
 _STATS_KEEP = timedelta(hours=26)
 _REPORT_HOURS = 24
+# Pauses before each retry of a Redis call that failed on a dropped connection: the first
+# retry is immediate (a fresh connection), the whole sequence stays well under a second.
+_RETRY_DELAYS_S = (0.0, 0.05, 0.2)
 
 GroupBy = Literal["provider", "model", "hour"]
 
@@ -324,9 +342,10 @@ class _LedgerBase:
         raise NotImplementedError
 
     async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
-        """Drop the hold, add ``actual`` to spent and ``stats`` to the hour's counters.
-        Returns whether the hold was still there."""
+                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
+        """Drop the hold, add ``actual`` to spent and ``stats`` to the hour's counters
+        (``kind``: ``s`` settle, ``r`` release). Returns whether the hold was still there.
+        Must be idempotent per reservation id: it may be retried after a lost reply."""
         raise NotImplementedError
 
     async def _read_windows(self, windows: Sequence[_Window],
@@ -401,7 +420,7 @@ class _LedgerBase:
         stats = _stats_increments(reservation.provider, reservation.model, actual,
                                   prompt_tokens, completion_tokens)
         windows = self._windows(reservation.provider, reservation.hour, reservation.day)
-        await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP)
+        await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP, "s")
         reservation.state = "settled"
 
     async def release(self, reservation: Reservation) -> None:
@@ -411,7 +430,7 @@ class _LedgerBase:
             return
         if _to_units(reservation.amount_usd, round_up=True) > 0:
             windows = self._windows(reservation.provider, reservation.hour, reservation.day)
-            await self._book(reservation, windows, 0, [], reservation.created_at)
+            await self._book(reservation, windows, 0, [], reservation.created_at, "r")
         reservation.state = "released"
 
     async def can_afford(self, amount_usd: float, provider: str) -> bool:
@@ -544,7 +563,9 @@ class MemoryLedger(_LedgerBase):
             return None
 
     async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
+                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
+        # One critical section under a lock: no reply can be lost, so no retry and no
+        # record of closed ids is needed (the Reservation's state guards double settles).
         live = False
         with self._lock:
             for w in windows:
@@ -582,8 +603,9 @@ class MemoryLedger(_LedgerBase):
 
 class RedisLedger(_LedgerBase):
     """Ledger shared by every process and host using the same Redis and ``prefix``.
-    Each operation is one Lua script (see ``director_llm.budget_lua``), so concurrent
-    reservations can never jointly exceed a limit."""
+    Each operation is one idempotent Lua script (see ``director_llm.budget_lua``), so
+    concurrent reservations can never jointly exceed a limit and a retried settlement is
+    booked once."""
 
     def __init__(self, redis_url: str | None = None, *, prefix: str = DEFAULT_REDIS_PREFIX,
                  limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
@@ -593,21 +615,50 @@ class RedisLedger(_LedgerBase):
         super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
         if (redis_url is None) == (client is None):
             raise ValueError("pass exactly one of redis_url or client")
-        import redis.asyncio as aioredis
+        import redis.asyncio  # noqa: F401 - import now, not on the first (timed) reservation
 
-        from director_llm import budget_lua
-
-        self._owns_client = client is None
-        # A bounded timeout: a hung Redis must fail the reservation, not hang the request.
-        self._redis: Redis = client or aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s)
+        self._url = redis_url
+        self._timeout_s = timeout_s
+        self._given = client
+        # Our own clients, one per event loop (a connection cannot move between loops).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
+            weakref.WeakKeyDictionary())
+        self._closed = False
         # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require;
         # keys still start with ``prefix`` so ``SCAN prefix*`` finds them all.
         self._tag = prefix + "{budget}"
-        self._reserve = self._redis.register_script(budget_lua.RESERVE)
-        self._settle = self._redis.register_script(budget_lua.SETTLE)
-        self._status = self._redis.register_script(budget_lua.STATUS)
+        self.retries = 0
+        """Calls retried after a dropped connection or timeout (tests and benchmarks read it)."""
+
+    def _client(self) -> _Client:
+        if self._given is not None:
+            # A caller-supplied client is used as is, on whatever loop the caller runs it.
+            if not self._clients:
+                self._clients[_GIVEN] = _Client(self._given)
+            return self._clients[_GIVEN]
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._new_client()
+            if not self._closed:  # after aclose() each late call uses (and closes) its own
+                self._clients[loop] = client
+        return client
+
+    def _new_client(self) -> _Client:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # A bounded timeout: a hung Redis must fail the reservation, not hang the request.
+        # redis-py's own retries are off: only our idempotent scripts may be re-sent.
+        return _Client(aioredis.Redis.from_url(
+            self._url, decode_responses=True, socket_timeout=self._timeout_s,
+            socket_connect_timeout=self._timeout_s, retry=Retry(NoBackoff(), 0)))
+
+    @property
+    def _redis(self) -> Redis:
+        """The client for the running loop (tooling and tests use it for raw commands)."""
+        return self._client().redis
 
     def _keys(self, windows: Sequence[_Window]) -> list[str]:
         keys = []
@@ -619,38 +670,66 @@ class RedisLedger(_LedgerBase):
         """The Redis key of one hour's usage counters (for tooling and tests)."""
         return f"{self._tag}:s:{hour}"
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        from redis.exceptions import RedisError
+    def done_key(self, hour: str) -> str:
+        """The Redis key of the ids settled or released among one hour's reservations."""
+        return f"{self._tag}:d:{hour}"
 
+    async def _call(self, name: str, keys: list[str], args: list[Any], *,
+                    retry_timeouts: bool = False) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from director_llm import budget_lua
+
+        retryable: tuple[type[BaseException], ...] = (RedisConnectionError,)
+        if retry_timeouts:
+            retryable += (RedisTimeoutError,)
+        client = self._client()
+        attempt = 0
         try:
-            return await script(keys=keys, args=args)
-        except RedisError as exc:
-            raise BudgetBackendError(
-                f"budget store unavailable ({type(exc).__name__}: {exc}); spend cannot be "
-                "checked, so only zero-cost tiers can be served until Redis is back") from exc
+            while True:
+                try:
+                    return await client.script(name, getattr(budget_lua, name))(keys=keys, args=args)
+                except retryable as exc:
+                    # The script may have run before the connection dropped; it is idempotent,
+                    # so sending it again on a fresh connection cannot book anything twice.
+                    if attempt >= len(_RETRY_DELAYS_S):
+                        raise _backend_error(exc) from exc
+                    delay = _RETRY_DELAYS_S[attempt]
+                    attempt += 1
+                    self.retries += 1
+                    if delay:
+                        await asyncio.sleep(delay)
+                except RedisError as exc:
+                    raise _backend_error(exc) from exc
+        finally:
+            if client.redis is not self._given and all(c is not client for c in self._clients.values()):
+                await client.redis.aclose()  # a one-off client of a late call after aclose()
 
     async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
                     now: datetime) -> tuple[int, int, int] | None:
         args: list[Any] = [_ms(now), _ms(res.expires_at), res.id, amount]
         for w in windows:
             args += ["" if w.limit is None else w.limit, _ms(w.keep_until)]
-        reply = await self._call(self._reserve, self._keys(windows), args)
+        reply = await self._call("RESERVE", self._keys(windows), args)
         if int(reply[0]) == 1:
             return None
         return int(reply[1]) - 1, int(reply[2]), int(reply[3])
 
     async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime) -> bool:
-        keys = self._keys(windows) + [self.stats_key(res.hour)]
+                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
+        keys = self._keys(windows) + [self.stats_key(res.hour), self.done_key(res.hour)]
         args: list[Any] = [res.id, actual, len(windows)]
-        args += [_ms(w.keep_until) for w in windows] + [_ms(stats_keep)]
+        args += [_ms(w.keep_until) for w in windows] + [_ms(stats_keep), kind]
         for name, incr in stats:
             args += [name, incr]
-        return bool(await self._call(self._settle, keys, args))
+        reply = await self._call("SETTLE", keys, args, retry_timeouts=True)
+        return bool(int(reply[0]))
 
     async def _read_windows(self, windows: Sequence[_Window],
                             now: datetime) -> list[tuple[int, int]]:
-        reply = await self._call(self._status, self._keys(windows), [_ms(now)])
+        reply = await self._call("STATUS", self._keys(windows), [_ms(now)], retry_timeouts=True)
         return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
@@ -662,19 +741,60 @@ class RedisLedger(_LedgerBase):
                     pipe.hgetall(self.stats_key(h))
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise BudgetBackendError(f"budget store unavailable ({type(exc).__name__}: {exc})") from exc
+            raise _backend_error(exc) from exc
         # A caller-supplied client may not decode responses.
         return [{_text(k): int(v) for k, v in r.items()} for r in replies]
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        """Close the clients this ledger opened (not a caller-supplied one)."""
+        self._closed = True
+        clients, self._clients = list(self._clients.items()), weakref.WeakKeyDictionary()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, client in clients:
+            if client.redis is self._given:
+                continue
+            if loop is running:
+                await client.redis.aclose()
+            # A client of another (usually finished) loop cannot be awaited from here; its
+            # sockets are dropped with it.
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _GivenKey:
+    """Weak-referenceable key for the caller-supplied client in ``RedisLedger._clients``."""
+
+
+_GIVEN: Any = _GivenKey()
+
+
+class _Client:
+    """One redis-py client and the scripts registered on it."""
+
+    __slots__ = ("_scripts", "redis")
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._scripts: dict[str, Any] = {}
+
+    def script(self, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.redis.register_script(source)
+        return script
+
+
+def _backend_error(exc: BaseException) -> BudgetBackendError:
+    return BudgetBackendError(
+        f"budget store unavailable ({type(exc).__name__}: {exc}); spend cannot be checked, so "
+        "only zero-cost tiers can be served until Redis is back")
 
 
 def _text(value: str | bytes) -> str:

@@ -17,6 +17,18 @@ Parts (registered on ``DirectorHooks`` by ``Director.__init__``):
   passes unchanged to the hook and to the success/failure event (verified, 1.110.2).
 * ``allow_fallback`` (``fallback_budget_check``): skips a cross-group fallback when none
   of the target group's deployments can be afforded.
+* ``abandon(request_id, ...)``: an attempt LiteLLM will never report (a stream closed early,
+  cancelled, or given up at the first-token timeout) is settled by the usage seen or, when
+  text was delivered, by an estimate of the tokens delivered; it is never simply released,
+  since the provider bills what it generated. Called by ``director_llm.streaming``.
+
+Settlements never get lost: each one runs in its own task owned by ``BudgetHooks``
+(shielded, so LiteLLM cancelling a slow callback cannot cut a settle in half), and
+``drain()`` waits for the open holds AND for the settlements still in flight before
+``Director.aclose()`` closes the ledger. (Before, ``drain`` returned as soon as the last
+hold had been *taken out* of the table, while its settle was still on the wire, and the
+ledger's Redis pool was then closed under it: "Connection closed by server".) The Redis
+ledger retries its idempotent scripts after a dropped connection (``budget.RedisLedger``).
 
 Why the budget errors carry ``status_code = 400``: LiteLLM retries an attempt that failed
 with an unknown exception (with ~1 s backoff each), but falls back at once on a 4xx. A
@@ -111,6 +123,18 @@ def ledger_from_config(config: DirectorConfig, *, clock: Callable[[], datetime] 
     return MemoryLedger(limits=limits, clock=clock, reservation_ttl_s=ttl)
 
 
+def count_text_tokens(info: DeploymentInfo | None, text: str) -> int:
+    """Tokens of ``text`` as LiteLLM counts them for ``info``'s model (estimate for
+    output that was delivered but never reported with usage)."""
+    import litellm
+
+    model = info.litellm_model if info is not None else "gpt-4o"
+    try:
+        return int(litellm.token_counter(model=model, text=text))
+    except Exception:  # noqa: BLE001 - unknown tokenizer: ~4 characters per token, rounded up
+        return max(1, -(-len(text) // 4))
+
+
 def count_prompt_tokens(model: str, messages: Any) -> int:
     """Prompt tokens as LiteLLM counts them (tiktoken for unknown models; ~0.1 ms)."""
     import litellm
@@ -127,6 +151,9 @@ class Hold:
 
     reservation: Reservation
     deployment: str
+    prompt_tokens: int = 0
+    max_tokens: int = 0
+    request_id: str | None = None
 
 
 class BudgetHooks:
@@ -142,6 +169,8 @@ class BudgetHooks:
         self._deployments = deployments
         self.default_max_tokens = default_max_tokens
         self._holds: dict[str, Hold] = {}
+        self._by_request: dict[str, set[str]] = {}  # director request_id -> call ids with a hold
+        self._settling: set[asyncio.Task[None]] = set()
         self._reserved: OrderedDict[str, float] = OrderedDict()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -247,7 +276,8 @@ class BudgetHooks:
         if not (kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")):
             # Pin the bound we reserve for: without it a provider may answer at any length.
             kwargs["max_tokens"] = self.max_tokens_for(info, kwargs)
-        amount = self.worst_case(info, kwargs)
+        prompt_tokens = count_prompt_tokens(info.litellm_model, kwargs.get("messages"))
+        amount = self.worst_case(info, kwargs, prompt_tokens)
         self.round_trips += 1
         try:
             res = await self.ledger.reserve(amount_usd=amount, provider=info.provider, model=info.model)
@@ -258,7 +288,11 @@ class BudgetHooks:
             raise AttemptOverBudgetError(
                 str(exc), window=exc.window, limit_usd=exc.limit_usd, spent_usd=exc.spent_usd,
                 reserved_usd=exc.reserved_usd, requested_usd=exc.requested_usd, resets_at=exc.resets_at) from None
-        self._holds[call_id] = Hold(res, info.name)
+        request_id = director_meta(kwargs).get("request_id")
+        request_id = request_id if isinstance(request_id, str) else None
+        self._holds[call_id] = Hold(res, info.name, prompt_tokens, self.max_tokens_for(info, kwargs), request_id)
+        if request_id is not None:
+            self._by_request.setdefault(request_id, set()).add(call_id)
         self._idle.clear()
         self._remember(call_id, amount)
 
@@ -280,36 +314,93 @@ class BudgetHooks:
             return info.price.cost(prompt_tokens, completion_tokens)
         return max(0.0, float(reported or 0.0))
 
-    async def attempt_succeeded(self, deployment: str, kwargs: dict, response: Any, latency_s: float) -> None:
-        hold = self._holds.pop(str(kwargs.get("litellm_call_id")), None)
-        if hold is None:
-            return
-        slo = kwargs.get("standard_logging_object") or {}
-        pt, ct = int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0)
-        cost = self.actual_cost(self.info(hold.deployment), pt, ct, slo.get("response_cost"))
+    def _take(self, call_id: Any) -> Hold | None:
+        """Remove and return the open hold of ``call_id``. Synchronous, so whichever of the
+        success event, the failure event or ``abandon`` comes first owns the hold."""
+        hold = self._holds.pop(str(call_id), None)
+        if hold is not None and hold.request_id is not None:
+            ids = self._by_request.get(hold.request_id)
+            if ids is not None:
+                ids.discard(str(call_id))
+                if not ids:
+                    del self._by_request[hold.request_id]
+        return hold
+
+    def _start(self, work: Any) -> asyncio.Task[None]:
+        """Run one settlement as a task of its own, tracked until it is done (``drain``)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("budget settlement failed: %r", task.exception())
+        self._maybe_idle()
+
+    async def _settle(self, hold: Hold, cost: float, pt: int, ct: int) -> None:
         try:
             self.round_trips += 1
             await self.ledger.settle(hold.reservation, actual_usd=cost, prompt_tokens=pt, completion_tokens=ct)
-        except BudgetBackendError as exc:  # the hold expires with its TTL; spend is under-booked
+        except BudgetBackendError as exc:  # retried already; the hold expires with its TTL
             self._warn(exc)
-        finally:
-            self._maybe_idle()
 
-    async def attempt_failed(self, deployment: str, kwargs: dict, error: BaseException | None,
-                             latency_s: float) -> None:
-        hold = self._holds.pop(str(kwargs.get("litellm_call_id")), None)
-        if hold is None:
-            return
+    async def _release(self, hold: Hold) -> None:
         try:
             self.round_trips += 1
             await self.ledger.release(hold.reservation)
         except BudgetBackendError as exc:
             self._warn(exc)
-        finally:
-            self._maybe_idle()
+
+    async def attempt_succeeded(self, deployment: str, kwargs: dict, response: Any, latency_s: float) -> None:
+        hold = self._take(kwargs.get("litellm_call_id"))
+        if hold is None:
+            return
+        slo = kwargs.get("standard_logging_object") or {}
+        pt, ct = int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0)
+        cost = self.actual_cost(self.info(hold.deployment), pt, ct, slo.get("response_cost"))
+        # Shielded: if LiteLLM cancels this callback, the settlement still completes.
+        await asyncio.shield(self._start(self._settle(hold, cost, pt, ct)))
+
+    async def attempt_failed(self, deployment: str, kwargs: dict, error: BaseException | None,
+                             latency_s: float) -> None:
+        hold = self._take(kwargs.get("litellm_call_id"))
+        if hold is None:
+            return
+        await asyncio.shield(self._start(self._release(hold)))
+
+    def abandon(self, request_id: str | None, *, usage: Mapping[str, int] | None = None,
+                delivered_text: str = "") -> int:
+        """Settle the attempts of ``request_id`` that LiteLLM will never report (a stream
+        closed early or given up). Returns how many holds were closed.
+
+        The cost booked is that of ``usage`` when the provider sent it; otherwise the
+        prompt plus the tokens of ``delivered_text`` (capped at the reserved
+        ``max_tokens``), so it never exceeds the reservation. With no text delivered the
+        prompt alone is booked: the provider read it and may bill it. Synchronous (the
+        ledger call runs in a task ``drain`` waits for), so it can be called from a
+        ``finally`` block and wins the race against LiteLLM's own deferred events."""
+        if not request_id:
+            return 0
+        closed = 0
+        for call_id in list(self._by_request.get(request_id, ())):
+            hold = self._take(call_id)
+            if hold is None:
+                continue
+            closed += 1
+            info = self.info(hold.deployment)
+            pt = int((usage or {}).get("prompt_tokens") or hold.prompt_tokens)
+            ct = (usage or {}).get("completion_tokens")
+            if not ct:
+                ct = min(hold.max_tokens, count_text_tokens(info, delivered_text)) if delivered_text else 0
+            cost = self.actual_cost(info, pt, int(ct), None)
+            self._start(self._settle(hold, min(cost, hold.reservation.amount_usd), pt, int(ct)))
+        return closed
 
     def _maybe_idle(self) -> None:
-        if not self._holds:
+        if not self._holds and not self._settling:
             self._idle.set()
 
     @property
@@ -317,11 +408,20 @@ class BudgetHooks:
         """Attempts reserved and not yet settled or released."""
         return len(self._holds)
 
+    @property
+    def settling(self) -> int:
+        """Settlements and releases still on their way to the ledger."""
+        return len(self._settling)
+
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every open reservation is settled (callbacks run after the response)."""
+        """Wait until every open reservation is settled and every settlement has landed
+        (LiteLLM's callbacks run after the response was returned)."""
+        self._maybe_idle()
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
+                while self._settling:  # settlements started by a hold that closed meanwhile
+                    await asyncio.wait(set(self._settling))
         except TimeoutError:
             log.warning("%d budget reservations still open after %.1fs; they expire with their TTL",
                         len(self._holds), timeout)
@@ -329,12 +429,16 @@ class BudgetHooks:
     async def release_all(self) -> None:
         """Give back every open hold (shutdown after ``drain`` timed out)."""
         for call_id in list(self._holds):
-            hold = self._holds.pop(call_id)
+            hold = self._take(call_id)
+            if hold is None:
+                continue
             try:
                 await self.ledger.release(hold.reservation)
             except BudgetBackendError:
                 pass
-        self._idle.set()
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=5.0)
+        self._maybe_idle()
 
     # -- fallback check ----------------------------------------------------------------------
     async def allow_fallback(self, group: str, request_kwargs: Any) -> bool:

@@ -9,6 +9,8 @@ touch them all)::
                                    r:<id>    -> nano-USD held by reservation <id>
     T:x:<window>:<period>   zset   <id> scored by the reservation's expiry (epoch ms)
     T:s:<hour>              hash   "<group>|<metric>" -> counter (requests, tokens, cost)
+    T:d:<hour>              hash   <id> -> "s<live>" / "r<live>": reservations of <hour> that
+                                   were settled / released (expires with the hour window)
 
 ``<window>`` is ``hour``, ``day``, ``provider:<name>:hour`` or ``provider:<name>:day``;
 ``<period>`` is ``2026-11-25T20`` (hour) or ``2026-11-25`` (day).
@@ -17,6 +19,13 @@ Every script that reads a window first *purges* it: reservations whose expiry sc
 <= now are removed from the zset and their amount is subtracted from ``reserved``. A
 process that crashes between reserve and settle therefore holds budget for at most the
 reservation TTL, and nothing has to run in the background to reclaim it.
+
+Every script is idempotent, so a caller may retry it after a lost reply (the connection
+dropped after Redis ran the script but before the answer arrived) without double-booking:
+RESERVE grants again without a second hold when ``r:<id>`` is already held, and SETTLE /
+RELEASE record the reservation id in ``T:d:<hour>`` and turn any later call for that id
+into a no-op that returns the first call's answer. ``T:d`` costs one small field per
+request for at most the hour plus its keep time (~3 h).
 
 All amounts travel as decimal integer strings and are added with HINCRBY using the
 very string that was stored (``'-' .. held`` to subtract), so no value ever passes
@@ -50,6 +59,9 @@ end
 RESERVE = _PURGE + """
 local n = #KEYS / 2
 local now, amount = ARGV[1], tonumber(ARGV[4])
+local field = 'r:' .. ARGV[3]
+-- A retry of a reserve whose reply was lost: the hold is already there.
+if redis.call('HEXISTS', KEYS[1], field) == 1 then return {1} end
 for i = 1, n do purge(KEYS[2*i-1], KEYS[2*i], now) end
 for i = 1, n do
   local limit = ARGV[3 + 2*i]
@@ -61,7 +73,6 @@ for i = 1, n do
     end
   end
 end
-local field = 'r:' .. ARGV[3]
 for i = 1, n do
   local h, z, keep = KEYS[2*i-1], KEYS[2*i], ARGV[4 + 2*i]
   redis.call('HINCRBY', h, 'reserved', ARGV[4])
@@ -74,13 +85,18 @@ return {1}
 """
 
 # Settle (and release, with actual = '0' and no stats pairs).
-# KEYS: window pairs as above, then the hour's stats hash last.
+# KEYS: window pairs as above, then the hour's stats hash, then the hour's done hash.
 # ARGV: id, actual, n, keep_until_ms per window (n of them), stats_keep_until_ms,
-#       then (field, increment) pairs for the stats hash.
-# Returns 1 when the reservation was still held, 0 when it had expired or never existed.
+#       kind ('s' settle / 'r' release), then (field, increment) pairs for the stats hash.
+# Returns {live, duplicate}: live = 1 when the reservation was still held (0 when it had
+# expired or never existed); duplicate = 1 when this id was already settled or released,
+# in which case nothing changed and live is the first call's.
 SETTLE = """
 local n = tonumber(ARGV[3])
 local id, actual = ARGV[1], ARGV[2]
+local done = KEYS[2*n + 2]
+local before = redis.call('HGET', done, id)
+if before then return {tonumber(string.sub(before, 2)), 1} end
 local field = 'r:' .. id
 local live = 0
 for i = 1, n do
@@ -97,7 +113,7 @@ for i = 1, n do
     redis.call('PEXPIREAT', h, ARGV[3 + i])
   end
 end
-local j = 5 + n
+local j = 6 + n
 if j < #ARGV then
   local s = KEYS[2*n + 1]
   while j < #ARGV do
@@ -106,7 +122,9 @@ if j < #ARGV then
   end
   redis.call('PEXPIREAT', s, ARGV[4 + n])
 end
-return live
+redis.call('HSET', done, id, ARGV[5 + n] .. live)
+redis.call('PEXPIREAT', done, ARGV[4])
+return {live, 0}
 """
 
 # KEYS: window pairs. ARGV: now_ms. Purges, then returns {spent1, reserved1, spent2, ...}.

@@ -46,6 +46,21 @@ async def pin_filter(group: str, deployments: list[dict], request_kwargs: dict) 
     return [d for d in deployments if (d.get("model_info") or {}).get("director_deployment") not in exclude]
 
 
+def is_budget_refusal(error: BaseException | None) -> bool:
+    """Whether an attempt failed because the budget refused it (``BudgetExceededError``,
+    ``budget.BudgetBackendError``), also when LiteLLM wrapped our exception."""
+    from director_llm.budget import BudgetBackendError
+    from director_llm.errors import BudgetExceededError
+
+    seen = 0
+    while error is not None and seen < 4:  # the exception itself, then what it wraps
+        if isinstance(error, (BudgetExceededError, BudgetBackendError)):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
 class MetricsObserver:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -57,6 +72,8 @@ class MetricsObserver:
             int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0))
 
     async def attempt_failed(self, deployment: str, kwargs: dict, error: BaseException | None, latency_s: float) -> None:
+        if is_budget_refusal(error):
+            return  # our own ledger refused the attempt: the deployment did nothing wrong
         cls = type(error).__name__ if error is not None else "Error"
         msg = str(error) if error is not None else ((kwargs.get("standard_logging_object") or {}).get("error_str") or "")
         self.metrics.for_deployment(deployment).record_failure(latency_s, cls, msg)

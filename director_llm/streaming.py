@@ -156,6 +156,12 @@ class ResponseStream:
         parts = [c.text async for c in self if isinstance(c, TextDelta)]
         return "".join(parts)
 
+    def _abandon(self, request_id: str, usage: dict[str, int], text: list[str]) -> None:
+        """Settle the budget hold of an attempt that will not finish (see ``BudgetHooks.abandon``)."""
+        budget = getattr(self._director, "budget", None)
+        if budget is not None:
+            budget.abandon(request_id, usage=usage, delivered_text="".join(text))
+
     # -- the work ---------------------------------------------------------------------------
     async def _run(self) -> Any:
         plan = self._plan
@@ -178,20 +184,23 @@ class ResponseStream:
             t0 = loop.time()
             upstream = None
             got_text = False
+            completed = False  # the stream ended normally: LiteLLM's success event settles it
+            reported = False  # LiteLLM raised, so its failure event releases the hold
+            usage: dict[str, int] = {}
+            attempt_text: list[str] = []
+            metadata = self._director._metadata({"group": plan.group, "reason": plan.reason, "stream": True})
+            request_id = metadata["director"]["request_id"]
             try:
                 budget = plan.first_token_s if first_token_at is not None else min(plan.first_token_s, remaining)
                 async with asyncio.timeout(budget):
                     upstream = await self._director.router.acompletion(
                         model=name, messages=messages, stream=True, fallbacks=[], num_retries=0,
                         timeout=max(0.05, budget), stream_options={"include_usage": True},
-                        metadata=self._director._metadata({"group": plan.group, "reason": plan.reason,
-                                                           "stream": True}),
-                        **plan.kwargs)
+                        metadata=metadata, **plan.kwargs)
                     it = upstream.__aiter__()
                     chunk, text = await _next_text(it)
                 if chunk is None:
                     raise _NoText("the stream ended without any text")
-                usage: dict[str, int] = {}
                 while chunk is not None:
                     _merge_usage(usage, chunk)
                     if text:
@@ -199,12 +208,21 @@ class ResponseStream:
                             first_token_at = loop.time()
                         got_text = True
                         delivered.append(text)
+                        attempt_text.append(text)
                         yield TextDelta(text)
                     async with asyncio.timeout(plan.idle_s):
                         chunk, text = await _next_raw(it)
                 if not got_text:
                     raise _NoText("the stream ended without any text")
+                completed = True
             except Exception as exc:  # noqa: BLE001 - every attempt failure is recorded, then typed
+                if attempt_text or usage or isinstance(exc, TimeoutError):
+                    # Before any await, so ahead of LiteLLM's deferred failure event, which would
+                    # release the hold although the text delivered was generated (and billed).
+                    # After our own timeout LiteLLM was cancelled and reports nothing at all.
+                    self._abandon(request_id, usage, attempt_text)
+                else:  # an error before any output (HTTP error, refused, empty answer)
+                    reported = True
                 outcome, message = _describe(exc, first_token_at is None and not got_text)
                 attempts.append(Attempt(name, outcome, message, round(loop.time() - t0, 4)))
                 if outcome == "FirstTokenTimeout" and breaker is not None:
@@ -224,6 +242,8 @@ class ResponseStream:
                                 {"role": "user", "content": RESUME_PROMPT}]
                 continue
             finally:
+                if not (completed or reported):  # closed early or cancelled: LiteLLM never reports it
+                    self._abandon(request_id, usage, attempt_text)
                 if upstream is not None and hasattr(upstream, "aclose"):
                     try:
                         await asyncio.shield(upstream.aclose())

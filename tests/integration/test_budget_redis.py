@@ -241,12 +241,14 @@ def _run_workers(redis_url: str, prefix: str, mode: str, *, per_hour: float, amo
 
 async def test_four_processes_never_overspend(make_ledger: LedgerFactory, redis_url: str,
                                               redis_prefix: str) -> None:
-    # 200 concurrent reservations of 0.20 against 10.00: exactly 50 can be afforded.
-    reports = _run_workers(redis_url, redis_prefix, "exact", per_hour=10.0, amount=0.2)
+    # 80 concurrent reservations of 0.20 against 10.00: exactly 50 can be afforded. No process
+    # asks for more than 20, so at least three must win some: the race is between processes
+    # whatever the scheduler does (with 50 each, one fast process could take them all).
+    reports = _run_workers(redis_url, redis_prefix, "exact", per_hour=10.0, amount=0.2, per_worker=20)
     granted = sum(r["settled"] for r in reports)
     assert granted == 50, reports
-    assert sum(r["refused"] for r in reports) == 150
-    assert sum(r["settled"] > 0 for r in reports) >= 2  # the race really was between processes
+    assert sum(r["refused"] for r in reports) == 30
+    assert sum(r["settled"] > 0 for r in reports) >= 3
     report = await make_ledger(per_hour=10.0).snapshot(by="provider")
     hour = report.windows["hour"]
     assert hour.spent_usd == pytest.approx(sum(r["spent_micros"] for r in reports) / 1e6, abs=1e-9)
