@@ -181,8 +181,8 @@ class Director:
                         response = await router.acompletion(model=group, messages=messages, metadata=meta,
                                                             **kwargs, **extra)
                         name = answered_by(response)
-                        if has_content(response) or name is None or name in empty:
-                            break
+                        if kwargs.get("stream") or has_content(response) or name is None or name in empty:
+                            break  # (a stream's emptiness shows only while it is read)
                         empty.append(name)
                         await self._record_empty_answer(name)
                     _attach_route(self, response, reason=reason, strategy=strategy, started=started)
