@@ -62,7 +62,8 @@ class LocalTier:
                  extra_examples: Sequence[tuple[str, str]] = (), base_dir: Path | None = None) -> None:
         self.config = config
         self.base_dir = base_dir
-        """Relative ``training_file`` / ``cache_dir`` are resolved against it (the config's folder)."""
+        """A relative ``training_file`` missing from the working directory is looked up here
+        (the config's folder)."""
         self.name = name
         self.section = section or ProviderConfig(kind="local")
         model = (self.section.models or ["intent"])[0]
@@ -116,12 +117,16 @@ class LocalTier:
         return out + self._extra
 
     def _resolve(self, path: str) -> Path:
+        # As check-config validates it (relative to the working directory), else next to the config.
         p = Path(path).expanduser()
-        return self.base_dir / p if self.base_dir is not None and not p.is_absolute() else p
+        if p.is_absolute() or p.exists() or self.base_dir is None:
+            return p
+        beside = self.base_dir / p
+        return beside if beside.exists() else p
 
     def cache_dir(self) -> Path:
         if self.section.cache_dir:
-            return self._resolve(self.section.cache_dir)
+            return Path(self.section.cache_dir).expanduser()
         from director_llm.local.store import default_cache_dir
 
         return default_cache_dir()
