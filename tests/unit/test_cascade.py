@@ -11,11 +11,15 @@ import pytest
 from director_llm.cascade import Cascade, local_for_classification_only
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
+from director_llm.errors import InputError
 from director_llm.evalrun import Answer, EvalRun, cascade_curve, suggestions
 from director_llm.evalsim import SIMULATED_MODELS, SimulatedRemotes, parse_spec
-from director_llm.errors import InputError
 from director_llm.local import LocalPrediction
-from director_llm.local_tier import DEFAULT_ESCALATE_BELOW, DEFAULT_LOCAL_CONFIDENCE_THRESHOLD, LocalTier
+from director_llm.local_tier import (
+    DEFAULT_ESCALATE_BELOW,
+    DEFAULT_LOCAL_CONFIDENCE_THRESHOLD,
+    LocalTier,
+)
 
 KEY_ENV = "TEST_UNIT_CASCADE_KEY"
 OPENAI = f'[providers.openai]\nmodels = ["gpt-4o-mini"]\napi_key_env = "{KEY_ENV}"\n'
