@@ -6,7 +6,7 @@ like gpt-4o-mini and gpt-4o from the real prompt size; see ``director_llm.evalsi
 cost per 1,000 classifications and accuracy of the cascade against always-gpt-4o, and the
 lowest threshold giving >= 70% lower cost at equal or better accuracy, if one exists.
 
-    .venv/bin/python scripts/bench_cascade.py [--limit N] [--k 10] [--report DIR]
+    .venv/bin/python scripts/bench_cascade.py [--every N] [--k 10] [--report DIR]
         [--simulate accuracy_mini=0.90,accuracy_4o=0.95]
 
 Data: ``$DIRECTOR_DATA_DIR`` or ``../shared/data`` (never copied into the repository); the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--limit", type=int, default=None, help="only the first N validation messages")
+    ap.add_argument("--every", type=int, default=1, help="every Nth validation message (a spread subset)")
     ap.add_argument("--k", type=int, default=None, help="train on K examples per intent (default: all)")
     ap.add_argument("--simulate", default="accuracy_mini=0.90,accuracy_4o=0.95")
     ap.add_argument("--report", type=Path, default=None, help="write report.json and the plot here")
@@ -44,6 +44,10 @@ def main() -> int:
         return 0
     train = data / "clinc150" / "train.jsonl"
     val = data / "clinc150" / "val.jsonl"
+    if args.every > 1:  # the file is grouped by intent: a stride keeps every intent and the oos share
+        lines = val.read_text(encoding="utf-8").splitlines()[:: args.every]
+        val = Path(tempfile.mkdtemp(prefix="bench-cascade-")) / f"val_every{args.every}.jsonl"
+        val.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if args.k:
         from director_llm.local import load_training_file
 
@@ -55,7 +59,7 @@ def main() -> int:
     from director_llm.cli.cmd_eval import _run
 
     started = time.perf_counter()
-    out = asyncio.run(_run(val, train, args.config, "cascade", None, args.limit, args.simulate, 16))
+    out = asyncio.run(_run(val, train, args.config, "cascade", None, None, args.simulate, 16))
     took = time.perf_counter() - started
     if args.report:
         from director_llm.cli.cmd_eval import _write_report
@@ -65,17 +69,21 @@ def main() -> int:
     return 0
 
 
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def print_summary(out: dict, took: float) -> None:
     print(f"\nCLINC150 val, {out['n']} messages, SIMULATED remote tiers ({took:.0f} s)")
     for note in out["notes"]:
         print(f"  note: {note}")
     lo = out["local"]
     print(f"\nlocal alone at its suggested threshold {lo['threshold']:.2f}: accuracy {lo['accuracy']:.3f}, "
-          f"in-scope {lo['in_scope_accuracy']:.3f}, OOS recall {lo['oos_recall']}, p50 {lo['p50_ms']:.2f} ms")
+          f"in-scope {lo['in_scope_accuracy']:.3f}, OOS recall {_f(lo['oos_recall'])}, p50 {lo['p50_ms']:.2f} ms")
     print("\n| tier | accuracy | in-scope | OOS recall | $ / 1k | p50 ms |")
     print("|---|---|---|---|---|---|")
     for g, t in out["tiers"].items():
-        print(f"| always {g} | {t['accuracy']:.3f} | {t['in_scope_accuracy']:.3f} | {t['oos_recall']:.3f} | "
+        print(f"| always {g} | {t['accuracy']:.3f} | {t['in_scope_accuracy']:.3f} | {_f(t['oos_recall'])} | "
               f"{t['cost_per_1k']:.3f} | {t['p50_ms']:.0f} |")
     strong = list(out["tiers"])[-1]
     always = out["tiers"][strong]
@@ -86,7 +94,7 @@ def print_summary(out: dict, took: float) -> None:
     for p in out["cascade"][strong]:
         cut = 1 - p["cost_per_1k"] / always["cost_per_1k"] if always["cost_per_1k"] else 0.0
         print(f"| {p['threshold']:.2f} | {p['escalation_rate']:.1%} | {p['accuracy']:.3f} | "
-              f"{p['in_scope_accuracy']:.3f} | {p['oos_recall']:.3f} | {p['cost_per_1k']:.3f} | {cut:.0%} |")
+              f"{p['in_scope_accuracy']:.3f} | {_f(p['oos_recall'])} | {p['cost_per_1k']:.3f} | {cut:.0%} |")
         if cut >= 0.70 and p["accuracy"] >= always["accuracy"] and best is None:
             best = (p, cut)
     if best:
