@@ -28,7 +28,6 @@ a fallback chain; only classifications and explicit pins do.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from director_llm.config.semantics import LLM_TIERS

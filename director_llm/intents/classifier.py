@@ -24,7 +24,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from director_llm.errors import BudgetExceededError, ClassificationError, ProviderError, redact
+from director_llm.errors import (
+    BudgetExceededError,
+    ClassificationError,
+    ProviderError,
+    redact,
+)
 from director_llm.intents.models import (
     FallbackEvent,
     IntentClassification,

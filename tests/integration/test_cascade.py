@@ -15,7 +15,7 @@ import pytest
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
 from director_llm.errors import ProviderError
-from director_llm.testing import Fault, FakeProviderServer, RecordedRequest, Reply
+from director_llm.testing import FakeProviderServer, Fault, RecordedRequest, Reply
 
 KEY_ENV = "TEST_CASCADE_KEY"
 MODEL = "gpt-4o-mini"
