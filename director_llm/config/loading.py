@@ -64,7 +64,8 @@ def parse_config_text(text: str, *, fmt: str = "toml", source: str = "<config>")
     # Semantic checks need the deployments; imported here to keep the import graph acyclic.
     from director_llm.config.semantics import check_semantics
 
-    errors = [p for p in check_semantics(config) if p.level == "error"]
+    base_dir = Path(source).parent if source and not source.startswith("<") else None
+    errors = [p for p in check_semantics(config, base_dir=base_dir) if p.level == "error"]
     if errors:
         lines = [f"{source}: {p.key}: {p.message}" for p in errors]
         raise ConfigError("\n".join(lines), path=source, key=errors[0].key, problems=lines)

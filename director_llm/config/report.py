@@ -14,7 +14,9 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
 
     deployments = build_deployments(config)
     tiers = tiers_in_use(deployments)
-    problems: list[Problem] = check_semantics(config)
+    from pathlib import Path
+
+    problems: list[Problem] = check_semantics(config, base_dir=Path(source).parent)
     if strict:
         problems = [Problem("error", p.key, p.message) for p in problems]
     c = config.caching

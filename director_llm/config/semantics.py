@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from director_llm.config.models import TIERS, DirectorConfig
 
 LLM_TIERS = tuple(t for t in TIERS if t != "local")
-_LOCAL_ONLY_FIELDS = ("training_file", "features", "cache_dir")
+_LOCAL_ONLY_FIELDS = ("training_file", "features", "cache_dir", "confidence_threshold")
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,13 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def check_semantics(config: DirectorConfig) -> list[Problem]:
-    """Every cross-field problem of ``config``."""
+def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> list[Problem]:
+    """Every cross-field problem of ``config``. ``base_dir`` is the config file's folder:
+    relative paths in it (``training_file``) are found there or in the working directory."""
     from director_llm.providers import build_deployments, tiers_in_use
 
     problems: list[Problem] = []
-    problems += _check_providers(config)
+    problems += _check_providers(config, base_dir)
     if any(p.level == "error" for p in problems):
         return problems  # deployments cannot be built from a broken provider section
     deployments = build_deployments(config)
@@ -101,7 +102,7 @@ def check_semantics(config: DirectorConfig) -> list[Problem]:
     return problems
 
 
-def _check_providers(config: DirectorConfig) -> list[Problem]:
+def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> list[Problem]:
     out: list[Problem] = []
     for name, p in config.providers.items():
         key = f"providers.{name}"
@@ -124,8 +125,13 @@ def _check_providers(config: DirectorConfig) -> list[Problem]:
             out.append(Problem("error", f"{key}.models", "an enabled provider needs at least one model"))
         if len(set(p.models)) != len(p.models):
             out.append(Problem("error", f"{key}.models", "lists a model twice"))
-        if p.kind == "local" and p.training_file and not Path(p.training_file).exists():
-            out.append(Problem("error", f"{key}.training_file", f"file not found: {p.training_file}"))
+        if p.kind == "local" and p.training_file:
+            candidates = [Path(p.training_file)]
+            if base_dir is not None and not candidates[0].is_absolute():
+                candidates.append(base_dir / p.training_file)
+            if not any(c.exists() for c in candidates):
+                where = " or ".join(str(c) for c in candidates)
+                out.append(Problem("error", f"{key}.training_file", f"file not found: {where}"))
     return out
 
 

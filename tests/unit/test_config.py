@@ -218,6 +218,9 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "intents.flows.create_task.description: required key is missing"),
     ("local_field_on_cloud", '[providers.openai]\nmodels = ["gpt-4o"]\ntraining_file = "x.jsonl"\n',
      'providers.openai.training_file: only valid for kind = "local"'),
+    ("local_threshold_on_cloud", '[providers.openai]\nmodels = ["gpt-4o"]\nconfidence_threshold = 0.3\n',
+     'providers.openai.confidence_threshold: only valid for kind = "local"'),
+    ("training_file_missing", '[providers.local]\ntraining_file = "nope.jsonl"\n', "providers.local.training_file: file not found"),
     ("retries_too_many", "[llm]\nnum_retries = 99\n", "llm.num_retries: expected a number <= 10, got 99"),
     ("breaker_zero", "[llm.circuit_breaker]\nfailure_threshold = 0\n", "llm.circuit_breaker.failure_threshold: expected a number >= 1"),
 ]
@@ -285,3 +288,11 @@ def test_missing_key_is_a_warning_and_never_printed(monkeypatch):
     assert d.key_status() == "missing"
     warnings = [p for p in check_semantics(cfg) if p.level == "warning"]
     assert any("OPENAI_API_KEY is not set" in p.message for p in warnings)
+
+
+def test_training_file_is_found_next_to_the_config(tmp_path: Path, monkeypatch):
+    (tmp_path / "extra.jsonl").write_text('{"text": "oi", "intent": "greeting"}\n')
+    cfg = tmp_path / "director.toml"
+    cfg.write_text('[providers.local]\ntraining_file = "extra.jsonl"\n')
+    monkeypatch.chdir(ROOT)  # not the config's folder
+    assert load_config(cfg).providers["local"].training_file == "extra.jsonl"
