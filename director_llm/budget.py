@@ -41,9 +41,9 @@ counters and each enforces its own limits.
 Lost replies (``RedisLedger``): a connection can drop after Redis ran a script but before
 its answer arrived. Every script is idempotent (keyed by the reservation id; see
 ``director_llm.budget_lua``), so ``RedisLedger`` retries a failed call on a fresh
-connection a few times within a short bound (``_RETRY_DELAYS_S``) and a settlement is
-booked exactly once. Timeouts are retried only for settle/release: a reserve sits on the
-request path, and a hung Redis must fail it after one ``timeout_s``.
+connection (settle/release: three times within 0.25 s, also after a timeout; reserve and
+reads, which sit on the request path: once, at once, and never after a timeout, so a hung
+Redis fails the request after one ``timeout_s``), and a settlement is booked exactly once.
 
 Event loops: an asyncio Redis connection belongs to the loop that opened it. LiteLLM may
 run a settlement callback on a later loop than the one that reserved (its logging worker
@@ -106,9 +106,12 @@ _HOUR_KEEP = timedelta(hours=2)
 _DAY_KEEP = timedelta(days=2)
 _STATS_KEEP = timedelta(hours=26)
 _REPORT_HOURS = 24
-# Pauses before each retry of a Redis call that failed on a dropped connection: the first
-# retry is immediate (a fresh connection), the whole sequence stays well under a second.
+# Pauses before each retry of a settle/release that failed on a dropped connection or a
+# timeout: the first retry is immediate (a fresh connection), the pauses sum to 0.25 s.
 _RETRY_DELAYS_S = (0.0, 0.05, 0.2)
+# Reserve and status reads sit on the request path: one immediate retry on a dropped
+# connection, none after a timeout (a hung Redis must fail the request within timeout_s).
+_REQUEST_PATH_RETRY_DELAYS_S = (0.0,)
 
 GroupBy = Literal["provider", "model", "hour"]
 
@@ -675,7 +678,9 @@ class RedisLedger(_LedgerBase):
         return f"{self._tag}:d:{hour}"
 
     async def _call(self, name: str, keys: list[str], args: list[Any], *,
-                    retry_timeouts: bool = False) -> Any:
+                    background: bool = False) -> Any:
+        """Run one script; ``background`` (settle/release, off the request path) retries
+        longer and after timeouts too."""
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -683,8 +688,10 @@ class RedisLedger(_LedgerBase):
         from director_llm import budget_lua
 
         retryable: tuple[type[BaseException], ...] = (RedisConnectionError,)
-        if retry_timeouts:
+        delays = _REQUEST_PATH_RETRY_DELAYS_S
+        if background:
             retryable += (RedisTimeoutError,)
+            delays = _RETRY_DELAYS_S
         client = self._client()
         attempt = 0
         try:
@@ -694,9 +701,9 @@ class RedisLedger(_LedgerBase):
                 except retryable as exc:
                     # The script may have run before the connection dropped; it is idempotent,
                     # so sending it again on a fresh connection cannot book anything twice.
-                    if attempt >= len(_RETRY_DELAYS_S):
+                    if attempt >= len(delays):
                         raise _backend_error(exc) from exc
-                    delay = _RETRY_DELAYS_S[attempt]
+                    delay = delays[attempt]
                     attempt += 1
                     self.retries += 1
                     if delay:
@@ -704,8 +711,11 @@ class RedisLedger(_LedgerBase):
                 except RedisError as exc:
                     raise _backend_error(exc) from exc
         finally:
-            if client.redis is not self._given and all(c is not client for c in self._clients.values()):
-                await client.redis.aclose()  # a one-off client of a late call after aclose()
+            await self._done_with(client)
+
+    async def _done_with(self, client: _Client) -> None:
+        if client.redis is not self._given and all(c is not client for c in self._clients.values()):
+            await client.redis.aclose()  # a one-off client of a late call after aclose()
 
     async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
                     now: datetime) -> tuple[int, int, int] | None:
@@ -724,24 +734,27 @@ class RedisLedger(_LedgerBase):
         args += [_ms(w.keep_until) for w in windows] + [_ms(stats_keep), kind]
         for name, incr in stats:
             args += [name, incr]
-        reply = await self._call("SETTLE", keys, args, retry_timeouts=True)
+        reply = await self._call("SETTLE", keys, args, background=True)
         return bool(int(reply[0]))
 
     async def _read_windows(self, windows: Sequence[_Window],
                             now: datetime) -> list[tuple[int, int]]:
-        reply = await self._call("STATUS", self._keys(windows), [_ms(now)], retry_timeouts=True)
+        reply = await self._call("STATUS", self._keys(windows), [_ms(now)])
         return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
         from redis.exceptions import RedisError
 
+        client = self._client()
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with client.redis.pipeline(transaction=False) as pipe:
                 for h in hours:
                     pipe.hgetall(self.stats_key(h))
                 replies = await pipe.execute()
         except RedisError as exc:
             raise _backend_error(exc) from exc
+        finally:
+            await self._done_with(client)
         # A caller-supplied client may not decode responses.
         return [{_text(k): int(v) for k, v in r.items()} for r in replies]
 

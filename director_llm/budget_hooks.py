@@ -326,9 +326,15 @@ class BudgetHooks:
                     del self._by_request[hold.request_id]
         return hold
 
-    def _start(self, work: Any) -> asyncio.Task[None]:
+    def _start(self, work: Any) -> asyncio.Task[None] | None:
         """Run one settlement as a task of its own, tracked until it is done (``drain``)."""
-        task = asyncio.get_running_loop().create_task(work)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalised outside any loop: the hold expires with its TTL
+            work.close()
+            log.warning("budget settlement dropped: no running event loop")
+            return None
+        task = loop.create_task(work)
         self._settling.add(task)
         self._idle.clear()
         task.add_done_callback(self._finished)
@@ -362,14 +368,18 @@ class BudgetHooks:
         pt, ct = int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0)
         cost = self.actual_cost(self.info(hold.deployment), pt, ct, slo.get("response_cost"))
         # Shielded: if LiteLLM cancels this callback, the settlement still completes.
-        await asyncio.shield(self._start(self._settle(hold, cost, pt, ct)))
+        task = self._start(self._settle(hold, cost, pt, ct))
+        if task is not None:
+            await asyncio.shield(task)
 
     async def attempt_failed(self, deployment: str, kwargs: dict, error: BaseException | None,
                              latency_s: float) -> None:
         hold = self._take(kwargs.get("litellm_call_id"))
         if hold is None:
             return
-        await asyncio.shield(self._start(self._release(hold)))
+        task = self._start(self._release(hold))
+        if task is not None:
+            await asyncio.shield(task)
 
     def abandon(self, request_id: str | None, *, usage: Mapping[str, int] | None = None,
                 delivered_text: str = "") -> int:
