@@ -30,6 +30,9 @@ Semantics:
 * **Cancellation**: ``aclose()`` (or leaving ``async with``), or cancelling the consuming
   task, closes the upstream HTTP connection at once (LiteLLM only closes an ``openai/``
   stream on ``aclose()``, so it is always called).
+* **Budget**: LiteLLM reports no outcome for an attempt that was closed early, cancelled or
+  given up at a timeout, so its reservation is settled here (``BudgetHooks.abandon``: by the
+  usage seen, else by the tokens of the text delivered, else the prompt), never leaked.
 """
 
 from __future__ import annotations
