@@ -26,8 +26,12 @@ _EXPORTS: dict[str, str] = {
     "DirectorConfig": "director_llm.config.models",
     "DirectorError": "director_llm.errors",
     "InputError": "director_llm.errors",
+    "IntentClassification": "director_llm.intents.models",
+    "IntentClassificationStream": "director_llm.intents.models",
     "ProviderError": "director_llm.errors",
+    "StreamEnd": "director_llm.streaming",
     "StreamInterruptedError": "director_llm.errors",
+    "TextDelta": "director_llm.streaming",
     "load_config": "director_llm.config.loading",
 }
 
@@ -47,7 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
         ProviderError,
         StreamInterruptedError,
     )
+    from director_llm.intents.models import IntentClassification, IntentClassificationStream
     from director_llm.providers import DeploymentInfo
+    from director_llm.streaming import StreamEnd, TextDelta
 
 
 def __getattr__(name: str) -> Any:
