@@ -175,6 +175,7 @@ class Classifier:
         self.post_llm: list[PostStep] = []
         """Async ``(request, result) -> None`` after a model answered (cache store)."""
         self.on_llm_error: list[ErrorStep] = []
+        self._in_flight: dict[str, asyncio.Future[IntentClassification]] = {}
         """Async ``(request, error) -> IntentClassification | None`` when the LLM path failed
         (``ProviderError`` or ``BudgetExceededError``); the first result is the answer instead
         of the error (the cascade: the local tier as the last resort)."""
@@ -197,8 +198,49 @@ class Classifier:
 
     async def classify(self, text: str, history: list[Any] | None = None, *,
                        strategy: str | None = None, cache: bool = True) -> IntentClassification:
-        """Classify ``text``: pre-LLM steps, else the LLM path, then post-LLM steps."""
+        """Classify ``text``: pre-LLM steps, else the LLM path, then post-LLM steps.
+
+        Identical requests in flight at the same time (same cleaned text, history, flows,
+        strategy) share one run (single flight): the others wait for it instead of calling a
+        model again, and get a copy whose route says so (no attempts, nothing spent).
+        """
         req = self.prepare(text, history, strategy=strategy, cache=cache)
+        if not req.cache:
+            return await self._classify(req)
+        import json
+
+        key = json.dumps({**req.cache_material(), "strategy": strategy}, sort_keys=True, default=str)
+        leader = self._in_flight.get(key)
+        if leader is not None:
+            try:
+                result = await asyncio.shield(leader)
+            except asyncio.CancelledError:
+                if not leader.cancelled():
+                    raise  # this caller was cancelled
+                return await self._classify(req)  # the leader was cancelled: run our own
+            route = result.route.model_copy(update={
+                "attempts": 0, "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
+                "latency_ms": round((time.perf_counter() - req.started) * 1000, 3),
+                "reason": f"{result.route.reason} (shared with an identical request in flight)"})
+            return result.model_copy(update={"route": route})
+        future: asyncio.Future[IntentClassification] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await self._classify(req)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            self._in_flight.pop(key, None)
+
+    async def _classify(self, req: ClassifyRequest) -> IntentClassification:
         hit = await self.run_pre_steps(req)
         if hit is not None:
             return hit

@@ -108,3 +108,23 @@ async def test_stream_intent_reports_a_cache_hit(make, fake_provider):
     assert items[-1].done and items[-1].result.route.cache == "memory"
     assert len(fake_provider.requests) == 1
     await d.aclose()
+
+
+async def test_concurrent_identical_classifications_make_one_upstream_call(make, fake_provider) -> None:
+    import asyncio
+
+    d = make(redis=False)
+    fake_provider.set_default(Reply(json=ANSWER, delay=0.2))  # slow enough for all to overlap
+    results = await asyncio.gather(*(d.classify_intent("quero cancelar o pedido") for _ in range(100)))
+    assert {r.flow for r in results} == {"cancel"}
+    assert len(fake_provider.requests_for("gpt-4o-mini")) == 1
+    paid = [r for r in results if r.route.attempts]
+    assert len(paid) == 1 and paid[0].route.cost_usd > 0
+    shared = [r for r in results if not r.route.attempts]
+    assert len(shared) == 99 and all(r.route.cost_usd == 0 for r in shared)
+    # Failures are shared too, and the next call runs again (nothing poisoned).
+    fake_provider.set_default(Reply(json={"nonsense": True}))
+    errors = await asyncio.gather(*(d.classify_intent("outra coisa", cache=True) for _ in range(5)),
+                                  return_exceptions=True)
+    assert all(isinstance(e, Exception) for e in errors)
+    await d.aclose()
