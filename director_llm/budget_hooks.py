@@ -166,6 +166,9 @@ class BudgetHooks:
     def __init__(self, ledger: BudgetLedger, deployments: Callable[[], Mapping[str, DeploymentInfo]], *,
                  default_max_tokens: int) -> None:
         self.ledger = ledger
+        self.limited = has_limits(getattr(ledger, "limits", None))
+        """Whether any budget window has a limit. Without one nothing is reserved (no token
+        counting on the request path); spend is still booked from each response's usage."""
         self._deployments = deployments
         self.default_max_tokens = default_max_tokens
         self._holds: dict[str, Hold] = {}
@@ -200,16 +203,19 @@ class BudgetHooks:
                                         info.price.input_per_token or 0.0, info.price.output_per_token or 0.0)
 
     def _prompt_tokens(self, request_kwargs: Mapping[str, Any], info: DeploymentInfo) -> int:
-        # The selector counts once per request (metadata "prompt_tokens"); reuse it in filters.
+        # The selector counts once per request (metadata "prompt_tokens", with the model whose
+        # tokenizer it used); reuse it when this deployment's model is the same one.
         meta = director_meta(dict(request_kwargs))
         cached = meta.get("prompt_tokens")
-        if isinstance(cached, int):
+        if isinstance(cached, int) and meta.get("prompt_tokens_model") in (None, info.litellm_model):
             return cached
         return count_prompt_tokens(info.litellm_model, request_kwargs.get("messages"))
 
     # -- filter ------------------------------------------------------------------------------
     async def filter(self, group: str, deployments: list[dict], request_kwargs: dict) -> list[dict]:
         """Keep the deployments whose worst case fits every window now."""
+        if not self.limited:
+            return deployments
         kept: list[dict] = []
         refusal: BaseException | None = None
         meta = director_meta(request_kwargs)
@@ -273,11 +279,14 @@ class BudgetHooks:
         if self.is_free(info):
             self._remember(call_id, 0.0)
             return
-        if not (kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")):
-            # Pin the bound we reserve for: without it a provider may answer at any length.
-            kwargs["max_tokens"] = self.max_tokens_for(info, kwargs)
-        prompt_tokens = count_prompt_tokens(info.litellm_model, kwargs.get("messages"))
-        amount = self.worst_case(info, kwargs, prompt_tokens)
+        if self.limited:
+            if not (kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")):
+                # Pin the bound we reserve for: without it a provider may answer at any length.
+                kwargs["max_tokens"] = self.max_tokens_for(info, kwargs)
+            prompt_tokens = self._prompt_tokens(kwargs, info)
+            amount = self.worst_case(info, kwargs, prompt_tokens)
+        else:  # nothing to protect: a zero hold, settled to the actual cost (spend reports)
+            prompt_tokens, amount = 0, 0.0
         self.round_trips += 1
         try:
             res = await self.ledger.reserve(amount_usd=amount, provider=info.provider, model=info.model)
@@ -468,6 +477,14 @@ class BudgetHooks:
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
             log.warning("budget ledger unavailable, serving zero-cost tiers only: %s", exc)
+
+
+def has_limits(limits: Any) -> bool:
+    """Whether ``BudgetLimits`` sets any window (global or per provider)."""
+    if limits is None:
+        return False
+    return (limits.per_hour is not None or limits.per_day is not None
+            or any(v is not None for lim in limits.per_provider.values() for v in lim))
 
 
 def fits(remaining: Mapping[str, float], provider: str, amount: float) -> bool:

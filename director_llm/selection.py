@@ -185,11 +185,15 @@ async def plan_route(director: Director, messages: Sequence[Any], *, strategy: s
     infos = {t: [director.providers[n] for n in groups[t] if n in director.providers]
              for t in LLM_TIERS if t in groups}
     priced = [i for ds in infos.values() for i in ds if not budget.is_free(i)]
-    prompt_tokens = count_prompt_tokens(priced[0].litellm_model if priced else "gpt-4o", messages)
-    limits = budget.ledger.limits if hasattr(budget.ledger, "limits") else None
+    token_model = priced[0].litellm_model if priced else "gpt-4o"
+    windows = [i.context_window for ds in infos.values() for i in ds if i.context_window]
+    if (priced and budget.limited) or (windows and _rough_tokens(messages) * 2 > min(windows)):
+        prompt_tokens = count_prompt_tokens(token_model, messages)
+    else:  # no budget to reserve against and far from any context limit: skip the tokenizer
+        prompt_tokens = _rough_tokens(messages)
     remaining: dict[str, float] = {}
     store_down = False
-    if priced and limits is not None and _limited(limits):
+    if priced and budget.limited:
         try:
             budget.round_trips += 1
             remaining = await budget.ledger.remaining()
@@ -214,16 +218,21 @@ async def plan_route(director: Director, messages: Sequence[Any], *, strategy: s
         sel = select(strategy, options, complexity=complexity, remaining_usd=left)
     except NothingAffordable as exc:
         raise await _explain(director, exc.cheapest, infos, store_down) from None
-    meta: dict[str, Any] = {"prompt_tokens": prompt_tokens, "strategy": strategy,
-                            "complexity": complexity.score}
+    meta: dict[str, Any] = {"strategy": strategy, "complexity": complexity.score}
+    if priced and budget.limited:
+        meta.update(prompt_tokens=prompt_tokens, prompt_tokens_model=token_model)
     if not store_down and remaining:
         meta["budget_remaining"] = remaining
     return sel, meta
 
 
-def _limited(limits: Any) -> bool:
-    return (limits.per_hour is not None or limits.per_day is not None
-            or any(v is not None for lim in limits.per_provider.values() for v in lim))
+def _rough_tokens(messages: Sequence[Any]) -> int:
+    """An upper-bound-ish token estimate (~3 characters per token) without a tokenizer."""
+    chars = 0
+    for m in messages:
+        content = m.get("content") if isinstance(m, Mapping) else m
+        chars += len(content) if isinstance(content, str) else len(str(content))
+    return chars // 3 + 4 * len(messages)
 
 
 async def _explain(director: Director, cheapest: TierOption | None, infos: Mapping[str, Sequence[Any]],
