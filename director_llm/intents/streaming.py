@@ -18,9 +18,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from director_llm.errors import ProviderError
+from director_llm.errors import BudgetExceededError, ProviderError, redact
 from director_llm.intents.models import (
     CacheHitEvent,
+    FallbackEvent,
     IntentClassification,
     IntentClassificationStream,
     UsageEvent,
@@ -52,6 +53,22 @@ async def stream_classification(classifier: Classifier, text: str, history: list
             yield CacheHitEvent(layer=hit.route.cache)
         yield _final(hit, started)
         return
+    try:
+        async for item in _stream_llm(classifier, req, started):
+            yield item
+    except (ProviderError, BudgetExceededError) as exc:
+        # The same last resort as classify_intent (the local tier, when configured).
+        rescued = await classifier.run_error_steps(req, exc)
+        if rescued is None:
+            raise
+        attempts = getattr(exc, "attempts", None) or [("llm tiers", "", "")]
+        yield FallbackEvent(from_deployment=attempts[-1][0], to=rescued.route.deployment, error_class=type(exc).__name__,
+                            message=redact(str(exc)).split("\n")[0][:200])
+        yield _final(rescued, started)
+
+
+async def _stream_llm(classifier: Classifier, req: Any, started: float) -> AsyncIterator[Any]:
+    """The LLM path of ``stream_classification``: partials and routing events, then the final item."""
     queue: asyncio.Queue[Any] = asyncio.Queue()
     run = classifier.start_run(req, emit=queue.put_nowait)
     try:

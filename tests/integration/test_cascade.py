@@ -88,6 +88,18 @@ async def test_local_is_the_last_resort_when_the_llm_is_down(fake_provider: Fake
     assert len(fake_provider.requests) >= 1
 
 
+async def test_stream_intent_also_falls_back_to_the_local_tier(fake_provider: FakeProviderServer,
+                                                               local_cache: Path) -> None:
+    fake_provider.script(MODEL, Fault.status(503), repeat=True)
+    async with config(fake_provider.base_url, local_cache, escalate_below=0.999) as d:
+        items = [item async for item in d.stream_intent(CONFIDENT)]
+    fallbacks = [i for i in items if i.type == "fallback"]
+    assert fallbacks and fallbacks[-1].to == "local/intent"
+    final = items[-1]
+    assert final.done and final.result.flow == "create_task" and final.result.route.tier == "local"
+    assert len(fake_provider.requests) >= 1
+
+
 async def test_quality_strategy_skips_the_local_shortcut(fake_provider: FakeProviderServer, local_cache: Path) -> None:
     fake_provider.respond_with(MODEL, llm_says("create_task"))
     async with config(fake_provider.base_url, local_cache, strategy="quality") as d:
