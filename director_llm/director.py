@@ -353,7 +353,3 @@ def provider_error(exc: BaseException, group: str) -> ProviderError:
     return ProviderError(f"every deployment for {group} failed: {type(exc).__name__}: {message}",
                          status_code=status if isinstance(status, int) else None, retry_after=retry_after,
                          attempts=[(group, type(exc).__name__, message)])
-
-
-def default_config_path() -> Path:
-    return resolve_config_path(None)

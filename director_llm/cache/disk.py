@@ -17,7 +17,6 @@ written: such an entry reads as corrupt and is deleted.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
