@@ -103,7 +103,7 @@ def test_clinc_subset_with_train_file(tmp_path: Path) -> None:
 
     data = find_data_dir("clinc150")
     if data is None:
-        pytest.skip("CLINC150 not found in $DIRECTOR_DATA_DIR or ../shared/data (see the README, "Local tier, cascade and eval")")
+        pytest.skip("CLINC150 not found in $DIRECTOR_DATA_DIR or ../shared/data (see the README section on the local tier and eval)")
     train, _ = sample_per_intent(load_training_file(data / "clinc150" / "train.jsonl"), 5, seed=1)
     val = load_training_file(data / "clinc150" / "val.jsonl")[::31]  # 100 messages across intents
     out = run(str(write_set(tmp_path / "val.jsonl", val)), "--train", str(write_set(tmp_path / "train.jsonl", train)))
