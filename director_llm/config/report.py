@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from director_llm.config.models import DirectorConfig
+from director_llm.cache.redis import redacted_url
 from director_llm.config.semantics import Problem, check_semantics, resolve_fallbacks
 
 
@@ -22,7 +23,7 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
     c = config.caching
     layers = {
         "memory": {"enabled": bool(c.enabled and c.memory_size_mb), "size_mb": c.memory_size_mb},
-        "redis": {"enabled": bool(c.enabled and c.redis_url), "url": _redact_url(c.redis_url)},
+        "redis": {"enabled": bool(c.enabled and c.redis_url), "url": redacted_url(c.redis_url) if c.redis_url else None},
         "disk": {"enabled": bool(c.enabled and c.disk_cache_path), "path": c.disk_cache_path},
         "ttl_seconds": c.ttl_seconds,
     }
@@ -55,16 +56,3 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
                     "confidence_threshold": intents.confidence_threshold},
         "problems": [{"level": p.level, "key": p.key, "message": p.message} for p in problems],
     }
-
-
-def _redact_url(url: str | None) -> str | None:
-    """A Redis URL without its password."""
-    if not url:
-        return url
-    from urllib.parse import urlparse
-
-    u = urlparse(url)
-    if u.password:
-        netloc = f"{u.username or ''}:***@{u.hostname}" + (f":{u.port}" if u.port else "")
-        return u._replace(netloc=netloc).geturl()
-    return url

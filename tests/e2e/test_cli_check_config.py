@@ -101,3 +101,12 @@ def test_check_config_does_not_import_litellm():
             "print(r.exit_code, 'litellm' in sys.modules, 'redis' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout + proc.stderr
+
+
+def test_redis_password_never_printed(tmp_path: Path):
+    p = tmp_path / "director.toml"
+    p.write_text('[caching]\nredis_url = "redis://user:s3cret-redis-pass@localhost:6379/0"\n')
+    result = CliRunner().invoke(app, ["check-config", str(p), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret-redis-pass" not in result.output
+    assert json.loads(result.stdout)["cache"]["redis"]["url"] == "redis://localhost:6379/0"
