@@ -109,7 +109,9 @@ class Director:
         return self.built.groups
 
     # -- Completions --------------------------------------------------------------------------
-    def _choose_group(self, model: str | None, tier: str | None, strategy: str | None) -> tuple[str, str]:
+    def choose_group(self, model: str | None, tier: str | None, strategy: str | None) -> tuple[str, str]:
+        """(Router group, reason): the pinned deployment or tier when given (``InputError`` if
+        unknown), else the strategy's first tier without a request at hand."""
         groups = self.groups()
         if model is not None:
             if model not in groups:
@@ -158,7 +160,7 @@ class Director:
             if "fallbacks" not in kwargs:
                 extra["fallbacks"] = [{group: chain}] if chain else []
         else:
-            group, reason = self._choose_group(model, tier, strategy)
+            group, reason = self.choose_group(model, tier, strategy)
             budget_meta = {}
         metadata = self._metadata({"group": group, "reason": reason, **budget_meta})
         user_meta = kwargs.pop("metadata", None)
@@ -224,7 +226,7 @@ class Director:
         if not messages:
             raise InputError("messages must not be empty")
         self.router  # noqa: B018 - raises ProviderError now when nothing is usable
-        group, reason = self._choose_group(model, tier, strategy)
+        group, reason = self.choose_group(model, tier, strategy)
         return open_stream(self, messages, group=group, reason=reason, resume=resume, **kwargs)
 
     async def health(self, *, probe: bool = False) -> dict[str, Any]:

@@ -279,10 +279,10 @@ class Classifier:
         if req.route_plan is not None:
             group, reason = req.route_plan
         elif req.tier is not None:
-            group, reason = d._choose_group(req.tier, None, None)
+            group, reason = d.choose_group(req.tier, None, None)
             reason = "escalated by the cascade" if reason == "pinned by caller" else reason
         else:
-            group, reason = d._choose_group(None, None, req.strategy)
+            group, reason = d.choose_group(None, None, req.strategy)
         run = _Run(req, group, reason, emit or (lambda _e: None))
         self.log.open(req.id)
         run.emit(TierChosenEvent(tier=group, reason=reason))
