@@ -40,16 +40,22 @@ class ExampleMemory:
     def probabilities(self, queries: np.ndarray) -> np.ndarray:
         """``(n, n_labels)`` distribution; when no label is out-of-scope, the mass of the
         "nothing is close" slot is left unassigned (rows then sum to less than 1)."""
-        out = np.empty((len(queries), self._n_labels), dtype=np.float64)
-        for lo in range(0, len(queries), _BLOCK):
-            out[lo : lo + _BLOCK] = self._block(queries[lo : lo + _BLOCK])
-        return out
+        return self.scores(queries)[0]
 
-    def _block(self, queries: np.ndarray) -> np.ndarray:
+    def scores(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``probabilities``, the highest cosine similarity to any example, per query)."""
+        out = np.empty((len(queries), self._n_labels), dtype=np.float64)
+        best = np.empty(len(queries), dtype=np.float64)
+        for lo in range(0, len(queries), _BLOCK):
+            out[lo : lo + _BLOCK], best[lo : lo + _BLOCK] = self._block(queries[lo : lo + _BLOCK])
+        return out, best
+
+    def _block(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sims = np.asarray(queries, dtype=np.float32) @ self._emb.T
         best = np.maximum.reduceat(sims, self._starts, axis=1)
         logits = np.full((len(queries), self._n_labels + 1), -np.inf)
         logits[:, self._block_labels] = best
+        nearest = best.max(axis=1) if best.shape[1] else np.zeros(len(queries))
         none_close = np.full(len(queries), self._oos_similarity)
         if self._oos_index is not None:
             logits[:, self._oos_index] = np.maximum(logits[:, self._oos_index], none_close)
@@ -60,4 +66,18 @@ class ExampleMemory:
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
-        return p[:, : self._n_labels]
+        return p[:, : self._n_labels], nearest
+
+    # -- storage (plain arrays, see ``store``) --------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The memory's state as arrays (embeddings grouped by label, and their labels)."""
+        labels = np.repeat(self._block_labels, np.diff(np.r_[self._starts, len(self._emb)]))
+        return {"knn_embeddings": self._emb, "knn_labels": labels.astype(np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], n_labels: int, *, oos_index: int | None,
+                    temperature: float, oos_similarity: float) -> ExampleMemory:
+        emb, labels = arrays["knn_embeddings"], arrays["knn_labels"]
+        if emb.ndim != 2 or labels.shape != (len(emb),) or (len(labels) and not 0 <= labels.min() <= labels.max() < n_labels):
+            raise ValueError("example memory arrays are inconsistent")
+        return cls(emb, labels, n_labels, oos_index=oos_index, temperature=temperature, oos_similarity=oos_similarity)

