@@ -39,6 +39,8 @@ __all__ = [
     "eval_config",
     "load_eval_set",
     "report",
+    "split_run",
+    "subset",
 ]
 
 CLINC_OOS = "oos"
@@ -226,18 +228,61 @@ def _tier_summary(run: EvalRun, answers: Sequence[Answer]) -> dict[str, Any]:
     }
 
 
-def report(run: EvalRun, *, mode: str, threshold: float | None, default_escalation: float = 0.55) -> dict[str, Any]:
+def split_run(run: EvalRun, share: float) -> tuple[EvalRun | None, EvalRun]:
+    """(validation part, held-out part) of a run (``local.datasets.split_indices``: per label,
+    by the SHA-256 of the text); ``share`` 0 keeps everything held out (no validation part)."""
+    if share <= 0:
+        return None, run
+    from director_llm.local.datasets import split_indices
+
+    val, held = split_indices(list(zip(run.texts, run.gold)), share)
+    return subset(run, val), subset(run, held)
+
+
+def subset(run: EvalRun, indices: Sequence[int]) -> EvalRun:
+    """The run restricted to ``indices`` (answers included)."""
+    pick = list(indices)
+    return EvalRun(texts=[run.texts[i] for i in pick], gold=[run.gold[i] for i in pick], oos_label=run.oos_label,
+                   local=None if run.local is None else [run.local[i] for i in pick],
+                   remote={g: [a[i] for i in pick] for g, a in run.remote.items()}, notes=run.notes,
+                   simulated=run.simulated)
+
+
+def report(run: EvalRun, *, mode: str, threshold: float | None, default_escalation: float = 0.55,
+           local_threshold: float | None = None, validation: EvalRun | None = None) -> dict[str, Any]:
     """The JSON report: headline metrics of ``mode`` at ``threshold``, per-tier results,
-    the local sweep, the cascade curves and the suggested thresholds."""
+    the local sweep, the cascade curves, all measured on ``run``; and the thresholds it
+    would recommend, chosen on ``validation`` only (never on the messages it reports on).
+
+    ``local_threshold`` is the local tier's fallback threshold (``intents.confidence_threshold``)
+    for the local tier's own row; in ``local`` mode ``threshold`` is that threshold."""
+    out = _measure(run, mode=mode, threshold=threshold, default_escalation=default_escalation,
+                   local_threshold=local_threshold)
+    out["suggestions"] = {}
+    out["validation"] = None
+    if validation is not None and validation.gold:
+        seen = _measure(validation, mode=mode, threshold=threshold, default_escalation=default_escalation,
+                        local_threshold=local_threshold, suggest=True)
+        out["suggestions"] = suggestions(seen)
+        out["validation"] = {"n": len(validation.gold),
+                             "oos": sum(g == validation.oos_label for g in validation.gold)}
+        if "local" in out:
+            out["local"]["suggested_threshold"] = out["suggestions"].get("local_confidence_threshold")
+    return out
+
+
+def _measure(run: EvalRun, *, mode: str, threshold: float | None, default_escalation: float,
+             local_threshold: float | None, suggest: bool = False) -> dict[str, Any]:
     from director_llm.local.evaluation import evaluate, macro_f1, top_confusions
 
     out: dict[str, Any] = {"n": len(run.gold), "mode": mode, "oos_label": run.oos_label,
                            "simulated": run.simulated, "notes": run.notes, "tiers": {}}
     if run.local is not None:
+        at = threshold if mode == "local" else local_threshold
         ev = evaluate(run.gold, [a.intent or a.flow for a in run.local], [a.confidence for a in run.local],
-                      oos_label=run.oos_label, threshold=threshold if mode == "local" else None,
+                      oos_label=run.oos_label, threshold=None if suggest else at,
                       latencies_ms=[a.latency_ms for a in run.local])
-        out["local"] = {"threshold": ev.threshold, "suggested_threshold": ev.suggested_threshold,
+        out["local"] = {"threshold": ev.threshold, "suggested_threshold": ev.suggested_threshold if suggest else None,
                         "accuracy": ev.accuracy, "in_scope_accuracy": ev.in_scope_accuracy,
                         "oos_recall": ev.oos_recall, "macro_f1": ev.macro_f1, "escalation_rate": ev.escalation_rate,
                         "p50_ms": ev.p50_ms, "p99_ms": ev.p99_ms, "cost_per_1k": 0.0,
@@ -250,7 +295,6 @@ def report(run: EvalRun, *, mode: str, threshold: float | None, default_escalati
         for group in run.remote:
             curves[group] = [vars(p) for p in cascade_curve(run, group)]
     out["cascade"] = curves
-    out["suggestions"] = suggestions(out)
     if mode == "local":
         h = dict(out["local"])
         h["escalation_rate"] = None

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from director_llm.config.models import DirectorConfig, ProviderConfig
+from director_llm.config.models import DirectorConfig, IntentsConfig, ProviderConfig
 
 if TYPE_CHECKING:
     from director_llm.intents.models import IntentClassification
@@ -33,11 +33,11 @@ __all__ = [
     "local_section",
 ]
 
-DEFAULT_LOCAL_CONFIDENCE_THRESHOLD = 0.3
-"""Below this the local tier answers the fallback flow (provider ``confidence_threshold``).
-Measured on tests/data/pt_builtin_flows.jsonl (112 utterances): thresholds 0.0-0.3 give the
-same accuracy (0.94; out-of-scope recall 1.0 since out-of-scope is a trained class); 0.6
-drops it to 0.79. 0.3 keeps a margin against near-uniform, meaningless predictions."""
+DEFAULT_LOCAL_CONFIDENCE_THRESHOLD: float = IntentsConfig.model_fields["confidence_threshold"].default
+"""Kept for compatibility: the default of ``intents.confidence_threshold``. The local tier has
+no threshold of its own any more: below ``intents.confidence_threshold`` (what a caller
+sees, whichever tier answered) a local answer is the fallback flow, unless
+``[providers.local] confidence_threshold`` overrides it."""
 
 DEFAULT_ESCALATE_BELOW = 0.55
 """Below this the cascade escalates to an LLM tier (``intents.tier_thresholds.local``).
@@ -91,9 +91,11 @@ class LocalTier:
 
     @property
     def confidence_threshold(self) -> float:
-        """Below it the local answer is the fallback flow."""
+        """Below it the local answer is the fallback flow: ``intents.confidence_threshold``
+        (one rule whichever tier answered; local confidences are calibrated to mean the same
+        as an LLM's), unless ``[providers.local] confidence_threshold`` overrides it."""
         v = self.section.confidence_threshold
-        return DEFAULT_LOCAL_CONFIDENCE_THRESHOLD if v is None else v
+        return self.config.intents.confidence_threshold if v is None else v
 
     @property
     def escalate_below(self) -> float:

@@ -35,15 +35,24 @@ SimulateOpt = Annotated[str | None, typer.Option(
     "accuracy_mini=0.90,accuracy_4o=0.95[,latency_ms=300]. Results are labelled simulated.", show_default=False)]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-n", min=1, max=256,
                                              help="Remote classifications in flight at once.")]
+ValidationOpt = Annotated[float, typer.Option(
+    "--validation-share", min=0.0, max=0.9,
+    help="Share of the set (per label, chosen by a hash of the text, the same on every machine) used only to "
+         "recommend thresholds; every number is reported on the rest. 0: report on everything, recommend nothing.")]
 
 
 @app.command("eval")
 def eval_command(dataset: DatasetArg, train: TrainOpt = None, config: ConfigOpt = None, report: ReportOpt = None,
                  tier: TierOpt = None, threshold: ThresholdOpt = None, limit: LimitOpt = None,
-                 simulate_remote: SimulateOpt = None, concurrency: ConcurrencyOpt = 8, as_json: JsonOpt = False) -> None:
-    """Measure the local tier, the cascade or an LLM tier on a labelled JSONL set."""
+                 simulate_remote: SimulateOpt = None, concurrency: ConcurrencyOpt = 8,
+                 validation_share: ValidationOpt = 0.5, as_json: JsonOpt = False) -> None:
+    """Measure the local tier, the cascade or an LLM tier on a labelled JSONL set.
+
+    The set is split in two: thresholds are recommended from the validation part, and every
+    number is reported on the held-out part (nothing is tuned on it)."""
     try:
-        result = asyncio.run(_run(dataset, train, config, tier, threshold, limit, simulate_remote, concurrency))
+        result = asyncio.run(_run(dataset, train, config, tier, threshold, limit, simulate_remote, concurrency,
+                                  validation_share))
     except DirectorError as exc:
         raise fail(exc) from None
     if as_json:
@@ -72,7 +81,8 @@ def _write_report(result: dict[str, Any], directory: Path) -> None:
 
 
 async def _run(dataset: Path, train: Path | None, config_path: Path | None, tier: str | None,
-               threshold: float | None, limit: int | None, simulate: str | None, concurrency: int) -> dict[str, Any]:
+               threshold: float | None, limit: int | None, simulate: str | None, concurrency: int,
+               validation_share: float = 0.5) -> dict[str, Any]:
     from director_llm.config.loading import load_config, resolve_config_path
     from director_llm.config.semantics import LLM_TIERS
     from director_llm.evalrun import collect, eval_config, load_eval_set, report
@@ -97,7 +107,7 @@ async def _run(dataset: Path, train: Path | None, config_path: Path | None, tier
                      "models from the real prompt size)")
     try:
         return await _evaluate(cfg, source, items, train_examples, note is not None, tier, threshold, sims,
-                               concurrency, notes, LLM_TIERS, collect, report)
+                               concurrency, notes, LLM_TIERS, collect, report, validation_share)
     finally:
         if sims is not None:
             sims.stop()
@@ -105,7 +115,8 @@ async def _run(dataset: Path, train: Path | None, config_path: Path | None, tier
 
 async def _evaluate(cfg: Any, source: Path, items: list[tuple[str, str]], train_examples: list[tuple[str, str]],
                     rebuilt: bool, tier: str | None, threshold: float | None, sims: Any, concurrency: int,
-                    notes: list[str], llm_tiers: tuple[str, ...], collect: Any, report: Any) -> dict[str, Any]:
+                    notes: list[str], llm_tiers: tuple[str, ...], collect: Any, report: Any,
+                    validation_share: float = 0.5) -> dict[str, Any]:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -157,8 +168,17 @@ async def _evaluate(cfg: Any, source: Path, items: list[tuple[str, str]], train_
                                 tick=lambda: progress.advance(task), concurrency=concurrency)
     run.notes = notes
     run.simulated = sims is not None
+    from director_llm.evalrun import split_run
+
+    validation, held_out = split_run(run, validation_share)
+    if validation is not None:
+        notes.append(f"thresholds recommended from a validation part of {len(validation.gold)} messages; every number "
+                     f"is on the other {len(held_out.gold)} (split per label by a hash of the text)")
+    if not held_out.gold:
+        raise InputError(f"nothing left to report on after the validation split (--validation-share "
+                         f"{validation_share:g}): use a bigger set or --validation-share 0")
     escalate = director.local_tier.escalate_below if director.local_tier is not None else 0.55
-    local_th = threshold if threshold is not None else (
-        director.local_tier.confidence_threshold if director.local_tier is not None else None)
-    return report(run, mode=mode, threshold=threshold if mode == "cascade" else local_th,
-                  default_escalation=escalate)
+    local_th = director.local_tier.confidence_threshold if director.local_tier is not None else None
+    at = threshold if mode == "cascade" or threshold is not None else local_th
+    return report(held_out, mode=mode, threshold=at, default_escalation=escalate, local_threshold=local_th,
+                  validation=validation)

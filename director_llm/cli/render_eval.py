@@ -54,20 +54,27 @@ def render_report(console: Console, out: dict[str, Any]) -> None:
 
 def render_suggestions(console: Console, out: dict[str, Any]) -> None:
     s = out.get("suggestions") or {}
-    if "local_confidence_threshold" in s:
-        console.print(f"suggested local out-of-scope threshold (\\[providers.local] confidence_threshold): "
-                      f"[bold]{s['local_confidence_threshold']:.2f}[/] (best in-scope accuracy at OOS recall >= 0.90)",
-                      highlight=False)
+    v = out.get("validation")
+    if not v:
+        console.print("no thresholds recommended: there is no validation part (--validation-share 0), and a "
+                      "threshold is never chosen on the messages it is reported on", highlight=False)
+        return
+    console.print(f"recommended from the validation part ({v['n']} messages, {v['oos']} out of scope; none of "
+                  f"them in the numbers above):", highlight=False)
+    if s.get("local_confidence_threshold") is not None:
+        console.print(f"  intents.confidence_threshold = [bold]{s['local_confidence_threshold']:.2f}[/] "
+                      "(best in-scope accuracy at out-of-scope recall >= 0.90 when the set has out-of-scope "
+                      "messages, else best accuracy)", highlight=False)
     for key, v in s.items():
         if not key.startswith("escalate_below:"):
             continue
         group = key.split(":", 1)[1]
         if v["threshold"] is None:
-            console.print(f"cascade -> {group}: no threshold matches always-{group}'s accuracy "
+            console.print(f"  cascade -> {group}: no threshold matches always-{group}'s accuracy "
                           f"({_pct(v['always_accuracy'])})", highlight=False)
             continue
         cut = "-" if v["cost_cut"] is None else f"{v['cost_cut']:.0%}"
-        console.print(f"cascade -> {group}: intents.tier_thresholds.local = [bold]{v['threshold']:.2f}[/] costs "
+        console.print(f"  cascade -> {group}: intents.tier_thresholds.local = [bold]{v['threshold']:.2f}[/] costs "
                       f"${v['cascade_cost_per_1k']:.4f}/1k vs ${v['always_cost_per_1k']:.4f}/1k always ({cut} less) "
                       f"at accuracy {_pct(v['cascade_accuracy'])} vs {_pct(v['always_accuracy'])}", highlight=False)
 

@@ -7,6 +7,7 @@ skip with a clear reason when ``find_data_dir`` returns None.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections import defaultdict
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from director_llm.local.model import load_training_file
 
-__all__ = ["CLINC_OOS_LABEL", "find_data_dir", "load_dataset", "sample_per_intent"]
+__all__ = ["CLINC_OOS_LABEL", "find_data_dir", "load_dataset", "sample_per_intent", "split_indices",
+           "split_validation"]
 
 #: The out-of-scope label used in CLINC150's files.
 CLINC_OOS_LABEL = "oos"
@@ -65,3 +67,31 @@ def sample_per_intent(examples: Sequence[tuple[str, str]], k: int, *, seed: int,
         chosen.extend(items[:k])
         rest.extend(items[k:])
     return chosen, rest
+
+
+def split_indices(examples: Sequence[tuple[str, str]], share: float = 0.5) -> tuple[list[int], list[int]]:
+    """Indices of (the validation part, the held-out part) of labelled examples, the same on
+    every machine: within each label, examples are ordered by the SHA-256 of their text and
+    the first ``share`` of them (rounded down; at least one when a label has two or more)
+    form the validation part. Thresholds and calibration are chosen on the validation part;
+    numbers are reported on the held-out part, which nothing is ever tuned on."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must be between 0 and 1, got {share}")
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, (_, label) in enumerate(examples):
+        by_label[label].append(i)
+    chosen: set[int] = set()
+    for idx in by_label.values():
+        idx = sorted(idx, key=lambda i: (hashlib.sha256(examples[i][0].encode("utf-8")).hexdigest(), i))
+        k = int(len(idx) * share)
+        if k == 0 and len(idx) >= 2:
+            k = 1
+        chosen.update(idx[:k])
+    return sorted(chosen), [i for i in range(len(examples)) if i not in chosen]
+
+
+def split_validation(examples: Sequence[tuple[str, str]], share: float = 0.5) -> tuple[list[tuple[str, str]],
+                                                                                     list[tuple[str, str]]]:
+    """(validation part, held-out part) of ``examples`` (see ``split_indices``), order kept."""
+    val, held = split_indices(examples, share)
+    return [examples[i] for i in val], [examples[i] for i in held]

