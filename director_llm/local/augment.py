@@ -5,9 +5,9 @@ word with any flow, so the classifier had nothing but the sentence embedding to 
 short embeddings all sit close to the shortest examples (greetings): every such input
 landed on ``greeting``. When the config trains a fallback class (its fallback flow has
 examples), these are added to it, so the tier answers them with the fallback flow unless a
-flow's own examples say otherwise (a flow with emoji examples still wins on them: its
-n-grams and embeddings are nearer). Acknowledgements such as "ok" are deliberately not in
-the list: a flow like ``thanks`` ("acknowledges an answer") may really fit them.
+flow's own examples say otherwise: an input that already is an example of a flow (say "ok"
+under ``thanks``) is not added, and a flow with emoji examples still wins on those (its
+n-grams and embeddings are nearer).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ NOISE_EXAMPLES: tuple[str, ...] = (
     "...", "?", "???", "!!!", "-", ":)", ":/", "¯\\_(ツ)_/¯",
     "hmm", "hmmm", "humm", "ahn", "uhm", "eh", "er", "hum",
     "asdf", "qwerty", "jjjj", "xpto", "aaaaa", "zzz", "lorem ipsum",
+    "ok", "okay", "k",
 )
 
 

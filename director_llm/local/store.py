@@ -72,9 +72,15 @@ def _library_versions() -> dict[str, str]:
 
 
 def cache_key(examples: Sequence[tuple[str, str]], settings: Any) -> str:
-    """Hex digest identifying a trained state: examples + settings + library versions."""
+    """Hex digest identifying a trained state: examples + settings + library versions. The
+    calibration is not part of it: it is applied at prediction time, so refitting it never
+    retrains a model."""
     h = hashlib.sha256()
-    header = {"format": FORMAT_VERSION, "settings": asdict(settings), "versions": _library_versions()}
+    from director_llm.local.augment import NOISE_EXAMPLES
+
+    trained = {k: v for k, v in asdict(settings).items() if k != "calibration"}
+    header = {"format": FORMAT_VERSION, "settings": trained, "versions": _library_versions(),
+              "augment": list(NOISE_EXAMPLES) if trained.get("augment_fallback") else []}
     h.update(json.dumps(header, sort_keys=True).encode())
     for text, intent in examples:
         # Length-prefixed so ("ab","c") and ("a","bc") never collide.

@@ -44,7 +44,7 @@ def test_default_config_classifies_offline_with_no_keys(tmp_path: Path) -> None:
     assert result["route"]["cost_usd"] == 0
     assert result["route"]["deployment"] == "local/intent"
     assert "litellm imported: False" in done.stderr  # the local-only path stays light
-    assert list((tmp_path / "cache" / "local-models").glob("*.pkl")), "the trained model was not cached"
+    assert list((tmp_path / "cache" / "local-models").glob("*.npz")), "the trained model was not cached"
 
     # Second start: loads the cached model (no retraining), still offline.
     again = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env(tmp_path), cwd=tmp_path, timeout=180)

@@ -143,4 +143,4 @@ async def test_second_start_loads_the_model_from_disk(tmp_path: Path, local_cach
     assert loaded.loaded_from_cache
     assert loaded is not model
     assert second.local_tier.predict(CONFIDENT).intent == first.local_tier.predict(CONFIDENT).intent
-    assert list(local_cache.glob("local-intent-*.pkl"))
+    assert list(local_cache.glob("local-intent-*.npz"))
