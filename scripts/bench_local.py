@@ -17,6 +17,9 @@ average it prints next to the numbers):
    longer than one inference" when the worst lag is at most the slowest single inference
    (plus the ticker's own 1 ms).
 4. The same lag during the first (cold) load, which runs in a worker thread.
+5. ``--cli N``: the wall time of N ``director-llm classify "..."`` processes with the model
+   already cached (what a user waits for), after one untimed call that trains and caches it;
+   plus a one-process breakdown (imports, config, model load, first prediction).
 
 The default config has only the local tier (no LLM tier), so every call is answered locally.
 """
@@ -123,6 +126,43 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+CLI_TEXTS = ("quero criar uma tarefa para amanhã", "cancela a reunião", "oi, tudo bem?", "hmm")
+
+
+def cli(args: argparse.Namespace) -> None:
+    import subprocess
+
+    exe = str(Path(sys.executable).with_name("director-llm"))
+    cmd = [exe, "classify", CLI_TEXTS[0], "--config", str(args.config)]
+    subprocess.run(cmd, check=True, capture_output=True)  # trains and caches the model once
+    walls = []
+    for i in range(args.cli):
+        cmd[2] = CLI_TEXTS[i % len(CLI_TEXTS)]
+        started = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - started)
+    print(f"{'director-llm classify (model cached), wall':<44} n={len(walls):<4} p50 {pct(walls, 50):7.3f} s   "
+          f"min {min(walls):7.3f} s   max {max(walls):7.3f} s")
+    code = f"""
+import time
+t0 = time.perf_counter()
+import director_llm.cli.app, director_llm.cli.cmd_classify
+t1 = time.perf_counter()
+from director_llm.director import Director
+d = Director.from_file({str(args.config)!r})
+t2 = time.perf_counter()
+tier = d.local_tier
+tier.model
+t3 = time.perf_counter()
+tier.predict("oi")
+t4 = time.perf_counter()
+print(f"imports {{t1 - t0:.3f}} s, Director.from_file (imports + config) {{t2 - t1:.3f}} s, "
+      f"model + encoder load {{t3 - t2:.3f}} s, first prediction {{(t4 - t3) * 1000:.1f}} ms")
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    print(f"{'one process, broken down':<44} {done.stdout.strip()}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "director.toml")
@@ -131,13 +171,17 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, default=None,
                     help="DIRECTOR_CACHE_DIR for the trained model (default: a fresh temp dir, "
                          "so the first load trains; pass a dir twice to time a disk-cache load)")
+    ap.add_argument("--cli", type=int, default=0, help="also time N `director-llm classify` processes")
     args = ap.parse_args()
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench-local-"))
     os.environ["DIRECTOR_CACHE_DIR"] = str(cache)
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores; "
           f"DIRECTOR_CACHE_DIR={cache}")
-    return asyncio.run(run(args))
+    code = asyncio.run(run(args))
+    if args.cli:
+        cli(args)
+    return code
 
 
 if __name__ == "__main__":

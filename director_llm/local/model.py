@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
 #: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
-DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.17, 2.454)
+DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.135, 2.363)
 _RANKING_SIZE = 5
 
 
