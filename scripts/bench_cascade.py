@@ -78,7 +78,7 @@ def print_summary(out: dict, took: float) -> None:
     for note in out["notes"]:
         print(f"  note: {note}")
     lo = out["local"]
-    print(f"\nlocal alone at its suggested threshold {lo['threshold']:.2f}: accuracy {lo['accuracy']:.3f}, "
+    print(f"\nlocal alone at the config's threshold {lo['threshold']:.2f}: accuracy {lo['accuracy']:.3f}, "
           f"in-scope {lo['in_scope_accuracy']:.3f}, OOS recall {_f(lo['oos_recall'])}, p50 {lo['p50_ms']:.2f} ms")
     print("\n| tier | accuracy | in-scope | OOS recall | $ / 1k | p50 ms |")
     print("|---|---|---|---|---|---|")

@@ -42,16 +42,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from director_llm.config.models import IntentsConfig  # noqa: E402
-from director_llm.intents.builtin_flows import BUILTIN_FALLBACK_FLOW, BUILTIN_FLOWS  # noqa: E402
-from director_llm.local import LocalIntentModel, LocalTierSettings, load_training_file  # noqa: E402
-from director_llm.local.datasets import (  # noqa: E402
+from director_llm.config.models import IntentsConfig
+from director_llm.intents.builtin_flows import BUILTIN_FALLBACK_FLOW, BUILTIN_FLOWS
+from director_llm.local import LocalIntentModel, LocalTierSettings, load_training_file
+from director_llm.local.datasets import (
     find_data_dir,
     load_dataset,
     sample_per_intent,
     split_validation,
 )
-from director_llm.local.evaluation import (  # noqa: E402
+from director_llm.local.evaluation import (
     apply_threshold,
     expected_calibration_error,
     in_scope_accuracy,

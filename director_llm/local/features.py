@@ -26,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from director_llm.local.text import ANALYZERS, Vocabulary, fit_vocabulary, normalize_text, sparse_row
+from director_llm.local.text import (
+    ANALYZERS,
+    Vocabulary,
+    fit_vocabulary,
+    normalize_text,
+    sparse_row,
+)
 
 __all__ = ["FeatureExtractor", "embed", "embed_one", "get_encoder", "single_blas_thread", "use_encoder_cache"]
 
@@ -92,7 +98,7 @@ def single_blas_thread() -> Any:
 
             threads = int(os.environ.get("DIRECTOR_LOCAL_BLAS_THREADS", HOT_PATH_BLAS_THREADS))
             controller = ThreadpoolController()
-            _BLAS_LIMIT = lambda: controller.limit(limits=threads, user_api="blas")  # noqa: E731
+            _BLAS_LIMIT = lambda: controller.limit(limits=threads, user_api="blas")
         except Exception:  # noqa: BLE001 - threadpoolctl missing or broken: run uncapped, never fail
             _BLAS_LIMIT = contextlib.nullcontext
     return _BLAS_LIMIT()

@@ -15,6 +15,7 @@ plain JSON and arrays (no pickle). Nothing here imports numpy.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -39,7 +40,7 @@ def normalize_text(text: str) -> str:
 def word_ngrams(text: str) -> list[str]:
     """Word 1-grams and 2-grams of an already normalised text."""
     tokens = _WORD.findall(text)
-    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
 
 
 def char_wb_ngrams(text: str, lo: int = 2, hi: int = 5) -> list[str]:
