@@ -15,6 +15,11 @@ touch them all)::
 ``<window>`` is ``hour``, ``day``, ``provider:<name>:hour`` or ``provider:<name>:day``;
 ``<period>`` is ``2026-11-25T20`` (hour) or ``2026-11-25`` (day).
 
+Keys expire with a relative ``PEXPIRE`` (milliseconds left until the window's keep time,
+computed by the caller on the ledger's clock), never with ``PEXPIREAT``: an absolute expiry
+taken from the app's clock would be read against Redis's clock, and an app clock behind
+Redis's would create every key already expired (see ``director_llm.budget_redis``).
+
 Every script that reads a window first *purges* it: reservations whose expiry score is
 <= now are removed from the zset and their amount is subtracted from ``reserved``. A
 process that crashes between reserve and settle therefore holds budget for at most the
@@ -54,7 +59,7 @@ end
 """
 
 # KEYS: for window i, KEYS[2i-1] = hash, KEYS[2i] = zset.
-# ARGV: now_ms, expires_ms, id, amount, then per window i: limit ('' = none), keep_until_ms.
+# ARGV: now_ms, expires_ms, id, amount, then per window i: limit ('' = none), keep_ttl_ms.
 # Returns {1} when granted, {0, i, spent, reserved} for the first window that refused.
 RESERVE = _PURGE + """
 local n = #KEYS / 2
@@ -78,15 +83,15 @@ for i = 1, n do
   redis.call('HINCRBY', h, 'reserved', ARGV[4])
   redis.call('HSET', h, field, ARGV[4])
   redis.call('ZADD', z, ARGV[2], ARGV[3])
-  redis.call('PEXPIREAT', h, keep)
-  redis.call('PEXPIREAT', z, keep)
+  redis.call('PEXPIRE', h, keep)
+  redis.call('PEXPIRE', z, keep)
 end
 return {1}
 """
 
 # Settle (and release, with actual = '0' and no stats pairs).
 # KEYS: window pairs as above, then the hour's stats hash, then the hour's done hash.
-# ARGV: id, actual, n, keep_until_ms per window (n of them), stats_keep_until_ms,
+# ARGV: id, actual, n, keep_ttl_ms per window (n of them), stats_keep_ttl_ms,
 #       kind ('s' settle / 'r' release), then (field, increment) pairs for the stats hash.
 # Returns {live, duplicate}: live = 1 when the reservation was still held (0 when it had
 # expired or never existed); duplicate = 1 when this id was already settled or released,
@@ -110,7 +115,7 @@ for i = 1, n do
   end
   if actual ~= '0' then
     redis.call('HINCRBY', h, 'spent', actual)
-    redis.call('PEXPIREAT', h, ARGV[3 + i])
+    redis.call('PEXPIRE', h, ARGV[3 + i])
   end
 end
 local j = 6 + n
@@ -120,10 +125,10 @@ if j < #ARGV then
     redis.call('HINCRBY', s, ARGV[j], ARGV[j + 1])
     j = j + 2
   end
-  redis.call('PEXPIREAT', s, ARGV[4 + n])
+  redis.call('PEXPIRE', s, ARGV[4 + n])
 end
 redis.call('HSET', done, id, ARGV[5 + n] .. live)
-redis.call('PEXPIREAT', done, ARGV[4])
+redis.call('PEXPIRE', done, ARGV[4])
 return {live, 0}
 """
 

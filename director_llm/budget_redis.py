@@ -6,8 +6,17 @@ sorted set scored by its expiry time (now + ``reservation_ttl_s``). Every script
 reads a window first removes the expired members and subtracts their amounts, so a
 process killed between reserve and settle holds budget for at most the TTL. A call that
 runs longer than the TTL loses its hold (its later settle still books the true cost),
-so set the TTL above your longest request timeout. Expiry uses the ledger's clock: hosts
-sharing a Redis need synchronised clocks (NTP); skew shifts expiry by the same amount.
+so set the TTL above your longest request timeout. Reservation expiry is scored with the
+ledger's clock: hosts sharing a Redis need synchronised clocks (NTP); skew between hosts
+shifts a reservation's expiry by the same amount.
+
+Key lifetime never depends on two clocks agreeing. Window hashes, reservation sets, usage
+counters and settled ids are expired with a *relative* ``PEXPIRE``: the time left until the
+window's ``keep_until`` measured on the ledger's clock (the same clock that named the
+window), at least ``_MIN_KEY_TTL_MS``. An absolute ``PEXPIREAT`` computed from the app's
+clock would be compared with Redis's clock: an app host whose clock runs behind Redis's by
+more than the keep margin (a stale VM, a restored snapshot) would create every key already
+expired, and the budget would silently stop limiting.
 See ``director_llm.budget_lua`` for the key layout and the scripts. The same TTL covers a
 reserve that was cancelled (or timed out) after Redis granted it: the hold is orphaned,
 not leaked. Limits travel with each call, so processes with different configs share the
@@ -55,6 +64,10 @@ if TYPE_CHECKING:  # redis is imported lazily: importing director_llm must stay 
     from redis.asyncio import Redis
 
 __all__ = ["RedisLedger"]
+
+# A key written for a window that is already over (a settlement arriving late) still lives
+# this long, so the write is not lost at once and reports can see it.
+_MIN_KEY_TTL_MS = 60_000
 
 
 class RedisLedger(_LedgerBase):
@@ -174,7 +187,7 @@ class RedisLedger(_LedgerBase):
                     now: datetime) -> tuple[int, int, int] | None:
         args: list[Any] = [_ms(now), _ms(res.expires_at), res.id, amount]
         for w in windows:
-            args += ["" if w.limit is None else w.limit, _ms(w.keep_until)]
+            args += ["" if w.limit is None else w.limit, _ttl_ms(w.keep_until, now)]
         reply = await self._call("RESERVE", self._keys(windows), args)
         if int(reply[0]) == 1:
             return None
@@ -183,8 +196,9 @@ class RedisLedger(_LedgerBase):
     async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
                     stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
         keys = self._keys(windows) + [self.stats_key(res.hour), self.done_key(res.hour)]
+        now = self._now()
         args: list[Any] = [res.id, actual, len(windows)]
-        args += [_ms(w.keep_until) for w in windows] + [_ms(stats_keep), kind]
+        args += [_ttl_ms(w.keep_until, now) for w in windows] + [_ttl_ms(stats_keep, now), kind]
         for name, incr in stats:
             args += [name, incr]
         reply = await self._call("SETTLE", keys, args, background=True)
@@ -269,4 +283,10 @@ def _text(value: str | bytes) -> str:
 
 def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
+
+
+def _ttl_ms(keep_until: datetime, now: datetime) -> int:
+    """A key's remaining lifetime, measured on the ledger's own clock (the one that named
+    the window), sent as a relative ``PEXPIRE``: Redis's clock never enters into it."""
+    return max(_MIN_KEY_TTL_MS, int((keep_until - now).total_seconds() * 1000))
 
