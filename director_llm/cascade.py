@@ -78,7 +78,7 @@ class Cascade:
                        f"{self.tier.confidence_threshold:g})")
         complexity = None
         if conf >= threshold:
-            from director_llm.complexity import estimate_complexity
+            from director_llm.selection.complexity import estimate_complexity
 
             complexity = estimate_complexity(self._messages(req), local_confidence=conf)
             if complexity.level != "complex":
@@ -89,7 +89,7 @@ class Cascade:
         return await self._escalate(req, strategy, why)
 
     async def _escalate(self, req: ClassifyRequest, strategy: str, why: str) -> IntentClassification | None:
-        from director_llm.selection import plan_route
+        from director_llm.selection.strategies import plan_route
 
         pred = req.notes[_NOTE]
         try:
@@ -143,7 +143,7 @@ def attach_cascade(director: Director, classifier: Classifier) -> Cascade | None
 async def local_for_classification_only(group: str, deployments: list[dict], request_kwargs: dict) -> list[dict]:
     """Router filter: drop local deployments from chat requests the Director routed (they
     would answer classification JSON to a chat); classifications and raw pins keep them."""
-    from director_llm.routing import director_meta
+    from director_llm.router.build import director_meta
 
     if not any((d.get("model_info") or {}).get("director_tier") == "local" for d in deployments):
         return deployments

@@ -18,10 +18,10 @@ from typing import Any
 from director_llm.config.loading import load_config, resolve_config_path
 from director_llm.config.models import DirectorConfig
 from director_llm.errors import DirectorError, InputError, ProviderError, redact
-from director_llm.hooks import DirectorHooks
+from director_llm.router.callbacks import DirectorHooks
 from director_llm.observability import Metrics
 from director_llm.providers import DeploymentInfo, build_deployments
-from director_llm.routing import answered_by
+from director_llm.router.build import answered_by
 
 
 class Director:
@@ -38,7 +38,7 @@ class Director:
         self.source = source
         self.metrics = Metrics()
         self.hooks = DirectorHooks(self.metrics)
-        from director_llm.breaker import DEFAULT_PREFIX, CircuitBreaker
+        from director_llm.resilience.breaker import DEFAULT_PREFIX, CircuitBreaker
 
         self.breaker = CircuitBreaker.from_config(
             config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX)
@@ -54,7 +54,7 @@ class Director:
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self._built: Any = None
         self._closed = False
-        from director_llm.budget_hooks import BudgetHooks, ledger_from_config
+        from director_llm.budget.hooks import BudgetHooks, ledger_from_config
 
         self.budget = BudgetHooks(
             ledger_from_config(config, clock=clock, prefix=state_prefix),
@@ -86,7 +86,7 @@ class Director:
     @property
     def built(self) -> Any:
         if self._built is None:
-            from director_llm.routing import build_router
+            from director_llm.router.build import build_router
 
             self._built = build_router(self.config, self.usable_deployments(), self.hooks)
             if self.local_tier is not None and self._built.router is not None:
@@ -121,7 +121,7 @@ class Director:
             if tier not in groups:
                 raise InputError(f"tier {tier!r} has no usable deployment; known: {', '.join(groups) or 'none'}")
             return tier, "tier requested by caller"
-        from director_llm.selection import choose_tier
+        from director_llm.selection.strategies import choose_tier
 
         return choose_tier(self, strategy=strategy or self.config.llm.default_strategy)
 
@@ -150,7 +150,7 @@ class Director:
         extra: dict[str, Any] = {}
         strategy = strategy or self.config.llm.default_strategy
         if model is None and tier is None:
-            from director_llm.selection import plan_route
+            from director_llm.selection.strategies import plan_route
 
             selection, budget_meta = await plan_route(self, messages, strategy=strategy, request_kwargs=kwargs)
             group, reason = selection.tier, selection.reason
@@ -232,7 +232,7 @@ class Director:
     async def health(self, *, probe: bool = False) -> dict[str, Any]:
         """Each deployment's state (healthy / cooling down / open), recent error rate, p50
         latency and last error (redacted); ``probe=True`` also sends each a tiny request."""
-        from director_llm.health import deployment_health
+        from director_llm.resilience.health import deployment_health
 
         return await deployment_health(self, probe=probe)
 
@@ -304,7 +304,7 @@ class Director:
         await self.cache.aclose()
         await self.breaker.aclose()
         if self._built is not None:
-            from director_llm.routing import _Dispatcher
+            from director_llm.router.build import _Dispatcher
 
             _Dispatcher.unregister(self._built.instance_id)
 
@@ -320,7 +320,7 @@ class Director:
 
 def _attach_route(director: Director, response: Any, *, reason: str, strategy: str | None, started: float) -> None:
     """``response._hidden_params["director_route"]``: tier, model, reason, reserved and actual cost."""
-    from director_llm.selection import describe_route
+    from director_llm.selection.strategies import describe_route
 
     hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict):

@@ -229,7 +229,7 @@ class ResponseStream:
                 outcome, message = _describe(exc, first_token_at is None and not got_text)
                 attempts.append(Attempt(name, outcome, message, round(loop.time() - t0, 4)))
                 if outcome == "FirstTokenTimeout" and breaker is not None:
-                    from director_llm.breaker import FirstTokenTimeoutError
+                    from director_llm.resilience.breaker import FirstTokenTimeoutError
 
                     await breaker.record_failure(name, FirstTokenTimeoutError(message))
                 if delivered and got_text:

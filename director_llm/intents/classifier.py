@@ -52,7 +52,7 @@ from director_llm.intents.prompts import (
     response_format,
     weakest,
 )
-from director_llm.routing import answered_by, director_meta
+from director_llm.router.build import answered_by, director_meta
 
 if TYPE_CHECKING:
     from director_llm.director import Director

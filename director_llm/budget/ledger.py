@@ -26,7 +26,7 @@ whole micro-dollar would distort reports by several percent. Reservations round 
 actual costs to the nearest nano-USD.
 
 The Redis store (crash safety, lost replies, event loops, round trips) is described in
-``director_llm.budget_redis``.
+``director_llm.budget.redis``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import (
-    TYPE_CHECKING,
+
     Any,
     Literal,
     NamedTuple,
@@ -49,9 +49,6 @@ from typing import (
 
 from director_llm.errors import BudgetExceededError, DirectorError
 
-if TYPE_CHECKING:
-    from director_llm.budget_redis import RedisLedger
-
 __all__ = [
     "BudgetBackendError",
     "BudgetExceededError",
@@ -59,7 +56,6 @@ __all__ = [
     "BudgetLimits",
     "MemoryLedger",
     "ProviderLimits",
-    "RedisLedger",
     "Reservation",
     "ReservationClosedError",
     "SpendReport",
@@ -570,12 +566,3 @@ class MemoryLedger(_LedgerBase):
     async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
         with self._lock:
             return [dict(self._stats[h][0]) if h in self._stats else {} for h in hours]
-
-
-def __getattr__(name: str) -> Any:
-    # ``RedisLedger`` lives in its own module (``budget_redis``); it stays importable from here.
-    if name == "RedisLedger":
-        from director_llm.budget_redis import RedisLedger
-
-        return RedisLedger
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from director_llm.complexity import Complexity, Level, estimate_complexity
+from director_llm.selection.complexity import Complexity, Level, estimate_complexity
 from director_llm.config.semantics import LLM_TIERS
-from director_llm.routing import answered_by
+from director_llm.router.build import answered_by
 
 if TYPE_CHECKING:
     from director_llm.director import Director
@@ -175,8 +175,8 @@ async def plan_route(director: Director, messages: Sequence[Any], *, strategy: s
                      local_confidence: float | None = None) -> tuple[Selection, dict[str, Any]]:
     """Select tiers for a real request. Returns the selection and the metadata the budget
     hooks reuse (``prompt_tokens``, ``budget_remaining``) so they need no extra reads."""
-    from director_llm.budget import BudgetBackendError
-    from director_llm.budget_hooks import binding_remaining, count_prompt_tokens, fits
+    from director_llm.budget.ledger import BudgetBackendError
+    from director_llm.budget.hooks import binding_remaining, count_prompt_tokens, fits
 
     budget = director.budget
     kwargs = dict(request_kwargs or {})
@@ -237,7 +237,7 @@ def _rough_tokens(messages: Sequence[Any]) -> int:
 
 async def _explain(director: Director, cheapest: TierOption | None, infos: Mapping[str, Sequence[Any]],
                    store_down: bool) -> Exception:
-    from director_llm.budget_hooks import BudgetStoreDownError
+    from director_llm.budget.hooks import BudgetStoreDownError
 
     if store_down:
         return BudgetStoreDownError("the budget store (Redis) is unreachable and no zero-cost tier is "
