@@ -2,7 +2,7 @@
 
 ``director_llm.budget.ledger`` holds the arithmetic and the in-memory store,
 ``director_llm.budget.redis`` the store shared through Redis (its Lua scripts in
-``director_llm.budget.lua``), and ``director_llm.budget.hooks`` the Director's side: what a
+``director_llm.budget.lua``), and ``director_llm.budget.guard`` the engine's side: what a
 request reserves, settles or releases. The names below stay importable from here.
 """
 

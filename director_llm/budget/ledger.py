@@ -47,7 +47,7 @@ from typing import (
     runtime_checkable,
 )
 
-from director_llm.errors import BudgetExceededError, DirectorError
+from director_llm.errors import BudgetBackendError, BudgetExceededError, ReservationClosedError
 
 __all__ = [
     "BudgetBackendError",
@@ -81,17 +81,6 @@ _RETRY_DELAYS_S = (0.0, 0.05, 0.2)
 _REQUEST_PATH_RETRY_DELAYS_S = (0.0,)
 
 GroupBy = Literal["provider", "model", "hour"]
-
-
-class BudgetBackendError(DirectorError):
-    """The ledger's store (Redis) failed, so spend could not be checked or booked.
-    The caller decides: serve only zero-cost tiers (``reserve(amount_usd=0)`` needs no
-    store) or fail the request."""
-
-
-class ReservationClosedError(DirectorError):
-    """``settle`` was called on a reservation that was already settled or released;
-    booking it twice would double-count the spend."""
 
 
 # --------------------------------------------------------------------------- limits

@@ -63,6 +63,8 @@ from director_llm.budget.ledger import (
 if TYPE_CHECKING:  # redis is imported lazily: importing director_llm must stay cheap
     from redis.asyncio import Redis
 
+    from director_llm.redis_clients import RedisClients
+
 __all__ = ["RedisLedger"]
 
 # A key written for a window that is already over (a settlement arriving late) still lives
@@ -79,11 +81,13 @@ class RedisLedger(_LedgerBase):
     def __init__(self, redis_url: str | None = None, *, prefix: str = DEFAULT_REDIS_PREFIX,
                  limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
                  reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
-                 client: Redis | None = None,
+                 client: Redis | None = None, redis: RedisClients | None = None,
                  timeout_s: float = DEFAULT_REDIS_TIMEOUT_S) -> None:
         super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
-        if (redis_url is None) == (client is None):
-            raise ValueError("pass exactly one of redis_url or client")
+        if sum(x is not None for x in (redis_url, client, redis)) != 1:
+            raise ValueError("pass exactly one of redis_url, client or redis")
+        self._hub = redis
+        """The Director's shared client factory (one pool per loop, one outage state)."""
         import redis.asyncio  # noqa: F401 - import now, not on the first (timed) reservation
 
         self._url = redis_url
@@ -114,6 +118,8 @@ class RedisLedger(_LedgerBase):
         return client
 
     def _new_client(self) -> _Client:
+        if self._hub is not None:
+            return _Client(self._hub.client())
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -163,8 +169,22 @@ class RedisLedger(_LedgerBase):
         try:
             while True:
                 try:
-                    return await client.script(name, getattr(budget_lua, name))(keys=keys, args=args)
+                    # A hard cap on top of the socket timeouts: a hung Redis fails the call.
+                    async with asyncio.timeout(self._timeout_s * 1.5):
+                        reply = await client.script(name, getattr(budget_lua, name))(keys=keys, args=args)
+                    if self._hub is not None:
+                        self._hub.mark_up()
+                    return reply
+                except TimeoutError as exc:
+                    if self._hub is not None:
+                        self._hub.mark_down(exc, user="budget ledger")
+                    if not background or attempt >= len(delays):
+                        raise _backend_error(exc) from exc
+                    attempt += 1
+                    self.retries += 1
                 except retryable as exc:
+                    if self._hub is not None:
+                        self._hub.mark_down(exc, user="budget ledger")
                     # The script may have run before the connection dropped; it is idempotent,
                     # so sending it again on a fresh connection cannot book anything twice.
                     if attempt >= len(delays):
@@ -180,6 +200,8 @@ class RedisLedger(_LedgerBase):
             await self._done_with(client)
 
     async def _done_with(self, client: _Client) -> None:
+        if self._hub is not None:
+            return  # the factory's clients live as long as the Director
         if client.redis is not self._given and all(c is not client for c in self._clients.values()):
             await client.redis.aclose()  # a one-off client of a late call after aclose()
 
@@ -234,7 +256,7 @@ class RedisLedger(_LedgerBase):
         except RuntimeError:
             running = None
         for loop, client in clients:
-            if client.redis is self._given:
+            if client.redis is self._given or self._hub is not None:
                 continue
             if loop is running:
                 await client.redis.aclose()

@@ -295,9 +295,7 @@ class DirectorCache:
         key = self.chat_key(messages, group=group, params=params, cache=cache)
         tiered = self.tiered() if key is not None else None
         if tiered is None or key is None:
-            response = await call()
-            _route(response)["cache"] = None
-            return response
+            return await call()
         fresh: list[Any] = []
 
         async def compute() -> dict[str, Any]:
@@ -306,10 +304,8 @@ class DirectorCache:
             return response.model_dump(mode="json", exclude_none=False)
 
         value, layer = await tiered.get_or_compute(key, compute)
-        if fresh:  # this caller made the upstream call: hand back LiteLLM's own object
-            response = fresh[0]
-            _route(response)["cache"] = None
-            return response
+        if fresh:  # this caller made the upstream call: hand back LiteLLM's own object (and route)
+            return fresh[0]
         import litellm
 
         response = litellm.ModelResponse(**value)

@@ -94,7 +94,7 @@ def render_result(result: Any) -> None:
     if result.entities:
         out.print(f"[bold]entities[/]    {json.dumps(result.entities, ensure_ascii=False)}", highlight=False)
     where = f"cache ({r.cache})" if r.cache else f"{r.deployment or r.model} [dim]tier {r.tier}[/]"
-    out.print(f"[bold]route[/]       {where}, {r.attempts} attempt(s), {r.latency_ms:.0f} ms"
+    out.print(f"[bold]route[/]       {where}, {r.calls} call(s), {r.latency_ms:.0f} ms"
               + (", repaired" if r.repaired else "") + (f", after {', '.join(r.tried)}" if r.tried else ""),
               highlight=False)
     out.print(f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)", highlight=False)

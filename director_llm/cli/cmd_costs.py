@@ -24,7 +24,7 @@ PrefixOpt = Annotated[Optional[str], typer.Option(
 
 
 async def _report(config: Any, by: str | None, prefix: str | None) -> dict[str, Any]:
-    from director_llm.budget.hooks import ledger_from_config
+    from director_llm.budget.guard import ledger_from_config
 
     ledger = ledger_from_config(config, prefix=prefix)
     try:

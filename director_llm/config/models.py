@@ -97,7 +97,11 @@ class CircuitBreakerConfig(_Section):
     failure_threshold: int = Field(default=3, ge=1)
     """Consecutive failures (connection errors included) before the breaker opens."""
     cooldown_seconds: float = Field(default=30.0, gt=0)
-    """How long an open breaker skips the deployment before one trial request."""
+    """How long an open breaker skips the deployment before one trial request (doubled after
+    each failed trial)."""
+    max_cooldown_seconds: float = Field(default=300.0, gt=0)
+    """The longest a breaker stays open: caps the doubling and any ``Retry-After`` a provider
+    sends (a ``Retry-After: 999999999`` must not take a deployment out for years)."""
 
 
 class LLMConfig(_Section):
@@ -115,6 +119,15 @@ class LLMConfig(_Section):
     """Timeout of a single attempt against one deployment."""
     first_token_timeout_seconds: float = Field(default=10.0, gt=0)
     """Streams: a deployment that sends no token within this time is abandoned for the next."""
+    max_stream_seconds: float | None = Field(default=None, gt=0)
+    """Streams: the longest a stream may run, first token to last (default: ``timeout_seconds``,
+    the request deadline). Raise it for long answers; a stream past it is cut
+    (``StreamInterruptedError`` with the text delivered)."""
+    max_input_chars: int = Field(default=200_000, gt=0)
+    """Largest request accepted, in characters over all messages (bigger: ``InputError``)."""
+    max_response_bytes: int = Field(default=16 * 2**20, gt=0)
+    """Largest response body accepted from a provider (bigger: that attempt fails and the
+    request moves on), so a misbehaving endpoint cannot fill the process's memory."""
     num_retries: int = Field(default=0, ge=0, le=10)
     """Retries of a retryable error on the same model group before falling back. LiteLLM backs
     off ~1 s between retries, so the default (0) moves to the next deployment at once."""

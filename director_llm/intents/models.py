@@ -21,41 +21,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from director_llm.route import Attempt, Route
 
-class Route(BaseModel):
-    """How a classification was obtained. Extensible: other parts (budget, cascade) add
-    optional fields; unknown extra keys are kept too."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str | None = None
-    """Model name as the provider knows it (``gpt-4o-mini``); None for a cache hit with no record."""
-    provider: str | None = None
-    """Provider section that answered (``openai``, ``ollama``...)."""
-    deployment: str | None = None
-    """Full deployment name (``openai/gpt-4o-mini``)."""
-    tier: str | None = None
-    """Tier of the deployment that answered (local, small, balanced, strong)."""
-    cache: str | None = None
-    """Cache layer that answered (memory, redis, disk), or None when a model answered."""
-    cost_usd: float = 0.0
-    """USD spent on this classification, summed over every attempt (repairs and fallbacks too)."""
-    latency_ms: float = 0.0
-    """Wall time of the whole classification."""
-    attempts: int = 0
-    """LLM calls made (failed attempts, repairs and fallbacks included; 0 for a cache hit)."""
-    reason: str | None = None
-    """Why this tier/group was chosen first (e.g. ``adaptive: balanced tier``)."""
-    prompt_tokens: int = 0
-    """Input tokens summed over attempts."""
-    completion_tokens: int = 0
-    """Output tokens summed over attempts."""
-    repaired: bool = False
-    """Whether the answer came from a repair round (the first answer was invalid)."""
-    tried: list[str] = Field(default_factory=list)
-    """Deployments that gave an unusable answer or failed before the one that answered."""
-    reserved_cost_usd: float | None = None
-    """Budget reserved for this classification (set by the budget ledger when enabled)."""
+__all__ = [
+    "STREAM_ITEM_ADAPTER",
+    "Attempt",
+    "CacheHitEvent",
+    "FallbackEvent",
+    "IntentClassification",
+    "IntentClassificationStream",
+    "Route",
+    "StreamItem",
+    "TierChosenEvent",
+    "UsageEvent",
+]
 
 
 class IntentClassification(BaseModel):

@@ -32,12 +32,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
+
+from director_llm.resilience.retry_after import retry_after_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from director_llm.config.models import DirectorConfig
+    from director_llm.redis_clients import RedisClients
 
 log = logging.getLogger("director_llm.resilience.breaker")
 
@@ -46,8 +50,10 @@ FailureKind = Literal["trip", "trip_now", "ignore"]
 
 DEFAULT_PREFIX = "director:breaker:"
 REFRESH_INTERVAL_SECONDS = 0.2
-REDIS_TIMEOUT_SECONDS = 0.1
+REDIS_TIMEOUT_SECONDS = 0.5
 REDIS_RETRY_SECONDS = 5.0
+DEFAULT_MAX_COOLDOWN_SECONDS = 300.0
+"""The longest a breaker stays open, whatever the cool-down doubling or a Retry-After says."""
 STATE_TTL_SECONDS = 86_400  # forgotten after a quiet day; a dead provider keeps refreshing it
 _IGNORED_STATUSES = frozenset({400, 404, 413, 422})
 _IMMEDIATE_STATUSES = frozenset({401, 403})
@@ -59,7 +65,15 @@ class FirstTokenTimeoutError(Exception):
 
 def failure_kind(error: BaseException | None) -> FailureKind:
     """How an attempt's error feeds the breaker: ``trip`` (counts), ``trip_now`` (opens at
-    once) or ``ignore`` (the request's fault)."""
+    once) or ``ignore`` (the request's or the caller's fault). An error classified by the
+    dispatcher (``kind``: provider, credential, caller, request, local) says it directly."""
+    kind = getattr(error, "kind", None)
+    if kind == "provider":
+        return "trip"
+    if kind == "credential":
+        return "trip_now"
+    if kind in ("caller", "request", "local"):
+        return "ignore"
     status = getattr(error, "status_code", None)
     if isinstance(status, int):
         if status in _IMMEDIATE_STATUSES:
@@ -94,16 +108,6 @@ class BreakerPolicy:
 
     def cooldown(self, opens: int) -> float:
         return min(self.cooldown_seconds * 2 ** max(0, opens - 1), max(self.max_cooldown_seconds, self.cooldown_seconds))
-
-
-def retry_after_of(error: BaseException | None) -> float | None:
-    """Seconds from a 429/503 ``Retry-After`` header on a LiteLLM/OpenAI error, if any."""
-    headers = getattr(getattr(error, "response", None), "headers", None) or getattr(error, "headers", None)
-    try:
-        value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def after_failure(s: BreakerSnapshot, now: float, policy: BreakerPolicy, immediate: bool,
@@ -163,35 +167,46 @@ class CircuitBreaker:
 
     def __init__(self, *, failure_threshold: int = 3, cooldown_seconds: float = 30.0,
                  max_cooldown_seconds: float | None = None, redis_url: str | None = None,
-                 prefix: str = DEFAULT_PREFIX, refresh_interval: float = REFRESH_INTERVAL_SECONDS,
+                 redis: RedisClients | None = None, prefix: str = DEFAULT_PREFIX,
+                 refresh_interval: float = REFRESH_INTERVAL_SECONDS,
                  redis_timeout: float = REDIS_TIMEOUT_SECONDS, trial_ttl_seconds: float = 30.0) -> None:
         self.policy = BreakerPolicy(failure_threshold, cooldown_seconds,
-                                    max_cooldown_seconds if max_cooldown_seconds is not None else cooldown_seconds * 10)
+                                    max_cooldown_seconds if max_cooldown_seconds is not None
+                                    else DEFAULT_MAX_COOLDOWN_SECONDS)
         self.prefix = prefix
         self.refresh_interval = refresh_interval
         self.trial_ttl_seconds = trial_ttl_seconds
         self._view: dict[str, BreakerSnapshot] = {}
         self._trials: dict[str, float] = {}  # in-memory half-open claims: name -> claim expiry
-        self._redis_url = redis_url
+        if redis is None and redis_url is not None:
+            from director_llm.redis_clients import RedisClients
+
+            redis = RedisClients(redis_url, retry_after_s=REDIS_RETRY_SECONDS)
+        self._redis = redis
         self._redis_timeout = redis_timeout
-        self._redis: Redis | None = None
-        self._failure_script: Any = None
-        self._redis_down_until = 0.0
+        self._scripts: dict[int, Any] = {}  # id(client) -> registered failure script
         self._refreshed_at = 0.0
         self._refresh_task: asyncio.Task[None] | None = None
         self._known: set[str] = set()
 
     @classmethod
-    def from_config(cls, config: DirectorConfig, *, prefix: str = DEFAULT_PREFIX) -> CircuitBreaker:
+    def from_config(cls, config: DirectorConfig, *, prefix: str = DEFAULT_PREFIX,
+                    redis: RedisClients | None = None) -> CircuitBreaker:
         cb = config.llm.circuit_breaker
         return cls(failure_threshold=cb.failure_threshold, cooldown_seconds=cb.cooldown_seconds,
-                   redis_url=config.redis_state_url, prefix=prefix,
+                   max_cooldown_seconds=cb.max_cooldown_seconds,
+                   redis_url=config.redis_state_url if redis is None else None, redis=redis, prefix=prefix,
                    trial_ttl_seconds=max(config.llm.attempt_timeout_seconds, 1.0))
 
     @property
     def shared(self) -> bool:
         """Whether state is shared through Redis (and Redis is currently answering)."""
-        return self._redis_url is not None and time.time() >= self._redis_down_until
+        return self._redis is not None and not self._redis.down
+
+    def watch(self, names: Iterable[str]) -> None:
+        """Deployments whose shared state this process follows (refreshed from Redis), also
+        before it called them: what another process learned counts here too."""
+        self._known.update(names)
 
     # -- reading (no I/O) ---------------------------------------------------------------------
     def snapshot_of(self, name: str) -> BreakerSnapshot:
@@ -266,10 +281,14 @@ class CircuitBreaker:
         self._trials.pop(name, None)
         before = self.snapshot_of(name)
         after: BreakerSnapshot | None = None
-        hold = retry_after_of(error)
+        hold = getattr(error, "retry_after", None)
+        if hold is None:
+            hold = retry_after_of(error)
+        if hold is not None:
+            hold = min(hold, self.policy.max_cooldown_seconds)
         if self.shared:
             p = self.policy
-            reply = await self._redis_call(lambda r: self._failure_script(
+            reply = await self._redis_call(lambda r: self._script(r)(
                 keys=[self._key(name)],
                 args=[now, p.failure_threshold, p.cooldown_seconds, p.max_cooldown_seconds,
                       "1" if kind == "trip_now" else "0", STATE_TTL_SECONDS, hold or 0]))
@@ -302,27 +321,21 @@ class CircuitBreaker:
     def _key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def _client(self) -> Redis:
-        if self._redis is None:
-            import redis.asyncio as aioredis
-
-            self._redis = aioredis.Redis.from_url(
-                self._redis_url, decode_responses=True, socket_timeout=self._redis_timeout,
-                socket_connect_timeout=self._redis_timeout)
-            self._failure_script = self._redis.register_script(_FAILURE_LUA)
-        return self._redis
+    def _script(self, client: Redis) -> Any:
+        script = self._scripts.get(id(client))
+        if script is None:
+            script = self._scripts[id(client)] = client.register_script(_FAILURE_LUA)
+        return script
 
     async def _redis_call(self, op: Any) -> Any:
         """Run ``op(client)``; None when Redis is down (then memory state is used)."""
         from redis.exceptions import RedisError
 
+        if self._redis is None or self._redis.down:
+            return None
         try:
-            return await op(self._client())
-        except (RedisError, OSError, TimeoutError) as exc:
-            if time.time() >= self._redis_down_until:
-                log.warning("breaker state in Redis unavailable (%s); using in-memory state for %.0fs",
-                            type(exc).__name__, REDIS_RETRY_SECONDS)
-            self._redis_down_until = time.time() + REDIS_RETRY_SECONDS
+            return await self._redis.call(op, timeout_s=self._redis_timeout, user="circuit breaker")
+        except (RedisError, OSError, TimeoutError):
             return None
 
     def _view_may_be_stale(self) -> bool:
@@ -366,12 +379,7 @@ class CircuitBreaker:
     async def aclose(self) -> None:
         if self._refresh_task is not None and not self._refresh_task.done():
             self._refresh_task.cancel()
-        if self._redis is not None:
-            try:
-                await self._redis.aclose()
-            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
-                pass
-            self._redis = None
+        self._scripts.clear()
 
 
 def _name(deployment: dict) -> str | None:

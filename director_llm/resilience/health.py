@@ -11,37 +11,43 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from director_llm.errors import redact
 
 if TYPE_CHECKING:
-    from director_llm.director import Director
+    from director_llm.observability import Metrics
+    from director_llm.resilience.breaker import CircuitBreaker
+
+__all__ = ["PROBE_MESSAGES", "deployment_health"]
 
 _STATE_NAMES = {"closed": "healthy", "open": "cooling down", "half_open": "half-open"}
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 
+Probe = Callable[[str, float], Awaitable[None]]
 
-async def deployment_health(director: Director, *, probe: bool = False, probe_timeout: float | None = None) -> dict[str, Any]:
-    """JSON-friendly health of every usable deployment, keyed by deployment name."""
-    names = [d.name for d in director.usable_deployments() if d.tier != "local"]
+
+async def deployment_health(names: Sequence[str], *, breaker: CircuitBreaker, metrics: Metrics,
+                            probe: Probe | None = None, probe_timeout: float = 5.0) -> dict[str, Any]:
+    """JSON-friendly health of each deployment in ``names``; ``probe(name, timeout)`` (when
+    given) sends each a tiny request first."""
     probes: dict[str, dict[str, Any]] = {}
-    if probe and names:
-        timeout = probe_timeout or director.config.llm.attempt_timeout_seconds
-        results = await asyncio.gather(*(_probe(director, n, timeout) for n in names))
-        probes = dict(zip(names, results))
-    if director.breaker.shared:
-        await director.breaker.refresh()
+    if probe is not None and names:
+        results = await asyncio.gather(*(_probe(probe, n, probe_timeout) for n in names))
+        probes = dict(zip(names, results, strict=True))
+    if breaker.shared:
+        await breaker.refresh()
     report: dict[str, Any] = {}
     for name in names:
-        stats = director.metrics.deployments.get(name)
+        stats = metrics.deployments.get(name)
         s = stats.as_dict() if stats is not None else {}
-        breaker = director.breaker.describe(name)
-        state = _STATE_NAMES[breaker["state"]]
+        state_info = breaker.describe(name)
+        state = _STATE_NAMES[state_info["state"]]
         if state == "healthy" and s.get("consecutive_failures"):
             state = "degraded"
         entry = {
-            "state": state, "breaker": breaker, "requests": s.get("requests", 0),
+            "state": state, "breaker": state_info, "requests": s.get("requests", 0),
             "error_rate": s.get("error_rate", 0.0), "p50_latency_ms": s.get("p50_latency_ms"),
             "last_error": redact(s["last_error"]) if s.get("last_error") else None,
         }
@@ -51,15 +57,14 @@ async def deployment_health(director: Director, *, probe: bool = False, probe_ti
     return report
 
 
-async def _probe(director: Director, name: str, timeout: float) -> dict[str, Any]:
+async def _probe(probe: Probe, name: str, timeout: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            await director.router.acompletion(model=name, messages=PROBE_MESSAGES, max_tokens=1,
-                                              fallbacks=[], num_retries=0,
-                                              metadata=director._metadata({"group": name, "reason": "health probe"}))
+            await probe(name, timeout)
         return {"ok": True, "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
     except TimeoutError:
         return {"ok": False, "error": f"no answer within {timeout:g}s"}
     except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-        return {"ok": False, "error": f"{type(exc).__name__}: {redact(str(exc)).splitlines()[0][:200] if str(exc) else ''}"}
+        message = redact(str(exc)).splitlines()[0][:200] if str(exc) else ""
+        return {"ok": False, "error": f"{getattr(exc, 'error_class', type(exc).__name__)}: {message}"}

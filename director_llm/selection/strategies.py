@@ -2,10 +2,10 @@
 
 ``select`` is a pure function over one ``TierOption`` per tier (cheapest first) and returns
 a ``Selection``: an ordered chain of tiers (the first is asked, the rest are the request's
-fallbacks) and the reason. ``plan_route`` gathers the options for a real request (one ledger
-read, one token count, the breaker's local view) and ``Director.acompletion`` passes the
-chain to the Router as the request's ``fallbacks``. The budget hooks still check every
-attempt, so a stale read can only make the selector optimistic, never overspend.
+fallbacks) and the reason. ``selection.planner`` gathers the options for a real request
+(one ledger read, the breaker's local view, observed latencies) and turns the chain into
+the deployments the engine tries; each attempt's reservation still checks the budget, so a
+stale read can only make the selector optimistic, never overspend.
 
 =========  ==============================================================================
 strategy   first tier
@@ -28,15 +28,11 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from director_llm.selection.complexity import Complexity, Level, estimate_complexity
 from director_llm.config.semantics import LLM_TIERS
-from director_llm.router.build import answered_by
-
-if TYPE_CHECKING:
-    from director_llm.director import Director
-
+from director_llm.errors import InputError
 StrategyName = Literal["cost", "latency", "quality", "adaptive"]
 STRATEGIES: tuple[str, ...] = ("cost", "latency", "quality", "adaptive")
 
@@ -105,7 +101,7 @@ def select(strategy: str, options: Sequence[TierOption], *, complexity: Complexi
            remaining_usd: float = math.inf) -> Selection:
     """Order the tiers of ``options`` for ``strategy``. Raises ``NothingAffordable``."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     servable = [o for o in options if o.fits and o.affordable]
     if not servable:
         priced = [o for o in options if o.fits] or list(options)
@@ -146,154 +142,3 @@ def select(strategy: str, options: Sequence[TierOption], *, complexity: Complexi
     chain = tuple(o.tier for o in order + rest)
     return Selection(chain=chain, reason=reason + note, strategy=strategy, complexity=complexity,
                      remaining_usd=None if math.isinf(remaining_usd) else remaining_usd, options=tuple(options))
-
-
-# ------------------------------------------------------------------------------ live inputs
-
-
-def observed_p50_ms(director: Director, names: Sequence[str]) -> float | None:
-    """Lowest p50 latency among ``names``: the Router's own latency map when it tracks them
-    (only latency-based routing fills it), else this process's attempt metrics."""
-    best: float | None = None
-    latency_map: Mapping[str, Any] = {}
-    try:
-        latency_map = director.router.health().latency or {}
-    except Exception:  # noqa: BLE001 - an older/newer LiteLLM without the view
-        latency_map = {}
-    for name in names:
-        p50 = director.metrics.for_deployment(name).p50_latency_ms if name in director.metrics.deployments else None
-        samples = latency_map.get(name)
-        if isinstance(samples, list) and samples:
-            p50 = sorted(samples)[len(samples) // 2] * 1000
-        if p50 is not None and (best is None or p50 < best):
-            best = p50
-    return best
-
-
-async def plan_route(director: Director, messages: Sequence[Any], *, strategy: str,
-                     request_kwargs: Mapping[str, Any] | None = None,
-                     local_confidence: float | None = None) -> tuple[Selection, dict[str, Any]]:
-    """Select tiers for a real request. Returns the selection and the metadata the budget
-    hooks reuse (``prompt_tokens``, ``budget_remaining``) so they need no extra reads."""
-    from director_llm.budget.ledger import BudgetBackendError
-    from director_llm.budget.hooks import binding_remaining, count_prompt_tokens, fits
-
-    budget = director.budget
-    kwargs = dict(request_kwargs or {})
-    kwargs["messages"] = messages
-    groups = director.groups()
-    infos = {t: [director.providers[n] for n in groups[t] if n in director.providers]
-             for t in LLM_TIERS if t in groups}
-    priced = [i for ds in infos.values() for i in ds if not budget.is_free(i)]
-    token_model = priced[0].litellm_model if priced else "gpt-4o"
-    windows = [i.context_window for ds in infos.values() for i in ds if i.context_window]
-    if (priced and budget.limited) or (windows and _rough_tokens(messages) * 2 > min(windows)):
-        prompt_tokens = count_prompt_tokens(token_model, messages)
-    else:  # no budget to reserve against and far from any context limit: skip the tokenizer
-        prompt_tokens = _rough_tokens(messages)
-    remaining: dict[str, float] = {}
-    store_down = False
-    if priced and budget.limited:
-        try:
-            budget.round_trips += 1
-            remaining = await budget.ledger.remaining()
-        except BudgetBackendError:
-            store_down = True
-    options = []
-    for tier, ds in infos.items():
-        usable = [i for i in ds if not (i.context_window and prompt_tokens > i.context_window)]
-        costs = []
-        for i in usable:
-            cost = budget.worst_case(i, kwargs, prompt_tokens)
-            ok = cost == 0 or (not store_down and fits(remaining, i.provider, cost))
-            costs.append((cost, ok))
-        healthy = [i for i in ds if not director.breaker.is_open(i.name)]
-        options.append(TierOption(
-            tier=tier, cost_usd=min((c for c, _ in costs), default=0.0),
-            affordable=any(ok for _, ok in costs), healthy=bool(healthy), fits=bool(usable),
-            p50_ms=observed_p50_ms(director, [i.name for i in ds]) if strategy == "latency" else None))
-    complexity = estimate_complexity(messages, local_confidence=local_confidence)
-    left = 0.0 if store_down else binding_remaining(remaining)
-    try:
-        sel = select(strategy, options, complexity=complexity, remaining_usd=left)
-    except NothingAffordable as exc:
-        raise await _explain(director, exc.cheapest, infos, store_down) from None
-    meta: dict[str, Any] = {"strategy": strategy, "complexity": complexity.score}
-    if priced and budget.limited:
-        meta.update(prompt_tokens=prompt_tokens, prompt_tokens_model=token_model)
-    if not store_down and remaining:
-        meta["budget_remaining"] = remaining
-    return sel, meta
-
-
-def _rough_tokens(messages: Sequence[Any]) -> int:
-    """An upper-bound-ish token estimate (~3 characters per token) without a tokenizer."""
-    chars = 0
-    for m in messages:
-        content = m.get("content") if isinstance(m, Mapping) else m
-        chars += len(content) if isinstance(content, str) else len(str(content))
-    return chars // 3 + 4 * len(messages)
-
-
-async def _explain(director: Director, cheapest: TierOption | None, infos: Mapping[str, Sequence[Any]],
-                   store_down: bool) -> Exception:
-    from director_llm.budget.hooks import BudgetStoreDownError
-
-    if store_down:
-        return BudgetStoreDownError("the budget store (Redis) is unreachable and no zero-cost tier is "
-                                    "configured, so no request can be served without risking overspend")
-    if cheapest is None:
-        from director_llm.errors import ProviderError
-
-        return ProviderError("no tier can serve this request (prompt larger than every context window?)")
-    provider = infos[cheapest.tier][0].provider if infos.get(cheapest.tier) else "-"
-    return await director.budget.explain(cheapest.cost_usd, provider)
-
-
-def choose_tier(director: Director, *, strategy: str) -> tuple[str, str]:
-    """(group, reason) without a request at hand (no budget read, medium complexity).
-    ``Director.acompletion`` uses ``plan_route``; this serves synchronous callers."""
-    groups = director.groups()
-    options = [TierOption(tier=t, healthy=not all(director.breaker.is_open(n) for n in groups[t]),
-                          p50_ms=observed_p50_ms(director, groups[t]) if strategy == "latency" else None)
-               for t in LLM_TIERS if t in groups]
-    if not options:
-        from director_llm.errors import ProviderError
-
-        raise ProviderError("no LLM tier has a usable deployment (see `director-llm check-config`)")
-    sel = select(strategy, options)
-    return sel.chain[0], sel.reason
-
-
-# ------------------------------------------------------------------------------ the route
-
-
-def describe_route(director: Director, response: Any, *, reason: str, strategy: str | None,
-                   started: float) -> dict[str, Any]:
-    """The ``Route`` fields of a Router response (see ``intents.models.Route``): which tier and
-    model answered, why, what was reserved and what it actually cost."""
-    hidden = getattr(response, "_hidden_params", None) or {}
-    name = answered_by(response)
-    info = director.providers.get(name) if name else None
-    usage = getattr(response, "usage", None)
-    pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    ct = int(getattr(usage, "completion_tokens", 0) or 0)
-    headers = hidden.get("additional_headers") or {}
-    attempts = 1 + _int(headers.get("x-litellm-attempted-fallbacks")) + _int(headers.get("x-litellm-attempted-retries"))
-    return {
-        "model": info.model if info else hidden.get("litellm_model_name"),
-        "provider": info.provider if info else hidden.get("custom_llm_provider"),
-        "deployment": name, "tier": info.tier if info else None,
-        "group": headers.get("x-litellm-model-group"), "cache": None,
-        "cost_usd": director.budget.actual_cost(info, pt, ct, hidden.get("response_cost")),
-        "reserved_cost_usd": director.budget.reserved_for(hidden.get("litellm_call_id")),
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2), "attempts": attempts,
-        "reason": reason, "strategy": strategy, "prompt_tokens": pt, "completion_tokens": ct,
-    }
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0

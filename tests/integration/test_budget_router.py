@@ -22,6 +22,7 @@ from director_llm.budget import BudgetExceededError
 from director_llm.budget_hooks import BudgetStoreDownError
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
+from director_llm.route import Route
 from director_llm.testing import Fault, Reply
 
 KEY_ENV = "TEST_OPENAI_KEY"
@@ -79,8 +80,8 @@ def provider(fake_provider):  # type: ignore[no-untyped-def]
     return fake_provider
 
 
-def route(response) -> dict:  # type: ignore[no-untyped-def]
-    return response._hidden_params["director_route"]
+def route(response) -> Route:  # type: ignore[no-untyped-def]
+    return Director.route_of(response)
 
 
 async def test_strongest_until_budget_then_moves_down_and_ledger_matches_usage(provider) -> None:
@@ -128,9 +129,11 @@ async def test_nothing_affordable_raises_budget_exceeded_with_details(provider) 
         assert err.spent_usd == pytest.approx(STRONG_COST)
         assert err.resets_at is not None and err.resets_at.minute == 0
         assert "resets at" in str(err)
-        # Calls made straight through the Router obey the same budget.
+        # A pinned deployment and a stream obey the same budget (the one request path).
         with pytest.raises(BudgetExceededError):
-            await d.router.acompletion(model="strong", messages=ASK)
+            await d.acompletion(ASK, model="openai/gpt-4o")
+        with pytest.raises(BudgetExceededError):
+            await d.stream_response(ASK).text()
     assert len(provider.requests_for("gpt-4o")) == 1
 
 
@@ -148,7 +151,7 @@ async def test_failed_attempt_is_released_and_fallback_settled(provider) -> None
     cfg = parse_config_text(config_text(provider.base_url, per_hour=1.0, mini=True, ollama=False))
     async with Director(cfg) as d:
         r = await d.acompletion(ASK)
-        assert route(r)["tier"] == "balanced" and route(r)["attempts"] == 2
+        assert route(r)["tier"] == "balanced" and route(r)["calls"] == 2
         await d.budget.drain()
         report = await d.spend()
         assert d.budget.open_holds == 0

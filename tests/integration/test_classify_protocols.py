@@ -53,7 +53,7 @@ async def test_messy_replies_every_protocol(fake_provider, protocol):
             result = await director.classify_intent("cria uma tarefa para amanhã às 9h")
             assert result.flow == "create_task", shape
             assert result.confidence == pytest.approx(0.92), shape
-            assert result.route.provider == protocol and result.route.attempts == 1
+            assert result.route.provider == protocol and result.route.calls == 1
             assert result.route.cost_usd > 0 and result.route.prompt_tokens > 0
     assert len(fake_provider.requests) == len(MESSY)
     # The Portuguese text reached the provider intact, inside the data block.
@@ -68,7 +68,7 @@ async def test_repair_round_feeds_the_error_back(fake_provider, protocol):
     async with Director(config_for(provider_section(protocol, fake_provider.base_url))) as director:
         result = await director.classify_intent("oi, bom dia")
     assert result.flow == "greeting" and result.route.repaired
-    assert result.route.attempts == 2
+    assert result.route.calls == 2
     assert (result.route.prompt_tokens, result.route.completion_tokens) == (250, 30)
     assert result.route.cost_usd == pytest.approx((250 * 1.0 + 30 * 2.0) / 1e6)
     assert len(fake_provider.requests) == 2
@@ -88,13 +88,13 @@ async def test_garbage_falls_back_to_next_deployment(fake_provider):
         events = [item async for item in director.stream_intent("cancela a reunião", strategy="cost")]
     assert result.flow == "cancel"
     assert result.route.deployment == "ollama/llama3.2:1b" and result.route.tried == ["openai/cheap-model"]
-    assert result.route.attempts == 3 and result.route.reason.startswith("cost:")
+    assert result.route.calls == 3 and result.route.reason.startswith("cost:")
     assert [r.model for r in fake_provider.requests[:3]] == ["cheap-model", "cheap-model", "llama3.2:1b"]
     kinds = [e.type for e in events]
     assert kinds[0] == "tier_chosen" and kinds[-2:] == ["usage", "partial"]
     fallback = next(e for e in events if isinstance(e, FallbackEvent))
     assert (fallback.from_deployment, fallback.to, fallback.error_class) == \
-        ("openai/cheap-model", "balanced", "InvalidAnswer")
+        ("openai/cheap-model", "ollama/llama3.2:1b", "InvalidAnswer")
     assert events[-1].done and events[-1].result.flow == "cancel"
 
 
@@ -137,7 +137,7 @@ async def test_provider_error_then_fallback_is_streamed_as_event(fake_provider):
     assert fallbacks and fallbacks[0].from_deployment == "openai/gpt-4o-mini"
     assert fallbacks[0].to == "ollama/llama3.2:1b" and fallbacks[0].error_class != "InvalidAnswer"
     final = items[-1]
-    assert final.done and final.result.flow == "greeting" and final.result.route.attempts >= 2
+    assert final.done and final.result.flow == "greeting" and final.result.route.calls >= 2
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -202,4 +202,4 @@ async def test_concurrent_classifications_keep_their_own_accounting(fake_provide
         results = await asyncio.gather(*(director.classify_intent(t) for t in texts))
     for text, result in zip(texts, results):
         assert result.flow == ("greeting" if text.startswith("oi") else "cancel")
-        assert result.reasoning == text and result.route.attempts == 1
+        assert result.reasoning == text and result.route.calls == 1

@@ -65,7 +65,7 @@ async def test_classification_is_served_by_each_layer(make, fake_provider, tmp_p
     second = await a.classify_intent("  quero CANCELAR   minha assinatura ")  # same intent, other spelling
     assert (first.route.cache, second.route.cache) == (None, "memory")
     assert (second.flow, second.confidence) == (first.flow, first.confidence) == ("cancel", 0.93)
-    assert second.route.attempts == 0 and second.route.cost_usd == 0
+    assert second.route.calls == 0 and second.route.cost_usd == 0
     assert second.route.deployment == first.route.deployment  # who answered originally is kept
     await a.aclose()
     b = make(disk=tmp_path / "d")
@@ -118,9 +118,9 @@ async def test_concurrent_identical_classifications_make_one_upstream_call(make,
     results = await asyncio.gather(*(d.classify_intent("quero cancelar o pedido") for _ in range(100)))
     assert {r.flow for r in results} == {"cancel"}
     assert len(fake_provider.requests_for("gpt-4o-mini")) == 1
-    paid = [r for r in results if r.route.attempts]
+    paid = [r for r in results if r.route.calls]
     assert len(paid) == 1 and paid[0].route.cost_usd > 0
-    shared = [r for r in results if not r.route.attempts]
+    shared = [r for r in results if not r.route.calls]
     assert len(shared) == 99 and all(r.route.cost_usd == 0 for r in shared)
     # Failures are shared too, and the next call runs again (nothing poisoned).
     fake_provider.set_default(Reply(json={"nonsense": True}))

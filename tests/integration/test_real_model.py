@@ -149,7 +149,7 @@ async def test_real_model_classifies_into_a_known_flow(proxy):
             result = await director.classify_intent(text)
             assert result.flow in names, result
             assert 0.0 <= result.confidence <= 1.0
-            assert result.route.provider == "llamacpp" and result.route.attempts >= 1
+            assert result.route.provider == "llamacpp" and result.route.calls >= 1
     first = proxy.bodies[0]
     rf = first["response_format"]
     assert rf["type"] == "json_schema"

@@ -71,4 +71,6 @@ def test_costs_microseconds() -> None:
     for _ in range(n):
         estimate_complexity(msgs)
     per_call_us = (time.perf_counter() - t0) / n * 1e6
-    assert per_call_us < 200, per_call_us  # ~20-40 us on this machine; generous for shared CI
+    # ~20-40 us on a quiet machine (scripts/bench_selection.py measures it); this only catches a
+    # pathological regression (a backtracking regex costs milliseconds), so it holds on a busy CI box.
+    assert per_call_us < 2000, per_call_us

@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+from director_llm.errors import InputError
+
 from director_llm.complexity import Complexity
 from director_llm.selection import NothingAffordable, TierOption, seed_tier, select
 
@@ -104,5 +106,5 @@ def test_adaptive_chain_moves_down_before_up() -> None:
 
 
 def test_unknown_strategy_is_an_error() -> None:
-    with pytest.raises(ValueError, match="unknown strategy"):
+    with pytest.raises(InputError, match="unknown strategy"):
         select("fastest", opts())
