@@ -13,14 +13,15 @@ Only bytes are stored (our envelope), so diskcache never pickles; and ``_NoPickl
 refuses to *unpickle* anything found in the directory, which another program could have
 written: such an entry reads as corrupt and is deleted.
 
-A corrupt database (truncated, overwritten: SQLite's "file is not a database" or "database
-disk image is malformed") must not stop the requests the cache serves. Whether it is found
-when the layer opens or on a later read or write, the layer moves ``cache.db`` (and its
-``-wal``/``-shm`` files) aside, renamed ``cache.db.corrupt-<UTC time>-<pid>`` so it can be
-inspected, logs ONE warning naming both files, and starts an empty database in its place;
-the failed call is a miss. At most one rebuild per ``_REBUILD_EVERY_S``: a disk that keeps
-corrupting what is written stays a series of misses, not a loop of renames. Value files
-diskcache keeps beside a large entry's row are left where they are (orphans, never read).
+A corrupt database (truncated, overwritten: SQLite's "file is not a database", "database
+disk image is malformed", or "disk I/O error" for a short read) must not stop the requests
+the cache serves. Whether it is found when the layer opens or on a later read or write,
+the layer moves ``cache.db`` (and its ``-wal``/``-shm`` files) aside, renamed
+``cache.db.corrupt-<UTC time>-<pid>`` so it can be inspected, logs ONE warning naming both
+files, and starts an empty database in its place; the failed call is a miss. At most one
+rebuild per ``_REBUILD_EVERY_S``: a disk that keeps corrupting what is written stays a
+series of misses, not a loop of renames. Value files diskcache keeps beside a large
+entry's row are left where they are (orphans, never read).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ _SQLITE_TIMEOUT_S = 0.05
 DEFAULT_SIZE_LIMIT_BYTES = 2**30
 _DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
 _REBUILD_EVERY_S = 60.0
-#: OperationalError messages that mean a damaged or foreign database, not a busy or missing one.
-_CORRUPT_HINTS = ("malformed", "not a database", "no such table", "no such column")
+#: OperationalError messages that mean a damaged or foreign database, not a busy or missing
+#: one. "disk I/O error" is also what SQLite reports for a truncated file (a short read).
+_CORRUPT_HINTS = ("malformed", "not a database", "no such table", "no such column", "disk i/o error")
 
 
 def is_corruption(exc: BaseException) -> bool:
