@@ -235,8 +235,10 @@ def _excerpt(value: Any) -> str:
     import reprlib
 
     short = reprlib.Repr()
-    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 60, 60, 40
-    return short.repr(value)
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 40, 40, 40
+    short.maxdict = short.maxlist = short.maxtuple = 3
+    text = short.repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _scalar_text(value: Any) -> str:
