@@ -200,7 +200,7 @@ class RedisLayer:
                 await self._pool.disconnect()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
-            except Exception as exc:  # whatever it is, the probe must live on, or the layer stays down for good
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the probe must live on, or the layer stays down for good
                 self._log.debug("cache: Redis %s still unreachable: %s", self.url, exc)
                 continue
             self.state = "up"

@@ -13,13 +13,82 @@
 so a UI can ``match item.type`` (or ``isinstance``) and show routing decisions as they
 happen. Every item is a pydantic model: ``item.model_dump_json()`` is its wire form and
 ``STREAM_ITEM_ADAPTER.validate_json`` reads it back.
+
+Bounds. Entities, reasoning and the route's extra fields come from a model's answer or a
+cache entry, neither of which is trusted, and a 300-deep ``entities`` object cannot even be
+serialized. So the models *reject* values past the bounds below (``ValidationError``), and
+``intents.parsing`` *prunes* a model's answer to fit them before building a result: a
+result that exists can always be dumped to JSON, and a forged cache entry past the bounds
+reads as invalid (a miss).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+
+MAX_ENTITY_DEPTH = 6
+"""Containers nested in ``entities``, the top object included (``{"a": {"b": 1}}`` is 2)."""
+MAX_ENTITY_NODES = 256
+"""Keys, items and scalars in ``entities`` altogether."""
+MAX_ENTITY_STRING_CHARS = 1000
+"""Characters of one string (or key) in ``entities``."""
+MAX_REASONING_CHARS = 4000
+"""Characters of ``reasoning`` (the parser keeps 600 of a model's text; notes add a few)."""
+MAX_RAW_FLOW_CHARS = 200
+"""Characters of ``raw_flow`` kept from what a model wrote."""
+MAX_ROUTE_EXTRA_DEPTH = 8
+"""Nesting of the extra fields other parts add to ``Route`` (their size is theirs to bound)."""
+
+
+def check_json_bounds(value: Any, *, max_depth: int, max_nodes: int | None = None,
+                      max_string_chars: int | None = None, what: str = "value") -> None:
+    """Raise ``ValueError`` when ``value`` (dicts, lists, tuples, scalars) nests containers
+    deeper than ``max_depth``, has more than ``max_nodes`` keys/items/scalars, holds a
+    string or key longer than ``max_string_chars`` or a non-finite float. Iterative: a
+    10 000-deep input costs no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if max_nodes is not None and nodes > max_nodes:
+            raise ValueError(f"{what} has more than {max_nodes} keys, items and values")
+        if isinstance(item, (dict, list, tuple)):
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f"{what} nests more than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if max_string_chars is not None and isinstance(key, str) and len(key) > max_string_chars:
+                        raise ValueError(f"{what} has a key longer than {max_string_chars} characters")
+                    stack.append((child, depth))
+            else:
+                stack.extend((child, depth) for child in item)
+        elif isinstance(item, str):
+            if max_string_chars is not None and len(item) > max_string_chars:
+                raise ValueError(f"{what} has a string longer than {max_string_chars} characters")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{what} holds a non-finite number")
+
+
+def _bounded_entities(value: dict[str, Any]) -> dict[str, Any]:
+    check_json_bounds(value, max_depth=MAX_ENTITY_DEPTH, max_nodes=MAX_ENTITY_NODES,
+                      max_string_chars=MAX_ENTITY_STRING_CHARS, what="entities")
+    return value
+
+
+Entities = Annotated[dict[str, Any], AfterValidator(_bounded_entities)]
+"""``entities`` as the models accept them: JSON-like and within the ``MAX_ENTITY_*`` bounds."""
 
 from director_llm.route import Attempt, Route
 
@@ -36,6 +105,12 @@ __all__ = [
     "UsageEvent",
 ]
 
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Route:
+        if self.model_extra:
+            check_json_bounds(self.model_extra, max_depth=MAX_ROUTE_EXTRA_DEPTH, what="route")
+        return self
+
 
 class IntentClassification(BaseModel):
     """The result of ``director.classify_intent``."""
@@ -44,13 +119,14 @@ class IntentClassification(BaseModel):
     """Always one of the configured flows, or the fallback flow."""
     confidence: float = Field(ge=0.0, le=1.0)
     """The model's confidence, 0..1 (answers below ``confidence_threshold`` become the fallback)."""
-    reasoning: str = ""
+    reasoning: str = Field(default="", max_length=MAX_REASONING_CHARS)
     """Short explanation from the model."""
-    entities: dict[str, Any] = Field(default_factory=dict)
-    """Entities the model extracted (dates, names...), as it returned them."""
+    entities: Entities = Field(default_factory=dict)
+    """Entities the model extracted (dates, names...), as it returned them (within the
+    ``MAX_ENTITY_*`` bounds: the parser prunes deeper or larger values)."""
     route: Route = Field(default_factory=Route)
     """Which model/provider/tier/cache answered, cost, latency and attempts."""
-    raw_flow: str | None = None
+    raw_flow: str | None = Field(default=None, max_length=MAX_RAW_FLOW_CHARS)
     """The flow name as the model wrote it, when it differs from ``flow`` (mapped or replaced)."""
 
 
@@ -68,7 +144,7 @@ class IntentClassificationStream(_Event):
     """Confidence so far (None until the model wrote it)."""
     reasoning_steps: list[str] = Field(default_factory=list)
     """Reasoning received so far, split into sentences."""
-    entities: dict[str, Any] = Field(default_factory=dict)
+    entities: Entities = Field(default_factory=dict)
     """Entities received so far."""
     done: bool = False
     """True on the final item, whose fields are validated."""
