@@ -16,7 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-__all__ = ["OK", "SKIPPED", "Attempt", "Route"]
+__all__ = ["MAX_ROUTE_EXTRA_DEPTH", "OK", "SKIPPED", "Attempt", "Route"]
+
+MAX_ROUTE_EXTRA_DEPTH = 8
+"""Nesting of the extra fields other parts add to ``Route`` (their size is theirs to bound)."""
 
 OK = "ok"
 """``Attempt.outcome`` of the deployment that answered."""
@@ -111,6 +114,14 @@ class Route(BaseModel):
             if isinstance(data.get("attempts"), int):
                 data = {**data, "calls": data.get("calls") or data["attempts"], "attempts": []}
         return data
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Route:
+        if self.model_extra:
+            from director_llm.bounds import check_json_bounds
+
+            check_json_bounds(self.model_extra, max_depth=MAX_ROUTE_EXTRA_DEPTH, what="route")
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property

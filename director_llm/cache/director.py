@@ -77,8 +77,8 @@ _log = logging.getLogger("director_llm.cache")
 _WARN_EVERY_S = 60.0
 
 #: Route fields of a classification served from the cache (no call, no cost).
-_HIT_ROUTE: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
-              "reserved_cost_usd": None, "tried": [], "repaired": False}
+_HIT_ROUTE: dict[str, Any] = {"calls": 0, "attempts": [], "cost_usd": 0.0, "prompt_tokens": 0,
+                               "completion_tokens": 0, "reserved_cost_usd": None, "repaired": False}
 
 
 # --------------------------------------------------------------------------------- cache
@@ -301,33 +301,6 @@ class DirectorCache:
             await tiered.set(key, result.model_copy(update={"route": route}), codec=self._codec(valid_flows))
         except Exception as exc:  # noqa: BLE001 - the cache never fails a request
             self._warn("storing a classification", exc)
-
-    def attach(self, classifier: Any) -> None:
-        """Register the lookup (first pre-LLM step) and the store (post-LLM step) on an
-        ``intents.Classifier``; ``ClassifyRequest.cache = False`` bypasses both."""
-        if not self.enabled:
-            return
-        classifier.pre_llm.insert(0, self._lookup_classification)
-        classifier.post_llm.append(self._store_classification)
-
-    @staticmethod
-    def _request_material(req: Any) -> dict[str, Any]:
-        from director_llm.intents.prompts import history_lines
-
-        return {
-            "history": history_lines(req.history, req.history_turns),  # what the model is shown
-            "tier": req.tier, "strategy": req.strategy,
-            "flows_fingerprint": req.flows.fingerprint, "valid_flows": req.flows.names,
-        }
-
-    async def _lookup_classification(self, req: Any) -> Any:
-        if not req.cache:
-            return None
-        return await self.lookup_classification(req.text, started=req.started, **self._request_material(req))
-
-    async def _store_classification(self, req: Any, result: Any) -> None:
-        if req.cache:
-            await self.store_classification(result, req.text, **self._request_material(req))
 
     def _codec(self, valid_flows: Iterable[str]) -> ClassificationCodec:
         flows = frozenset(valid_flows)

@@ -342,48 +342,19 @@ class Classifier:
         return answer.model_copy(update={"route": route})
 
     # -- cache ---------------------------------------------------------------------------
-    def _key(self, req: ClassifyRequest) -> str | None:
-        from director_llm.cache.director import classification_cache_key
-
-        return classification_cache_key(
-            req.text, history=history_lines(req.history, self.intents.history_turns),
-            tier=req.tier or req.model, strategy=req.strategy, extra={"flows": self.flows.fingerprint})
+    def _cache_material(self, req: ClassifyRequest) -> dict[str, Any]:
+        return {"history": history_lines(req.history, self.intents.history_turns), "tier": req.tier or req.model,
+                "strategy": req.strategy, "flows_fingerprint": self.flows.fingerprint,
+                "valid_flows": self.flows.names}
 
     async def _lookup(self, req: ClassifyRequest) -> IntentClassification | None:
         if not req.cache or not self.cache.enabled:
             return None
-        tiered = self.cache.tiered()
-        key = self._key(req) if tiered is not None else None
-        if tiered is None or key is None:
-            return None
-        hit = await tiered.get(key, codec=self._codec())
-        if hit is None:
-            return None
-        value: IntentClassification = hit.value
-        route = value.route.model_copy(update={
-            "cache": hit.layer, "latency_ms": round((time.perf_counter() - req.started) * 1000, 3)})
-        return value.model_copy(update={"route": route})
+        return await self.cache.lookup_classification(req.text, started=req.started, **self._cache_material(req))
 
     async def _store(self, req: ClassifyRequest, result: IntentClassification) -> None:
-        if not req.cache or not self.cache.enabled:
-            return
-        tiered = self.cache.tiered()
-        key = self._key(req) if tiered is not None else None
-        if tiered is None or key is None:
-            return
-        # What a hit reports: no calls, nothing spent; who answered and why stay.
-        route = result.route.model_copy(update={"calls": 0, "cost_usd": 0.0, "prompt_tokens": 0,
-                                                "completion_tokens": 0, "reserved_cost_usd": None,
-                                                "attempts": [], "repaired": False})
-        await tiered.set(key, result.model_copy(update={"route": route}), codec=self._codec())
-
-    def _codec(self) -> Any:
-        codec = getattr(self, "_pcodec", None)
-        if codec is None:
-            from director_llm.cache.codec import PydanticCodec
-
-            codec = self._pcodec = PydanticCodec(IntentClassification)
-        return codec
+        if req.cache and self.cache.enabled:
+            await self.cache.store_classification(result, req.text, **self._cache_material(req))
 
 
 def _check_history(history: Any, *, max_chars: int) -> list[Any] | None:

@@ -24,17 +24,12 @@ reads as invalid (a miss).
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from director_llm.bounds import check_json_bounds
+from director_llm.route import MAX_ROUTE_EXTRA_DEPTH, Attempt, Route
 
 MAX_ENTITY_DEPTH = 6
 """Containers nested in ``entities``, the top object included (``{"a": {"b": 1}}`` is 2)."""
@@ -46,39 +41,6 @@ MAX_REASONING_CHARS = 4000
 """Characters of ``reasoning`` (the parser keeps 600 of a model's text; notes add a few)."""
 MAX_RAW_FLOW_CHARS = 200
 """Characters of ``raw_flow`` kept from what a model wrote."""
-MAX_ROUTE_EXTRA_DEPTH = 8
-"""Nesting of the extra fields other parts add to ``Route`` (their size is theirs to bound)."""
-
-
-def check_json_bounds(value: Any, *, max_depth: int, max_nodes: int | None = None,
-                      max_string_chars: int | None = None, what: str = "value") -> None:
-    """Raise ``ValueError`` when ``value`` (dicts, lists, tuples, scalars) nests containers
-    deeper than ``max_depth``, has more than ``max_nodes`` keys/items/scalars, holds a
-    string or key longer than ``max_string_chars`` or a non-finite float. Iterative: a
-    10 000-deep input costs no recursion."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    nodes = 0
-    while stack:
-        item, depth = stack.pop()
-        nodes += 1
-        if max_nodes is not None and nodes > max_nodes:
-            raise ValueError(f"{what} has more than {max_nodes} keys, items and values")
-        if isinstance(item, (dict, list, tuple)):
-            depth += 1
-            if depth > max_depth:
-                raise ValueError(f"{what} nests more than {max_depth} levels")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    if max_string_chars is not None and isinstance(key, str) and len(key) > max_string_chars:
-                        raise ValueError(f"{what} has a key longer than {max_string_chars} characters")
-                    stack.append((child, depth))
-            else:
-                stack.extend((child, depth) for child in item)
-        elif isinstance(item, str):
-            if max_string_chars is not None and len(item) > max_string_chars:
-                raise ValueError(f"{what} has a string longer than {max_string_chars} characters")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{what} holds a non-finite number")
 
 
 def _bounded_entities(value: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +52,14 @@ def _bounded_entities(value: dict[str, Any]) -> dict[str, Any]:
 Entities = Annotated[dict[str, Any], AfterValidator(_bounded_entities)]
 """``entities`` as the models accept them: JSON-like and within the ``MAX_ENTITY_*`` bounds."""
 
-from director_llm.route import Attempt, Route
 
 __all__ = [
+    "MAX_ENTITY_DEPTH",
+    "MAX_ENTITY_NODES",
+    "MAX_ENTITY_STRING_CHARS",
+    "MAX_RAW_FLOW_CHARS",
+    "MAX_REASONING_CHARS",
+    "MAX_ROUTE_EXTRA_DEPTH",
     "STREAM_ITEM_ADAPTER",
     "Attempt",
     "CacheHitEvent",
@@ -103,14 +70,8 @@ __all__ = [
     "StreamItem",
     "TierChosenEvent",
     "UsageEvent",
+    "check_json_bounds",
 ]
-
-    @model_validator(mode="after")
-    def _bounded_extras(self) -> Route:
-        if self.model_extra:
-            check_json_bounds(self.model_extra, max_depth=MAX_ROUTE_EXTRA_DEPTH, what="route")
-        return self
-
 
 class IntentClassification(BaseModel):
     """The result of ``director.classify_intent``."""

@@ -138,13 +138,13 @@ async def test_plain_lookup_and_store_methods(make, fake_provider):
     flows = d.classifier.flows
     material = {"history": ["user: oi"], "tier": None, "strategy": None, "flows_fingerprint": flows.fingerprint}
     answer = IntentClassification(flow="cancel", confidence=0.8, reasoning="r",
-                                  route=Route(deployment="openai/gpt-4o-mini", attempts=1, cost_usd=0.01))
+                                  route=Route(deployment="openai/gpt-4o-mini", calls=1, cost_usd=0.01))
     assert await d.cache.lookup_classification("Cancela tudo", valid_flows=flows.names, **material) is None
     await d.cache.store_classification(answer, "Cancela tudo", valid_flows=flows.names, **material)
     hit = await d.cache.lookup_classification("  cancela   TUDO", valid_flows=flows.names, **material)
-    assert hit is not None and (hit.flow, hit.route.cache, hit.route.attempts, hit.route.cost_usd) == (
+    assert hit is not None and (hit.flow, hit.route.cache, hit.route.calls, hit.route.cost_usd) == (
         "cancel", "memory", 0, 0.0)
-    assert answer.route.attempts == 1  # the caller's object is untouched
+    assert answer.route.calls == 1  # the caller's object is untouched
     # Same key, but a config (or flow subset) where "cancel" is not answerable: a miss.
     assert await d.cache.lookup_classification("cancela tudo", valid_flows=["greeting"], **material) is None
     # A result outside the valid flows is never stored.
