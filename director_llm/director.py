@@ -268,6 +268,7 @@ class Director:
         ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend."""
         if by not in (None, "provider", "model", "hour"):
             raise InputError(f"by must be 'provider', 'model' or 'hour', not {by!r}")
+        await self.budget.flush()  # this process's batched usage first
         return await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
 
     # -- intents ---------------------------------------------------------------------------

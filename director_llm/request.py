@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -66,7 +65,6 @@ class Call:
     needs: Needs = field(default_factory=Needs)
     cache: bool | None = None
     deadline_s: float = 30.0
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
     @property

@@ -7,9 +7,10 @@ usage the provider reported, or ``release``\\s it when the call failed before ge
 anything. A refused reservation raises ``AttemptOverBudgetError`` (the engine moves on to a
 cheaper deployment), a store outage ``BudgetStoreDownError``.
 
-* Zero-cost deployments (local, Ollama, loopback servers) never touch the ledger.
-* Without any budget limit nothing is reserved (no tokenizer on the request path); spend is
-  still booked from each response's usage, so ``director.spend()`` reports it.
+* Zero-cost deployments (local, Ollama, loopback servers) and unlimited budgets reserve
+  nothing (no tokenizer on the request path, no store operation). Their usage is still
+  booked for ``director.spend()``, batched: calls are summed per deployment and written in
+  one ledger operation at most every ``USAGE_FLUSH_S`` (and by ``flush()`` / ``drain()``).
 * An attempt abandoned after it generated text (a stream closed early, cancelled, cut at a
   timeout) is settled by the usage seen or, failing that, by the tokens of the text
   delivered, capped at the reservation: the provider bills what it generated.
@@ -53,6 +54,8 @@ __all__ = ["BudgetGuard", "Hold", "binding_remaining", "budget_limits", "fits", 
 log = logging.getLogger("director_llm.budget")
 
 _WARN_EVERY_S = 30.0
+USAGE_FLUSH_S = 0.25
+"""How long usage that needed no reservation waits to be booked (summed per deployment)."""
 _UNLIMITED = float("inf")
 _ids = itertools.count(1)
 
@@ -135,6 +138,8 @@ class BudgetGuard:
         self.default_max_tokens = default_max_tokens
         self._open: dict[int, Hold] = {}
         self._settling: set[asyncio.Task[None]] = set()
+        self._usage: dict[tuple[str, str], list[float]] = {}  # (provider, model) -> [cost, pt, ct, n]
+        self._flush_due: asyncio.TimerHandle | None = None
         self._last_warning = 0.0
         self.round_trips = 0
         """Ledger operations that needed the store (benchmarks read it)."""
@@ -218,9 +223,10 @@ class BudgetGuard:
         self._close(hold)
         info = hold.deployment
         cost = self.cost(info, prompt_tokens, completion_tokens)
-        if is_free(info):
-            return 0.0
-        self._start(self._book(hold, cost, prompt_tokens, completion_tokens))
+        if hold.reservation is None:
+            self._add_usage(info, cost, prompt_tokens, completion_tokens)
+        else:
+            self._start(self._book(hold, cost, prompt_tokens, completion_tokens))
         return cost
 
     def release(self, hold: Hold) -> None:
@@ -244,11 +250,12 @@ class BudgetGuard:
 
             ct = min(hold.max_tokens, text_tokens(hold.deployment.litellm_model, delivered_text))
         cost = self.cost(hold.deployment, pt, ct)
+        self._close(hold)
         if hold.reservation is not None:
             cost = min(cost, hold.amount_usd)
-        self._close(hold)
-        if not is_free(hold.deployment):
             self._start(self._book(hold, cost, pt, ct))
+        else:
+            self._add_usage(hold.deployment, cost, pt, ct)
         return cost
 
     # -- background settlements ------------------------------------------------------------
@@ -273,16 +280,41 @@ class BudgetGuard:
             log.error("budget settlement failed: %r", task.exception())
 
     async def _book(self, hold: Hold, cost: float, pt: int, ct: int) -> None:
-        info = hold.deployment
+        assert hold.reservation is not None
         try:
             self.round_trips += 1
-            reservation = hold.reservation
-            if reservation is None:  # nothing held: book the spend through a zero reservation
-                reservation = await self.ledger.reserve(amount_usd=0.0, provider=info.provider, model=info.model)
-            await asyncio.shield(self.ledger.settle(reservation, actual_usd=cost, prompt_tokens=pt,
+            await asyncio.shield(self.ledger.settle(hold.reservation, actual_usd=cost, prompt_tokens=pt,
                                                     completion_tokens=ct))
         except BudgetBackendError as exc:  # retried already; the hold expires with its TTL
             self._warn(exc)
+
+    def _add_usage(self, info: DeploymentInfo, cost: float, pt: int, ct: int) -> None:
+        totals = self._usage.setdefault((info.provider, info.model), [0.0, 0, 0, 0])
+        totals[0] += cost
+        totals[1] += pt
+        totals[2] += ct
+        totals[3] += 1
+        if self._flush_due is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # booked by the next flush() (drain)
+            self._flush_due = loop.call_later(USAGE_FLUSH_S, lambda: self._start(self.flush()))
+
+    async def flush(self) -> None:
+        """Book the usage summed since the last flush (one ledger operation per deployment)."""
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
+        pending, self._usage = self._usage, {}
+        for (provider, model), (cost, pt, ct, n) in pending.items():
+            try:
+                self.round_trips += 1
+                await asyncio.shield(self.ledger.record_usage(provider=provider, model=model, actual_usd=cost,
+                                                              prompt_tokens=int(pt), completion_tokens=int(ct),
+                                                              requests=int(n)))
+            except BudgetBackendError as exc:
+                self._warn(exc)
 
     async def _release(self, reservation: Reservation) -> None:
         try:
@@ -304,7 +336,11 @@ class BudgetGuard:
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until every open hold is closed and every settlement has landed."""
         deadline = time.monotonic() + timeout
-        while self._open or self._settling:
+        while True:
+            if self._usage:  # settled holds' usage waiting for its batch: book it now
+                self._start(self.flush())
+            if not (self._open or self._settling):
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 log.warning("%d budget reservations still open after %.1fs; they expire with their TTL",

@@ -214,6 +214,8 @@ class BudgetLedger(Protocol):
     async def settle(self, reservation: Reservation, *, actual_usd: float,
                      prompt_tokens: int, completion_tokens: int) -> None: ...
     async def release(self, reservation: Reservation) -> None: ...
+    async def record_usage(self, *, provider: str, model: str, actual_usd: float, prompt_tokens: int,
+                           completion_tokens: int, requests: int = 1) -> None: ...
     async def can_afford(self, amount_usd: float, provider: str) -> bool: ...
     async def remaining(self) -> dict[str, float]: ...
     async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport: ...
@@ -265,10 +267,10 @@ def _window_periods(provider: str, hour: str, day: str) -> tuple[tuple[str, str]
 
 
 def _stats_increments(provider: str, model: str, actual: int, prompt_tokens: int,
-                      completion_tokens: int) -> list[tuple[str, int]]:
+                      completion_tokens: int, requests: int = 1) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for group in ("t", f"p|{provider}", f"m|{provider}|{model}"):
-        out += [(f"{group}|requests", 1), (f"{group}|prompt_tokens", prompt_tokens),
+        out += [(f"{group}|requests", requests), (f"{group}|prompt_tokens", prompt_tokens),
                 (f"{group}|completion_tokens", completion_tokens), (f"{group}|cost", actual)]
     return out
 
@@ -381,6 +383,20 @@ class _LedgerBase:
         windows = self._windows(reservation.provider, reservation.hour, reservation.day)
         await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP, "s")
         reservation.state = "settled"
+
+    async def record_usage(self, *, provider: str, model: str, actual_usd: float, prompt_tokens: int,
+                           completion_tokens: int, requests: int = 1) -> None:
+        """Book spend that needed no reservation (no budget limit, or a zero-cost call): the
+        usage of ``requests`` calls at once, in the current windows. One store operation."""
+        _check_provider_name(provider)
+        now = self._now()
+        res = Reservation(id=uuid.uuid4().hex, provider=provider, model=model, amount_usd=0.0,
+                          hour=_hour_key(now), day=now.strftime("%Y-%m-%d"), created_at=now, expires_at=now)
+        actual = _to_units(actual_usd, round_up=False)
+        stats = _stats_increments(provider, model, actual, prompt_tokens, completion_tokens, requests)
+        windows = self._windows(provider, res.hour, res.day)
+        await self._book(res, windows, actual, stats, _period_start(res.hour) + _STATS_KEEP, "s")
+        res.state = "settled"
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back (the call failed). A no-op on a closed reservation, so it is

@@ -11,6 +11,7 @@ that layer and the next answer overwrites it, with a (rate-limited) warning.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = ["MAX_ENTRY_BYTES", "ClassificationCodec", "InvalidEntry", "classifica
 
 #: A cached classification is a few hundred bytes; anything this large was not written by us.
 MAX_ENTRY_BYTES = 64 * 1024
+_CHECKED_MAX = 1024
 _CLASSIFY_NS = {"kind": "classify", "v": 1}
 
 
@@ -77,6 +79,10 @@ class ClassificationCodec:
 
         self.valid_flows = frozenset(valid_flows)
         self._adapter: Any = TypeAdapter(IntentClassification)
+        # Entries already validated, by their exact bytes: a memory-layer hit is read on every
+        # request, and validating the JSON again was most of a hit's cost. Readers must not
+        # mutate what they get (DirectorCache.lookup_classification copies before it annotates).
+        self._checked: OrderedDict[bytes, Any] = OrderedDict()
 
     def check(self, value: Any) -> None:
         """Raise ``InvalidEntry`` unless ``value``'s flow is one the config may answer."""
@@ -88,8 +94,15 @@ class ClassificationCodec:
         return bytes(self._adapter.dump_json(value))
 
     def loads(self, data: bytes) -> Any:
+        known = self._checked.get(data)
+        if known is not None:
+            self._checked.move_to_end(data)
+            return known
         if len(data) > MAX_ENTRY_BYTES:
             raise InvalidEntry(f"entry of {len(data)} bytes (at most {MAX_ENTRY_BYTES})")
         value = self._adapter.validate_json(data)  # types, confidence range, bounds
         self.check(value)
+        self._checked[bytes(data)] = value
+        if len(self._checked) > _CHECKED_MAX:
+            self._checked.popitem(last=False)
         return value

@@ -273,11 +273,11 @@ class DirectorCache:
             return None
         if hit is None:
             return None
-        value = hit.value
+        value = hit.value  # shared with other readers (the codec keeps it): annotate a copy
         # Attempts, cost and tokens were zeroed when stored: a hit only says who answered.
-        value.route.cache = hit.layer
-        value.route.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        return value  # type: ignore[no-any-return]
+        route = value.route.model_copy(update={"cache": hit.layer,
+                                               "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
+        return value.model_copy(update={"route": route})  # type: ignore[no-any-return]
 
     async def store_classification(
         self, result: IntentClassification, text: str, *, history: Sequence[Any] = (),

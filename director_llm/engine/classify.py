@@ -22,7 +22,6 @@ the same path and yields the partial results and routing events as they happen.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -79,12 +78,13 @@ Emit = Callable[[Any], None]
 
 @dataclass(slots=True)
 class ClassifyRequest:
-    """One classification in progress."""
+    """One classification in progress (the prompt is built only when a model is asked)."""
 
     text: str
     history: list[Any] | None
+    lines: list[str]
+    """The history as the prompt shows it (and as the cache keys it)."""
     strategy: str
-    call: Call
     cache: bool = True
     tier: str | None = None
     model: str | None = None
@@ -93,6 +93,7 @@ class ClassifyRequest:
     """Unusable replies seen on the way (for ``ClassificationError.raw_outputs``)."""
     llm_only: bool = False
     """Ask the pinned group alone: no cache, no local tier first or last (evaluation)."""
+    _call: Call | None = None
 
     @property
     def pinned(self) -> bool:
@@ -116,16 +117,22 @@ class Classifier:
     # -- input ---------------------------------------------------------------------------
     def prepare(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
                 cache: bool = True, tier: str | None = None, model: str | None = None) -> ClassifyRequest:
-        """Validate the input (``InputError`` when unusable) and build the prompt."""
+        """Validate the input (``InputError`` when unusable)."""
         cfg = self.intents
         clean = clean_input(text, max_chars=cfg.max_input_chars, truncate=cfg.truncate_long_input)
         history = _check_history(history, max_chars=self.config.llm.max_input_chars)
         chosen = check_strategy(strategy, self.config.llm.default_strategy)
-        messages = build_messages(self.flows, clean, history, history_turns=cfg.history_turns)
-        call = Call(entry="classify", messages=messages, params={}, strategy=chosen, model=model, tier=tier,
-                    deadline_s=self.config.llm.timeout_seconds)
-        return ClassifyRequest(clean, history, chosen, call, cache=cache, tier=tier, model=model,
-                               started=call.started)
+        return ClassifyRequest(clean, history, history_lines(history, cfg.history_turns), chosen, cache=cache,
+                               tier=tier, model=model)
+
+    def call_of(self, req: ClassifyRequest) -> Call:
+        """The engine's request for ``req``: the prompt, built on first use."""
+        if req._call is None:
+            messages = build_messages(self.flows, req.text, req.history, history_turns=self.intents.history_turns)
+            req._call = Call(entry="classify", messages=messages, params={}, strategy=req.strategy,
+                             model=req.model, tier=req.tier, deadline_s=self.config.llm.timeout_seconds,
+                             started=req.started)
+        return req._call
 
     # -- entry points --------------------------------------------------------------------
     async def classify(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
@@ -135,9 +142,11 @@ class Classifier:
         req = self.prepare(text, history, strategy=strategy, cache=cache, tier=tier, model=model)
         if not req.cache:
             return await self._classify(req, None)
-        key = json.dumps([req.text.lower().split(), history_lines(req.history, self.intents.history_turns),
-                          req.strategy, req.tier, req.model], default=str)
-        result, shared = await self._flights.run(key, lambda: self._classify(req, None))
+        hit = await self._lookup(req)  # a hit needs no single flight
+        if hit is not None:
+            return hit
+        key = (" ".join(req.text.lower().split()), tuple(req.lines), req.strategy, req.tier, req.model)
+        result, shared = await self._flights.run(key, lambda: self._classify(req, None, looked_up=True))
         if not shared:
             return result
         route = result.route.model_copy(update={
@@ -183,8 +192,9 @@ class Classifier:
             entities=result.entities, done=True, result=result, elapsed_ms=_ms(req.started))
 
     # -- the path ------------------------------------------------------------------------
-    async def _classify(self, req: ClassifyRequest, emit: Emit | None, *, streaming: bool = False) -> IntentClassification:
-        hit = await self._lookup(req)
+    async def _classify(self, req: ClassifyRequest, emit: Emit | None, *, streaming: bool = False,
+                        looked_up: bool = False) -> IntentClassification:
+        hit = None if looked_up else await self._lookup(req)
         if hit is not None:
             if emit is not None and hit.route.cache:
                 emit(CacheHitEvent(layer=hit.route.cache))
@@ -201,7 +211,7 @@ class Classifier:
             why = decision.reason
             prior = [Attempt(self._local_name(), "escalated", why)]
         try:
-            plan = await self.engine.plan(req.call, words=words,
+            plan = await self.engine.plan(self.call_of(req), words=words,
                                           local_confidence=pred.confidence if pred is not None else None)
         except (BudgetExceededError, BudgetBackendError, ProviderError) as exc:
             if local is None:
@@ -241,7 +251,7 @@ class Classifier:
                 state["failed"] = a
 
         try:
-            parsed, route = await self.engine.run(req.call, plan, attempt, prior=prior, observer=observe)
+            parsed, route = await self.engine.run(self.call_of(req), plan, attempt, prior=prior, observer=observe)
         except ProviderError as exc:
             failed = state["failed"]
             if failed is not None and emit is not None:
@@ -269,7 +279,7 @@ class Classifier:
         """One LLM deployment's answer, with one repair round on the same deployment."""
         params = self.params_for(slot.deployment)
         if emit is None:
-            raw = (await slot.call(req.call.messages, params)).text
+            raw = (await slot.call(self.call_of(req).messages, params)).text
         else:
             raw = await self._stream_answer(slot, req, params, emit)
         try:
@@ -277,7 +287,7 @@ class Classifier:
         except AnswerInvalid as exc:
             error = str(exc)
             req.raws.append(raw)
-        raw2 = (await slot.call(repair_messages(req.call.messages, raw, error, self.flows), params)).text
+        raw2 = (await slot.call(repair_messages(self.call_of(req).messages, raw, error, self.flows), params)).text
         try:
             return parse_answer(raw2, self.flows), True
         except AnswerInvalid as exc:
@@ -289,7 +299,7 @@ class Classifier:
         text = ""
         last: tuple[Any, ...] | None = None
         try:
-            async with aclosing(slot.stream(req.call.messages, params, first_token_s=llm.first_token_timeout_seconds,
+            async with aclosing(slot.stream(self.call_of(req).messages, params, first_token_s=llm.first_token_timeout_seconds,
                                             idle_s=llm.attempt_timeout_seconds)) as pieces:
                 async for piece in pieces:
                     text += piece
@@ -343,7 +353,7 @@ class Classifier:
 
     # -- cache ---------------------------------------------------------------------------
     def _cache_material(self, req: ClassifyRequest) -> dict[str, Any]:
-        return {"history": history_lines(req.history, self.intents.history_turns), "tier": req.tier or req.model,
+        return {"history": req.lines, "tier": req.tier or req.model,
                 "strategy": req.strategy, "flows_fingerprint": self.flows.fingerprint,
                 "valid_flows": self.flows.names}
 

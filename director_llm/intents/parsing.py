@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from director_llm.errors import InputError
+from director_llm.request import sanitize_text
 from director_llm.intents.models import (
     MAX_ENTITY_DEPTH,
     MAX_ENTITY_NODES,
@@ -40,7 +41,6 @@ from director_llm.intents.models import (
 )
 from director_llm.intents.prompts import FlowSet
 
-_KEEP_CONTROLS = {"\n", "\t"}
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*")
 _MAX_REASONING_CHARS = 600
 MAX_ANSWER_CHARS = 64 * 1024
@@ -98,9 +98,7 @@ def clean_input(text: str, *, max_chars: int, truncate: bool = False) -> str:
     """
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
-    kept = "".join(ch for ch in text
-                   if ch in _KEEP_CONTROLS or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
-    kept = kept.replace("\r", "").strip()
+    kept = sanitize_text(text).strip()
     if not kept:
         raise InputError("the text to classify is empty (after removing control characters)")
     if len(kept) > max_chars:

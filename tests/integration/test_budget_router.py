@@ -176,7 +176,9 @@ async def test_hour_rollover_with_injected_clock(provider) -> None:
     assert second == "strong"
     assert report.windows["hour"].period == "2026-03-01T11"
     assert report.windows["hour"].spent_usd == pytest.approx(STRONG_COST)
-    assert report.usage["2026-03-01T10"].requests == first.count("strong")
+    # Every call is in the usage report, the free tier's too (at $0).
+    assert report.usage["2026-03-01T10"].requests == len(first)
+    assert report.usage["2026-03-01T10"].cost_usd == pytest.approx(first.count("strong") * STRONG_COST)
 
 
 async def test_redis_outage_serves_only_zero_cost_tiers(provider) -> None:
