@@ -261,15 +261,19 @@ class Director:
         return self._local_tier
 
     async def classify_intent(self, text: str, history: list[Any] | None = None, *,
-                              strategy: str | None = None, cache: bool | None = None) -> Any:
+                              strategy: str | None = None, cache: bool | None = None,
+                              tier: str | None = None, model: str | None = None) -> Any:
         """Classify ``text`` into one of the configured flows: an ``IntentClassification``.
 
         ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings).
-        Raises ``InputError`` (empty/too long text), ``ClassificationError`` (no deployment gave
-        a valid answer) or ``ProviderError`` (every deployment failed). Results are cached
-        (``route.cache`` names the layer that answered); ``cache=False`` skips the cache.
+        ``tier`` / ``model`` ask that tier or deployment first (as ``acompletion``), instead of
+        the strategy's choice. Raises ``InputError`` (empty/too long text), ``ClassificationError``
+        (no deployment gave a valid answer) or ``ProviderError`` (every deployment failed).
+        Results are cached (``route.cache`` names the layer that answered); ``cache=False``
+        skips the cache.
         """
-        return await self.classifier.classify(text, history, strategy=strategy, cache=cache is not False)
+        return await self.classifier.classify(text, history, strategy=strategy, cache=cache is not False,
+                                              tier=model if model is not None else tier)
 
     def stream_intent(self, text: str, history: list[Any] | None = None, *,
                       strategy: str | None = None) -> Any:

@@ -185,7 +185,7 @@ class Classifier:
 
     # -- entry points --------------------------------------------------------------------------
     def prepare(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
-                cache: bool = True) -> ClassifyRequest:
+                cache: bool = True, tier: str | None = None) -> ClassifyRequest:
         """Clean the input (``InputError`` when unusable) and build the prompt."""
         cfg = self.director.config.intents
         clean = clean_input(text, max_chars=cfg.max_input_chars, truncate=cfg.truncate_long_input)
@@ -194,17 +194,19 @@ class Classifier:
 
             raise InputError("history must be a list of {'role', 'content'} dicts or strings")
         messages = build_messages(self.flows, clean, history, history_turns=cfg.history_turns)
-        return ClassifyRequest(clean, history, strategy, self.flows, messages, cfg.history_turns, cache=cache)
+        return ClassifyRequest(clean, history, strategy, self.flows, messages, cfg.history_turns, tier=tier,
+                               cache=cache)
 
     async def classify(self, text: str, history: list[Any] | None = None, *,
-                       strategy: str | None = None, cache: bool = True) -> IntentClassification:
+                       strategy: str | None = None, cache: bool = True,
+                       tier: str | None = None) -> IntentClassification:
         """Classify ``text``: pre-LLM steps, else the LLM path, then post-LLM steps.
 
         Identical requests in flight at the same time (same cleaned text, history, flows,
         strategy) share one run (single flight): the others wait for it instead of calling a
         model again, and get a copy whose route says so (no attempts, nothing spent).
         """
-        req = self.prepare(text, history, strategy=strategy, cache=cache)
+        req = self.prepare(text, history, strategy=strategy, cache=cache, tier=tier)
         if not req.cache:
             return await self._classify(req)
         import json
