@@ -124,6 +124,7 @@ _EXPECTED = {
     "int_type": "an integer", "int_from_float": "an integer", "bool_parsing": "true or false",
     "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
     "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+    "finite_number": "a finite number",
 }
 
 

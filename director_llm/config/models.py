@@ -28,7 +28,9 @@ ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: TOML has ``inf`` / ``nan`` literals, and a NaN budget compares
+    # false with everything (never exceeded).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class ModelOverride(_Section):
