@@ -59,8 +59,9 @@ def json_schema() -> dict[str, Any]:
     defs["ProviderSection"] = named
     providers = schema["properties"]["providers"]
     providers["properties"] = {k: {"$ref": "#/$defs/ProviderSection"} for k in KNOWN_KINDS}
+    rest = {k: v for k, v in schema.items() if k != "title"}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "director-llm config (director.toml / director.yaml)", **schema}
+            "title": "director-llm config (director.toml / director.yaml)", **rest}
 
 
 def json_schema_text() -> str:
