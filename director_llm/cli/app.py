@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,7 +39,7 @@ out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="Config file (default: $DIRECTOR_CONFIG, else ./configs/director.toml, "
                  "else the built-in default).", envvar="DIRECTOR_CONFIG", show_default=False),
 ]
@@ -56,7 +56,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Robust, cheap and fast LLM calls for Director, from one config file."""
@@ -84,10 +84,11 @@ def fail(exc: DirectorError, *, as_json: bool = False) -> typer.Exit:
 
 @app.command("check-config")
 def check_config(
-    path: Annotated[Optional[Path], typer.Argument(help="Config file to check.", show_default=False)] = None,
+    path: Annotated[Path | None, typer.Argument(help="Config file to check.", show_default=False)] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (missing keys, unknown prices) as errors.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Treat warnings (missing keys, unknown prices) as errors.")] = False,
 ) -> None:
     """Validate a config and show what it resolves to, without calling any model."""
     from director_llm.config.loading import load_config, resolve_config_path

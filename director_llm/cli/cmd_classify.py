@@ -171,7 +171,8 @@ def render_result(result: Any) -> None:
     out.print(f"[bold]route[/]       {where}, {r.attempts} attempt(s), {r.latency_ms:.0f} ms"
               + (", repaired" if r.repaired else "") + (f", after {esc(', '.join(r.tried))}" if r.tried else ""),
               highlight=False)
-    out.print(f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)", highlight=False)
+    out.print(f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)",
+              highlight=False)
 
 
 async def _stream(director: Any, text: str, as_json: bool, strategy: str | None) -> None:
@@ -202,13 +203,14 @@ async def _stream(director: Any, text: str, as_json: bool, strategy: str | None)
 
 
 # -- batch ----------------------------------------------------------------------------------
-def read_inputs(path: Path) -> list[tuple[int, str, list[Any] | None]]:
-    """``(line number, text, history)`` per input line; blank lines are skipped."""
+def read_inputs(path: Path) -> list[tuple[int, str, Any]]:
+    """``(line number, text, history)`` per input line; blank lines are skipped. An unreadable
+    line's history is ``{"__error__": why}``, recorded as that line's error."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    items = []
+    items: list[tuple[int, str, Any]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

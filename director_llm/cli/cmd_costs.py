@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -17,9 +17,9 @@ from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
 from director_llm.cli.render import esc
 from director_llm.errors import DirectorError, InputError
 
-ByOpt = Annotated[Optional[str], typer.Option("--by", help="Group usage by provider, model or hour.",
+ByOpt = Annotated[str | None, typer.Option("--by", help="Group usage by provider, model or hour.",
                                               show_default=False)]
-PrefixOpt = Annotated[Optional[str], typer.Option(
+PrefixOpt = Annotated[str | None, typer.Option(
     "--state-prefix", envvar="DIRECTOR_STATE_PREFIX", show_default=False,
     help="Redis key prefix of the shared state, if the application sets one (Director(state_prefix=...)).")]
 

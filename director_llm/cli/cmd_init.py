@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,7 @@ from rich.markup import escape
 from director_llm.cli.app import JsonOpt, app, err, fail
 from director_llm.errors import InputError
 
-PathArg = Annotated[Optional[Path], typer.Argument(
+PathArg = Annotated[Path | None, typer.Argument(
     help="Where to write the config (default: configs/director.toml, the path commands look for first).",
     show_default=False)]
 
@@ -49,7 +49,7 @@ def init(
 
 @app.command("schema")
 def schema(
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.",
                                                    show_default=False)] = None,
 ) -> None:
     """Print the config's JSON Schema (for editor completion and validation of director.toml/YAML)."""

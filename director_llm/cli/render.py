@@ -35,7 +35,8 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         tier = d["tier"]
         key = d["key_status"]
         key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]-[/]")
-        caps = [c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v]
+        caps = [c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"]))
+                if v]
         table.add_row(
             esc(d["name"]), esc(d["litellm_model"]), f"[{_TIER_STYLE.get(tier, 'white')}]{esc(tier)}[/]",
             esc(d["provider_type"]), f"{_money(p['input'])} / {_money(p['output'])}",
@@ -51,7 +52,8 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
                             for n, v in b["per_provider"].items()))
     t = report["timeouts"]
     cb = report["circuit_breaker"]
-    console.print(f"[bold]Strategy[/]: {esc(report['strategy'])}   [bold]Deadline[/]: {t['request_deadline_s']}s per request, "
+    console.print(f"[bold]Strategy[/]: {esc(report['strategy'])}   "
+                  f"[bold]Deadline[/]: {t['request_deadline_s']}s per request, "
                   f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
                   f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s")
     tiers = report["tiers"]

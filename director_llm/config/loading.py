@@ -43,7 +43,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> DirectorConfig:
     fallback targets, cycles, a fallback flow that is not a flow, timeouts).
     """
     p = resolve_config_path(path)
-    text, fmt = read_config_file(p, explicit=path is not None or not os.environ.get(CONFIG_ENV_VAR))
+    hint = f" (from ${CONFIG_ENV_VAR})" if path is None and os.environ.get(CONFIG_ENV_VAR) else ""
+    text, fmt = read_config_file(p, hint=hint)
     return parse_config_text(text, fmt=fmt, source=str(p))
 
 
@@ -100,9 +101,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model class that owns the key at ``loc`` (for "did you mean")."""
     model: type[BaseModel] | None = DirectorConfig
     path = list(loc[:-1])
-    mapping_fields = {("DirectorConfig", "providers"): ProviderConfig,
-                      ("ProviderConfig", "overrides"): ModelOverride,
-                      ("IntentsConfig", "flows"): FlowConfig}
+    mapping_fields: dict[tuple[str, str], type[BaseModel]] = {
+        ("DirectorConfig", "providers"): ProviderConfig,
+        ("ProviderConfig", "overrides"): ModelOverride,
+        ("IntentsConfig", "flows"): FlowConfig,
+    }
     i = 0
     while i < len(path) and model is not None:
         name = str(path[i])
@@ -114,7 +117,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model, i = item_model, i + 2  # skip the user's key (provider/model/flow name)
             continue
         ann = field.annotation
-        model = next((t for t in getattr(ann, "__args__", (ann,)) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        model = next((t for t in getattr(ann, "__args__", (ann,))
+                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
         i += 1
     return model
 

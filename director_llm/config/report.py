@@ -55,7 +55,8 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
     c = config.caching
     layers = {
         "memory": {"enabled": bool(c.enabled and c.memory_size_mb), "size_mb": c.memory_size_mb},
-        "redis": {"enabled": bool(c.enabled and c.redis_url), "url": redacted_url(c.redis_url) if c.redis_url else None},
+        "redis": {"enabled": bool(c.enabled and c.redis_url),
+                  "url": redacted_url(c.redis_url) if c.redis_url else None},
         "disk": {"enabled": bool(c.enabled and c.disk_cache_path), "path": c.disk_cache_path},
         "ttl_seconds": c.ttl_seconds,
     }

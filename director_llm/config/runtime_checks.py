@@ -3,10 +3,11 @@
 
 - nothing can answer (no enabled provider: an empty file used to be "valid", then
   ``classify`` failed seconds later);
-- ``intents.fallback_flow`` is not one of the flows (the local tier then trains on too few
-  intents, and the LLM prompt names a flow that does not exist);
-- with the local tier: a flow without examples (the tier can never answer it), or fewer
-  than two flows with examples (it cannot train);
+- ``intents.fallback_flow`` is a typo of a flow (that flow would become an ordinary one);
+- with the local tier: a flow without examples (the tier can never answer it), examples of
+  fewer than two flows, or a fallback flow that is not a flow and leaves only one (it
+  cannot train: "needs examples of at least two intents"). A fallback flow that is not a
+  flow but leaves enough is a warning (no out-of-scope examples are learnt);
 - timeouts: an attempt (or a provider's) timeout longer than the request deadline (one
   hanging deployment uses the whole deadline: the fallbacks never run). A local model
   served on a CPU with the default 10 s attempt timeout is a warning (its first answer,

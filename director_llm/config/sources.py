@@ -43,10 +43,10 @@ def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return default
 
 
-def read_config_file(p: Path, *, explicit: bool = True) -> tuple[str, str]:
-    """``(text, format)`` of the config file ``p``; ``ConfigError`` naming the file otherwise."""
+def read_config_file(p: Path, *, hint: str = "") -> tuple[str, str]:
+    """``(text, format)`` of the config file ``p``; ``ConfigError`` naming the file otherwise
+    (``hint`` is added to "file not found": where the path came from)."""
     if not p.exists():
-        hint = "" if explicit else f" (set ${CONFIG_ENV_VAR} or pass a path)"
         raise ConfigError(f"{p}: file not found{hint}", path=str(p))
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a .toml or .yaml file", path=str(p))

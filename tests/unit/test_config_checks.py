@@ -152,7 +152,8 @@ def test_local_cpu_model_on_the_default_attempt_timeout_is_a_warning() -> None:
     level, message = only(problems(text), "providers.ollama.timeout_seconds")
     assert level == "warning" and "ollama/llama3.2:1b runs on this machine" in message
     assert "providers.ollama.timeout_seconds = 60" in message and "llm.timeout_seconds = 90" in message
-    loopback = '[providers.llamacpp]\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:8080/v1"\nmodels = ["m"]\n'
+    loopback = ('[providers.llamacpp]\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:8080/v1"\n'
+                'models = ["m"]\n')
     assert only(problems(loopback), "providers.llamacpp.timeout_seconds")[0] == "warning"
     # Not when the author chose a timeout, and never for a cloud provider or the embedded tier.
     assert not [p for p in problems(text + "timeout_seconds = 25\n") if "timeout" in p[1]]
