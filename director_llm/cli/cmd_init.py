@@ -14,7 +14,7 @@ from director_llm.cli.app import JsonOpt, app, err, fail
 from director_llm.errors import InputError
 
 PathArg = Annotated[Path | None, typer.Argument(
-    help="Where to write the config (default: configs/director.toml, the path commands look for first).",
+    help="Where to write the config (default: configs/director.toml, found there without --config).",
     show_default=False)]
 
 
