@@ -51,6 +51,7 @@ def director(base: str, dead: str, threshold: int) -> Director:
 [llm]
 num_retries = 0
 timeout_seconds = 5
+attempt_timeout_seconds = 5
 [llm.circuit_breaker]
 failure_threshold = {threshold}
 cooldown_seconds = 600

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
+from director_llm.cli.render import esc
 from director_llm.errors import DirectorError
 
 cache_app = typer.Typer(name="cache", help="Inspect or clear the response cache of a config.",
@@ -61,7 +62,7 @@ def stats(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     try:
         report = asyncio.run(_inspect(_load(config)))
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(report))
         return
@@ -70,13 +71,13 @@ def stats(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"cache namespace {report['namespace']}", title_justify="left")
+    table = Table(title=f"cache namespace {esc(report['namespace'])}", title_justify="left")
     for column in ("layer", "where", "state", "entries"):
         table.add_column(column, justify="right" if column == "entries" else "left")
     for name, layer in report["layers"].items():
         where = layer.get("url") or layer.get("path") or f"{layer['max_bytes'] / 2**20:g} MiB in process"
         entries = "?" if layer["entries"] is None else f"{layer['entries']:,}"
-        table.add_row(name, str(where), layer.get("state", "up"), entries)
+        table.add_row(esc(name), esc(where), esc(layer.get("state", "up")), entries)
     out.print(table)
     out.print(f"ttl {report['ttl_seconds']:g} s; chat completions cached: {report['cache_chat']}. "
               "Hit rates are per serving process: director.cache_stats().", highlight=False)
@@ -108,14 +109,14 @@ def clear(
     try:
         result = asyncio.run(run(_load(config)))
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(result))
     elif not result["enabled"]:
         out.print("cache: [yellow]off[/]; nothing to clear")
     else:
         parts = ", ".join(f"{k} {'?' if v is None else v}" for k, v in result["removed"].items())
-        out.print(f"cleared namespace {result['namespace']}: {parts}", highlight=False)
+        out.print(f"cleared namespace {esc(result['namespace'])}: {esc(parts)}", highlight=False)
     if result.get("redis_state") == "down":
         err.print("[yellow]warning[/]: Redis was unreachable; its entries were not cleared")
         raise typer.Exit(1)

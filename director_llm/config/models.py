@@ -1,16 +1,20 @@
 """The config schema: one pydantic model per section of ``director.toml`` / ``.yaml``.
 
 Every model is frozen and forbids unknown keys (a typo is an error with a "did you mean").
-Field docstrings are the reference documentation (``check-config --schema`` prints them).
+Field docstrings are the reference documentation: ``docs/configuration.md`` and the JSON
+Schema (``director-llm schema``, ``docs/director.schema.json``) are generated from them.
 The seed's sample (``[llm]``, ``[providers.ollama|openai|gemini]``, ``[caching]``) is valid
 as is; everything else is optional with defaults.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from director_llm.config.urls import http_url_problem, redis_url_problem
 
 #: Tiers from cheapest to strongest. ``local`` is the embedded, free classifier tier.
 TIERS: tuple[str, ...] = ("local", "small", "balanced", "strong")
@@ -19,10 +23,14 @@ Strategy = Literal["cost", "latency", "quality", "adaptive"]
 ProviderKind = Literal["ollama", "openai", "gemini", "anthropic", "openai_compatible", "local"]
 #: Section names that imply their ``kind`` (``[providers.openai]`` needs no ``kind``).
 KNOWN_KINDS: tuple[str, ...] = ("ollama", "openai", "gemini", "anthropic", "openai_compatible", "local")
+#: What an environment variable name looks like (``api_key_env`` holds a name, never a key).
+ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: TOML has ``inf`` / ``nan`` literals, and a NaN budget compares
+    # false with everything (never exceeded).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class ModelOverride(_Section):
@@ -63,8 +71,9 @@ class ProviderConfig(_Section):
     """Model names as the provider knows them (``gpt-4o``, ``llama3.2:1b``)."""
     base_url: str | None = None
     """Server URL. Default: the provider's public endpoint (Ollama: http://localhost:11434)."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the API key (read at run time, never printed)."""
+    api_key_env: str | None = Field(default=None, json_schema_extra={"pattern": ENV_VAR_NAME})
+    """Name of the environment variable holding the API key (read at run time, never printed).
+    Never the key itself: keys do not belong in a config file."""
     timeout_seconds: float | None = Field(default=None, gt=0)
     """Timeout of one attempt against this provider. Default: ``llm.attempt_timeout_seconds``."""
     tier: Tier | None = None
@@ -89,6 +98,23 @@ class ProviderConfig(_Section):
     has its own default (0.3, measured on the Portuguese test set of the built-in flows, where
     ``intents.confidence_threshold`` = 0.6 would cost 15 points of accuracy). Escalation to
     the LLM tiers is ``intents.tier_thresholds.local``."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str | None) -> str | None:
+        problem = None if value is None else http_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env_is_a_name(cls, value: str | None) -> str | None:
+        # The value is never echoed: a pasted key must not end up in an error message.
+        if value is not None and not re.match(ENV_VAR_NAME, value):
+            raise ValueError("expects the NAME of an environment variable (like OPENAI_API_KEY), not a key: "
+                             "put the key in an environment variable and write its name here")
+        return value
 
 
 class CircuitBreakerConfig(_Section):
@@ -142,6 +168,11 @@ class LLMConfig(_Section):
     state_redis_url: str | None = None
     """Redis for shared state (budget ledger, breakers). Default: ``caching.redis_url``."""
 
+    @field_validator("state_redis_url")
+    @classmethod
+    def _state_redis_url_is_usable(cls, value: str | None) -> str | None:
+        return _checked_redis_url(value)
+
 
 class CachingConfig(_Section):
     """``[caching]``: memory -> Redis -> disk. A layer whose setting is absent is off."""
@@ -160,6 +191,18 @@ class CachingConfig(_Section):
     """Socket timeout for the Redis layer; a slower Redis is skipped, never waited on."""
     cache_chat: bool = True
     """Also cache chat completions that are deterministic (temperature 0) or opted in per call."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_usable(cls, value: str | None) -> str | None:
+        return _checked_redis_url(value)
+
+
+def _checked_redis_url(value: str | None) -> str | None:
+    problem = None if value is None else redis_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class FlowConfig(_Section):

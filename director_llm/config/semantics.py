@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlparse
 
 from director_llm.config.models import TIERS, DirectorConfig
+from director_llm.config.problems import Problem
+from director_llm.config.runtime_checks import check_flows, check_something_answers, check_timeouts
 
 LLM_TIERS = tuple(t for t in TIERS if t != "local")
 _LOCAL_ONLY_FIELDS = ("training_file", "features", "cache_dir", "confidence_threshold")
-
-
-@dataclass(frozen=True)
-class Problem:
-    level: Literal["error", "warning"]
-    key: str
-    message: str
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
@@ -77,29 +69,33 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     relative paths in it (``training_file``) are found there or in the working directory."""
     from director_llm.providers import build_deployments, tiers_in_use
 
-    problems: list[Problem] = []
-    problems += _check_providers(config, base_dir)
+    problems: list[Problem] = _check_providers(config, base_dir)
     if any(p.level == "error" for p in problems):
         return problems  # deployments cannot be built from a broken provider section
+    problems += check_something_answers(config)
     deployments = build_deployments(config)
     names = [d.name for d in deployments]
     tiers = tiers_in_use(deployments)
     problems += _check_fallbacks(config, names, tiers)
     problems += _check_caching(config)
     problems += _check_intents(config, tiers)
-    if not deployments:
-        problems.append(Problem("warning", "providers", "no enabled provider: only the embedded local tier can "
-                                "answer; add a [providers.*] section (see configs/examples/)"))
+    problems += check_flows(config)
+    problems += check_timeouts(config, deployments)
     for d in deployments:
         key = f"providers.{d.provider}"
         if d.needs_key and d.key_status() == "missing":
             problems.append(Problem("warning", f"{key}.api_key_env",
                                     f"${d.api_key_env} is not set: {d.name} is skipped at run time"))
         if not d.price.known:
-            problems.append(Problem("warning", f"{key}.overrides.{d.model}",
-                                    f"price of {d.name} is unknown to LiteLLM's cost map: set "
-                                    "input_price_per_million and output_price_per_million (costs count as $0 until then)"))
+            problems.append(Problem("warning", f"{key}.overrides.{d.model}", unknown_price_message(d.name)))
     return problems
+
+
+def unknown_price_message(name: str) -> str:
+    """What really happens to a deployment with no known price (said the same everywhere)."""
+    return (f"price of {name} is unknown (not in LiteLLM's cost map, no override): budgets treat it as "
+            "free, so it is called even when a budget is spent and its calls are booked at the cost LiteLLM "
+            "reports for it (usually $0). Set input_price_per_million and output_price_per_million")
 
 
 def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> list[Problem]:
@@ -119,8 +115,6 @@ def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> li
             for f in _LOCAL_ONLY_FIELDS:
                 if getattr(p, f) is not None:
                     out.append(Problem("error", f"{key}.{f}", "only valid for kind = \"local\""))
-        if p.base_url and urlparse(p.base_url).scheme not in ("http", "https"):
-            out.append(Problem("error", f"{key}.base_url", f"expected an http(s) URL, got \"{p.base_url}\""))
         if p.enabled and not p.models and p.kind != "local":
             out.append(Problem("error", f"{key}.models", "an enabled provider needs at least one model"))
         if len(set(p.models)) != len(p.models):
@@ -162,11 +156,6 @@ def _check_caching(config: DirectorConfig) -> list[Problem]:
     out: list[Problem] = []
     if not c.enabled:
         return out
-    if c.redis_url is not None:
-        scheme = urlparse(c.redis_url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            out.append(Problem("error", "caching.redis_url",
-                               f"expected a redis://, rediss:// or unix:// URL, got \"{c.redis_url}\""))
     if c.disk_cache_path is not None:
         path = Path(c.disk_cache_path).expanduser()
         if path.exists() and not path.is_dir():
@@ -178,8 +167,6 @@ def _check_caching(config: DirectorConfig) -> list[Problem]:
     if not c.memory_size_mb and c.redis_url is None and c.disk_cache_path is None:
         out.append(Problem("warning", "caching", "caching is enabled but every layer is off "
                            "(set memory_size_mb, redis_url or disk_cache_path)"))
-    if config.llm.state_redis_url is not None and urlparse(config.llm.state_redis_url).scheme not in ("redis", "rediss", "unix"):
-        out.append(Problem("error", "llm.state_redis_url", f"expected a redis:// URL, got \"{config.llm.state_redis_url}\""))
     return out
 
 

@@ -105,7 +105,7 @@ def test_check_config_does_not_import_litellm():
 
 def test_redis_password_never_printed(tmp_path: Path):
     p = tmp_path / "director.toml"
-    p.write_text('[caching]\nredis_url = "redis://user:s3cret-redis-pass@localhost:6379/0"\n')
+    p.write_text('[providers.local]\n[caching]\nredis_url = "redis://user:s3cret-redis-pass@localhost:6379/0"\n')
     result = CliRunner().invoke(app, ["check-config", str(p), "--json"])
     assert result.exit_code == 0, result.output
     assert "s3cret-redis-pass" not in result.output

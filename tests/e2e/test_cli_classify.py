@@ -131,7 +131,8 @@ def test_batch_keeps_order_and_records_failures(config_file, fake_provider, tmp_
     out = tmp_path / "out.jsonl"
     res = invoke("--file", str(inputs), "--concurrency", "3", "--output", str(out), "--config", str(config_file),
                  monkeypatch=monkeypatch)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # some lines failed: not a success, and it says which
+    assert "failed (InputError): lines 5, 8" in res.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["line"] for r in records] == list(range(1, 13))
     assert records[4]["error"]["type"] == "InputError" and records[7]["error"]["type"] == "InputError"

@@ -78,6 +78,9 @@ def test_costs_shows_spend_booked_by_another_director(fake_provider, redis_url: 
 
 def test_costs_rejects_unknown_grouping(tmp_path: Path) -> None:
     cfg = tmp_path / "director.toml"
-    cfg.write_text("[llm]\nbudget_per_hour = 1.0\n")
+    cfg.write_text("[providers.local]\n[llm]\nbudget_per_hour = 1.0\n")
     result = CliRunner().invoke(app, ["costs", "--config", str(cfg), "--by", "region"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "--by must be provider, model or hour" in result.stderr
+    as_json = CliRunner().invoke(app, ["costs", "--config", str(cfg), "--by", "region", "--json"])
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["type"] == "InputError"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import tomllib
 
 import pytest
 
 from director_llm import Director, ProviderError
-from director_llm.config.loading import parse_config_text
+from director_llm.config.loading import parse_config_text, validate_config_dict
 from director_llm.testing import Fault, Reply
 
 KEYS = {
@@ -152,7 +153,9 @@ async def test_request_deadline_bounds_a_hanging_provider(fake_provider, keys):
     base = fake_provider.base_url
     text = (f'[llm]\ntimeout_seconds = 0.6\nattempt_timeout_seconds = 5\nnum_retries = 2\n'
             f'[providers.openai]\nmodels = ["gpt-4o"]\nbase_url = "{base}/v1"\napi_key_env = "TEST_OPENAI_KEY"\n')
-    async with Director(parse_config_text(text)) as d:
+    # An attempt timeout longer than the deadline is refused by load-time checks; built
+    # unchecked here on purpose, to show the deadline still bounds the request.
+    async with Director(validate_config_dict(tomllib.loads(text))) as d:
         fake_provider.script("gpt-4o", [Fault.hang()], repeat=True)
         loop = asyncio.get_running_loop()
         start = loop.time()

@@ -146,7 +146,7 @@ def test_price_override_for_unknown_model():
     assert d.provider_type == "cloud"
 
 
-def test_unknown_price_is_a_warning_not_silent_zero():
+def test_unknown_price_is_a_warning_that_says_what_happens():
     cfg = parse_config_text('[providers.vllm]\nkind = "openai_compatible"\nbase_url = "https://x.example/v1"\nmodels = ["m"]\n')
     (d,) = build_deployments(cfg)
     assert d.price.source == "unknown" and not d.price.known
@@ -273,7 +273,7 @@ def test_missing_file_and_wrong_suffix(tmp_path: Path):
 
 def test_config_env_var_is_the_default_path(tmp_path: Path, monkeypatch):
     p = tmp_path / "x.toml"
-    p.write_text("[llm]\nbudget_per_hour = 3\n")
+    p.write_text("[llm]\nbudget_per_hour = 3\n[providers.local]\n")
     monkeypatch.setenv("DIRECTOR_CONFIG", str(p))
     assert load_config().llm.budget_per_hour == 3
 
