@@ -8,8 +8,14 @@ from typing import Any
 __all__ = ["check_json_bounds"]
 
 
-def check_json_bounds(value: Any, *, max_depth: int, max_nodes: int | None = None,
-                      max_string_chars: int | None = None, what: str = "value") -> None:
+def check_json_bounds(
+    value: Any,
+    *,
+    max_depth: int,
+    max_nodes: int | None = None,
+    max_string_chars: int | None = None,
+    what: str = "value",
+) -> None:
     """Raise ``ValueError`` when ``value`` (dicts, lists, tuples, scalars) nests containers
     deeper than ``max_depth``, has more than ``max_nodes`` keys/items/scalars, holds a
     string or key longer than ``max_string_chars`` or a non-finite float. Iterative: a

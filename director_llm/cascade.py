@@ -52,12 +52,19 @@ def user_turns(text: str, history: Sequence[Any] | None) -> list[dict[str, Any]]
     return [*turns, {"role": "user", "content": text}]
 
 
-def decide(confidence: float, *, escalate_below: float, fallback_below: float, llm_usable: bool,
-           words: Sequence[Mapping[str, Any]]) -> Decision:
+def decide(
+    confidence: float,
+    *,
+    escalate_below: float,
+    fallback_below: float,
+    llm_usable: bool,
+    words: Sequence[Mapping[str, Any]],
+) -> Decision:
     """The cascade's choice for a local prediction of ``confidence``."""
     if not llm_usable:
-        return Decision("answer", f"local only: no usable LLM tier (confidence {confidence:.2f}, "
-                                  f"fallback below {fallback_below:g})")
+        return Decision(
+            "answer", f"local only: no usable LLM tier (confidence {confidence:.2f}, fallback below {fallback_below:g})"
+        )
     if confidence < escalate_below:
         return Decision("escalate", f"local unsure ({confidence:.2f} < {escalate_below:g})")
     complexity = estimate_complexity(list(words), local_confidence=confidence)

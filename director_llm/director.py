@@ -53,8 +53,14 @@ class Director:
     ``aclose()``) so background writes are flushed and connections closed.
     """
 
-    def __init__(self, config: DirectorConfig, *, source: str | None = None,
-                 state_prefix: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        config: DirectorConfig,
+        *,
+        source: str | None = None,
+        state_prefix: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in build_deployments(config)}
@@ -67,10 +73,13 @@ class Director:
 
             self._redis = RedisClients(config.redis_state_url)
         self.breaker = CircuitBreaker.from_config(
-            config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX, redis=self._redis)
+            config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX, redis=self._redis
+        )
         """Circuit breaker per deployment (shared through Redis when ``redis_state_url`` is set)."""
-        self.budget = BudgetGuard(ledger_from_config(config, clock=clock, prefix=state_prefix, redis=self._redis),
-                                  default_max_tokens=config.llm.default_max_tokens)
+        self.budget = BudgetGuard(
+            ledger_from_config(config, clock=clock, prefix=state_prefix, redis=self._redis),
+            default_max_tokens=config.llm.default_max_tokens,
+        )
         """Reservations and settlements against the budget ledger (``budget.ledger``)."""
         self.cache = DirectorCache(config)
         """The ``[caching]`` layers (memory -> Redis -> disk) in this config's namespace."""
@@ -79,8 +88,16 @@ class Director:
         self.breaker.watch(n for n, d in self.topology.deployments.items() if d.kind != "local")
         self.dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
         planner = Planner(self.topology, self.budget, is_open=self.breaker.is_open, p50_ms=self._p50)
-        self.engine = Engine(Parts(planner=planner, dispatcher=self.dispatcher, budget=self.budget,
-                                   breaker=self.breaker, metrics=self.metrics, llm=config.llm))
+        self.engine = Engine(
+            Parts(
+                planner=planner,
+                dispatcher=self.dispatcher,
+                budget=self.budget,
+                breaker=self.breaker,
+                metrics=self.metrics,
+                llm=config.llm,
+            )
+        )
         """The request engine every call goes through."""
         self._built: BuiltRouter | None = None
         self._local_tier: LocalTier | None = None
@@ -128,15 +145,23 @@ class Director:
         if router is None:
             from director_llm.errors import ProviderError
 
-            raise ProviderError("no LLM deployment is usable: every provider is disabled, local-only or "
-                                "missing its API key (see `director-llm check-config`)")
+            raise ProviderError(
+                "no LLM deployment is usable: every provider is disabled, local-only or "
+                "missing its API key (see `director-llm check-config`)"
+            )
         return router
 
     def choose_group(self, model: str | None, tier: str | None, strategy: str | None) -> tuple[str, str]:
         """(group, reason) a request would start with: the pinned deployment or tier
         (``InputError`` if unknown), else the strategy's first tier without a request at hand."""
-        call = Call(entry="complete", messages=[], params={},
-                    strategy=check_strategy(strategy, self.config.llm.default_strategy), model=model, tier=tier)
+        call = Call(
+            entry="complete",
+            messages=[],
+            params={},
+            strategy=check_strategy(strategy, self.config.llm.default_strategy),
+            model=model,
+            tier=tier,
+        )
         pinned = self.engine.planner.pinned(call)
         if pinned is not None:
             return pinned
@@ -146,8 +171,10 @@ class Director:
             from director_llm.errors import ProviderError
 
             raise ProviderError("no LLM tier has a usable deployment (see `director-llm check-config`)")
-        options = [TierOption(tier=t, healthy=not all(self.breaker.is_open(n) for n in self.topology.members(t)))
-                   for t in self.topology.tiers]
+        options = [
+            TierOption(tier=t, healthy=not all(self.breaker.is_open(n) for n in self.topology.members(t)))
+            for t in self.topology.tiers
+        ]
         sel = select(call.strategy, options)
         return sel.chain[0], sel.reason
 
@@ -156,19 +183,44 @@ class Director:
         if self._closed:
             raise DirectorClosedError("this Director was closed with aclose(); build a new one")
 
-    def _call(self, entry: Any, messages: Any, *, model: str | None, tier: str | None, strategy: str | None,
-              cache: bool | None, kwargs: dict[str, Any]) -> Call:
+    def _call(
+        self,
+        entry: Any,
+        messages: Any,
+        *,
+        model: str | None,
+        tier: str | None,
+        strategy: str | None,
+        cache: bool | None,
+        kwargs: dict[str, Any],
+    ) -> Call:
         self._check_open()
         llm = self.config.llm
         chosen = check_strategy(strategy, llm.default_strategy)
         checked = validate_messages(messages, max_chars=llm.max_input_chars)
         params = check_params(kwargs, entry=entry)
-        return Call(entry=entry, messages=checked, params=params, strategy=chosen, model=model, tier=tier,
-                    needs=needs_of(params), cache=cache, deadline_s=llm.timeout_seconds)
+        return Call(
+            entry=entry,
+            messages=checked,
+            params=params,
+            strategy=chosen,
+            model=model,
+            tier=tier,
+            needs=needs_of(params),
+            cache=cache,
+            deadline_s=llm.timeout_seconds,
+        )
 
-    async def acompletion(self, messages: list[dict[str, Any]], *, model: str | None = None,
-                          tier: str | None = None, strategy: str | None = None,
-                          cache: bool | None = None, **kwargs: Any) -> Any:
+    async def acompletion(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        tier: str | None = None,
+        strategy: str | None = None,
+        cache: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Send a chat completion and return LiteLLM's ``ModelResponse``.
 
         ``model`` pins a deployment (``openai/gpt-4o``) or tier; otherwise the strategy (default:
@@ -181,8 +233,7 @@ class Director:
         Cached (``[caching] cache_chat``) when ``temperature=0`` or ``cache=True``, never with
         ``cache=False``; identical concurrent misses make one upstream call.
         """
-        call = self._call("complete", messages, model=model, tier=tier, strategy=strategy, cache=cache,
-                          kwargs=kwargs)
+        call = self._call("complete", messages, model=model, tier=tier, strategy=strategy, cache=cache, kwargs=kwargs)
         served: dict[str, Route] = {}
 
         async def upstream() -> Any:
@@ -192,16 +243,20 @@ class Director:
             return reply.response
 
         group = call.group or f"auto:{call.strategy}"
-        response = await self.cache.complete(call.messages, group=group, params=call.params, cache=cache,
-                                             call=upstream)
+        response = await self.cache.complete(call.messages, group=group, params=call.params, cache=cache, call=upstream)
         hidden = _hidden(response)
         route = served.get("route")
         if route is None or hidden.get("director_route") is not route:
             # Served by the cache (or by an identical call in flight): no call, nothing spent.
             previous = hidden.get("director_route")
             layer = previous.get("cache") if isinstance(previous, (dict, Route)) else None
-            route = Route(cache=layer, group=group, strategy=call.strategy, reason="cache" if layer else "shared",
-                          latency_ms=round((time.perf_counter() - call.started) * 1000, 3))
+            route = Route(
+                cache=layer,
+                group=group,
+                strategy=call.strategy,
+                reason="cache" if layer else "shared",
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            )
             hidden["director_route"] = route
         return response
 
@@ -216,16 +271,22 @@ class Director:
             return Route.model_validate(route)
         raise InputError("this response did not come from director.acompletion (it has no route)")
 
-    def stream_response(self, messages: list[dict[str, Any]], *, model: str | None = None,
-                        tier: str | None = None, strategy: str | None = None, resume: bool = False,
-                        **kwargs: Any) -> ResponseStream:
+    def stream_response(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        tier: str | None = None,
+        strategy: str | None = None,
+        resume: bool = False,
+        **kwargs: Any,
+    ) -> ResponseStream:
         """Stream an answer: an async iterator (and async context manager) of ``TextDelta``
         chunks then one ``StreamEnd`` (usage, cost, route). Planned like ``acompletion``;
         failures before the first token move to the next deployment unseen; after it they
         raise ``StreamInterruptedError(partial_text=...)``, or with ``resume=True`` continue on
         the next deployment. See ``director_llm.engine.stream``."""
-        call = self._call("stream", messages, model=model, tier=tier, strategy=strategy, cache=False,
-                          kwargs=kwargs)
+        call = self._call("stream", messages, model=model, tier=tier, strategy=strategy, cache=False, kwargs=kwargs)
         return self.engine.stream(call, resume=resume)
 
     async def warmup(self) -> None:
@@ -248,8 +309,7 @@ class Director:
         async def send(name: str, timeout: float) -> None:
             # A probe's outcome is evidence like any attempt's: it feeds the breaker.
             try:
-                await self.dispatcher.complete(self.providers[name], PROBE_MESSAGES, {"max_tokens": 1},
-                                               timeout=timeout)
+                await self.dispatcher.complete(self.providers[name], PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout)
             except UpstreamError as exc:
                 if exc.feeds_breaker:
                     await self.breaker.record_failure(name, exc)
@@ -259,8 +319,9 @@ class Director:
         if probe and names:
             await self.engine.warmup()  # the import is not the probe's time
         timeout = probe_timeout or min(5.0, self.config.llm.attempt_timeout_seconds)
-        return await deployment_health(names, breaker=self.breaker, metrics=self.metrics,
-                                       probe=send if probe else None, probe_timeout=timeout)
+        return await deployment_health(
+            names, breaker=self.breaker, metrics=self.metrics, probe=send if probe else None, probe_timeout=timeout
+        )
 
     async def spend(self, *, by: str | None = None) -> SpendReport:
         """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
@@ -291,15 +352,29 @@ class Director:
             from director_llm.engine.classify import Classifier
 
             tier = self.local_tier
-            info = next((d for d in self.providers.values() if d.kind == "local"
-                         and tier is not None and d.name == tier.deployment), None)
-            self._classifier = Classifier(self.config, engine=self.engine, cache=self.cache, local=tier,
-                                          local_info=info)
+            info = next(
+                (
+                    d
+                    for d in self.providers.values()
+                    if d.kind == "local" and tier is not None and d.name == tier.deployment
+                ),
+                None,
+            )
+            self._classifier = Classifier(
+                self.config, engine=self.engine, cache=self.cache, local=tier, local_info=info
+            )
         return self._classifier
 
-    async def classify_intent(self, text: str, history: list[Any] | None = None, *,
-                              strategy: str | None = None, cache: bool | None = None,
-                              tier: str | None = None, model: str | None = None) -> IntentClassification:
+    async def classify_intent(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        cache: bool | None = None,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> IntentClassification:
         """Classify ``text`` into one of the configured flows: an ``IntentClassification``.
 
         ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings);
@@ -309,11 +384,19 @@ class Director:
         Results are cached (``route.cache`` names the layer); ``cache=False`` skips the cache.
         """
         self._check_open()
-        return await self.classifier.classify(text, history, strategy=strategy, cache=cache is not False,
-                                              tier=tier, model=model)
+        return await self.classifier.classify(
+            text, history, strategy=strategy, cache=cache is not False, tier=tier, model=model
+        )
 
-    def stream_intent(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
-                      tier: str | None = None, model: str | None = None) -> AsyncIterator[Any]:
+    def stream_intent(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[Any]:
         """Classify while the answer streams: an async iterator of ``intents.StreamItem``
         (partial results and routing events; the last item is final, ``done=True``)."""
         self._check_open()

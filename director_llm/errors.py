@@ -162,13 +162,21 @@ class ProviderError(DirectorError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, attempts: Sequence[Any] | None = None,
-                 status_code: int | None = None, retry_after: float | None = None,
-                 route: Route | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[Any] | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        route: Route | None = None,
+    ) -> None:
         from director_llm.route import Attempt
 
-        self.attempts = [a if isinstance(a, Attempt) else Attempt(a[0], a[1], redact(a[2]) if len(a) > 2 else "")
-                         for a in (attempts or [])]
+        self.attempts = [
+            a if isinstance(a, Attempt) else Attempt(a[0], a[1], redact(a[2]) if len(a) > 2 else "")
+            for a in (attempts or [])
+        ]
         self.status_code = status_code
         self.retry_after = retry_after
         self.route = route
@@ -179,9 +187,15 @@ class ClassificationError(ProviderError):
     """No deployment produced a valid classification; ``raw_outputs`` holds what each
     returned (secrets redacted) and ``usage`` the tokens spent on the way."""
 
-    def __init__(self, message: str, *, raw_outputs: list[str] | None = None,
-                 attempts: Sequence[Any] | None = None,
-                 usage: dict[str, Any] | None = None, route: Route | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_outputs: list[str] | None = None,
+        attempts: Sequence[Any] | None = None,
+        usage: dict[str, Any] | None = None,
+        route: Route | None = None,
+    ) -> None:
         self.raw_outputs = [redact(r) for r in (raw_outputs or [])]
         self.usage = usage or {}
         super().__init__(message, attempts=attempts, route=route)
@@ -191,8 +205,15 @@ class StreamInterruptedError(ProviderError):
     """A stream failed after tokens reached the caller. ``partial_text`` is what was
     delivered; the caller decides whether to show it, retry, or resume."""
 
-    def __init__(self, message: str, *, partial_text: str, deployment: str | None = None,
-                 attempts: Sequence[Any] | None = None, route: Route | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str,
+        deployment: str | None = None,
+        attempts: Sequence[Any] | None = None,
+        route: Route | None = None,
+    ) -> None:
         self.partial_text = partial_text
         self.deployment = deployment
         super().__init__(message, attempts=attempts, route=route)

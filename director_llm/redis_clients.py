@@ -57,10 +57,16 @@ def redacted_url(url: str) -> str:
 class RedisClients:
     """Clients of one Redis URL (see the module docstring)."""
 
-    def __init__(self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
-                 socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
-                 retry_after_s: float = DEFAULT_RETRY_AFTER_S, decode_responses: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+        socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+        retry_after_s: float = DEFAULT_RETRY_AFTER_S,
+        decode_responses: bool = True,
+    ) -> None:
         self._url = url
         self.url = redacted_url(url)
         self.max_connections = max_connections
@@ -89,9 +95,14 @@ class RedisClients:
         from redis.backoff import NoBackoff
 
         pool = aioredis.BlockingConnectionPool.from_url(
-            self._url, max_connections=self.max_connections, timeout=self.pool_timeout_s,
-            socket_timeout=self.socket_timeout_s, socket_connect_timeout=self.socket_timeout_s,
-            retry=Retry(NoBackoff(), 0), decode_responses=self._decode)
+            self._url,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout_s,
+            socket_timeout=self.socket_timeout_s,
+            socket_connect_timeout=self.socket_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=self._decode,
+        )
         return aioredis.Redis(connection_pool=pool)
 
     # -- outage state ----------------------------------------------------------------------
@@ -107,8 +118,14 @@ class RedisClients:
         if self._outage_started is None:
             self._outage_started = now
             self.outages += 1
-            log.warning("Redis %s unreachable (%s: %s, seen by the %s); using local state and retrying every "
-                        "%.1f s", self.url, type(exc).__name__, _short(exc), user, self.retry_after_s)
+            log.warning(
+                "Redis %s unreachable (%s: %s, seen by the %s); using local state and retrying every %.1f s",
+                self.url,
+                type(exc).__name__,
+                _short(exc),
+                user,
+                self.retry_after_s,
+            )
 
     def mark_up(self) -> None:
         """Record a success: Redis is back (logs the end of an outage once)."""
@@ -124,8 +141,7 @@ class RedisClients:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        return isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError,
-                                TimeoutError))
+        return isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError, TimeoutError))
 
     async def call(self, op: Any, *, timeout_s: float, user: str = "redis") -> Any:
         """Run ``await op(client)`` within ``timeout_s``; outage errors mark Redis down and

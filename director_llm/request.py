@@ -17,18 +17,39 @@ from typing import Any, Literal
 
 from director_llm.errors import InputError
 
-__all__ = ["Call", "Entry", "Needs", "check_params", "check_strategy", "check_text", "needs_of", "sanitize_text",
-           "validate_messages"]
+__all__ = [
+    "Call",
+    "Entry",
+    "Needs",
+    "check_params",
+    "check_strategy",
+    "check_text",
+    "needs_of",
+    "sanitize_text",
+    "validate_messages",
+]
 
 Entry = Literal["complete", "stream", "classify"]
 ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
 STRATEGIES = ("cost", "latency", "quality", "adaptive")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Parameters the engine owns: a caller passing them would bypass it.
-_ENGINE_PARAMS = frozenset({"fallbacks", "num_retries", "max_retries", "model_list", "router",
-                            "litellm_logging_obj", "mock_response", "stream_options"})
+_ENGINE_PARAMS = frozenset(
+    {
+        "fallbacks",
+        "num_retries",
+        "max_retries",
+        "model_list",
+        "router",
+        "litellm_logging_obj",
+        "mock_response",
+        "stream_options",
+    }
+)
 _NUMBER_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
 }
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
@@ -93,8 +114,9 @@ def sanitize_text(text: str) -> str:
 
 def check_text(text: str, where: str, max_chars: int) -> None:
     if len(text) > max_chars:
-        raise InputError(f"{where} is {len(text)} characters, more than the limit of {max_chars} "
-                         "([llm] max_input_chars)")
+        raise InputError(
+            f"{where} is {len(text)} characters, more than the limit of {max_chars} ([llm] max_input_chars)"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -126,9 +148,10 @@ def _check_content(content: Any, where: str, max_chars: int) -> int:
 def validate_messages(messages: Any, *, max_chars: int) -> list[dict[str, Any]]:
     """The messages as a list of dicts, or ``InputError`` naming the first problem."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise InputError(f"messages must be a list of {{'role', 'content'}} dicts, not {type(messages).__name__}"
-                         + (" (wrap a single text as [{'role': 'user', 'content': text}])"
-                            if isinstance(messages, str) else ""))
+        raise InputError(
+            f"messages must be a list of {{'role', 'content'}} dicts, not {type(messages).__name__}"
+            + (" (wrap a single text as [{'role': 'user', 'content': text}])" if isinstance(messages, str) else "")
+        )
     if not messages:
         raise InputError("messages must not be empty")
     out: list[dict[str, Any]] = []
@@ -147,8 +170,9 @@ def validate_messages(messages: Any, *, max_chars: int) -> list[dict[str, Any]]:
         else:
             total += _check_content(content, f"{where}.content", max_chars)
         if total > max_chars:
-            raise InputError(f"the messages hold {total} characters, more than the limit of {max_chars} "
-                             "([llm] max_input_chars)")
+            raise InputError(
+                f"the messages hold {total} characters, more than the limit of {max_chars} ([llm] max_input_chars)"
+            )
         out.append(dict(m))
     return out
 
@@ -156,12 +180,16 @@ def validate_messages(messages: Any, *, max_chars: int) -> list[dict[str, Any]]:
 def check_params(params: Mapping[str, Any], *, entry: Entry) -> dict[str, Any]:
     """Provider parameters, checked; ``InputError`` for values no provider could take."""
     if params.get("stream") and entry != "stream":
-        raise InputError("stream=True is not accepted by acompletion: use director.stream_response(...) "
-                         "for a typed stream with fallback before the first token")
+        raise InputError(
+            "stream=True is not accepted by acompletion: use director.stream_response(...) "
+            "for a typed stream with fallback before the first token"
+        )
     bad = sorted(_ENGINE_PARAMS & params.keys())
     if bad:
-        raise InputError(f"{', '.join(bad)} cannot be passed per call: the engine decides retries, "
-                         "fallbacks and streaming options (see [llm] in the config)")
+        raise InputError(
+            f"{', '.join(bad)} cannot be passed per call: the engine decides retries, "
+            "fallbacks and streaming options (see [llm] in the config)"
+        )
     for name, (low, high) in _NUMBER_RANGES.items():
         value = params.get(name)
         if value is None:

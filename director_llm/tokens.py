@@ -45,14 +45,16 @@ def rough_tokens(messages: Sequence[Any], *, tools: Any = None, response_format:
     return chars // 3 + TOKENS_PER_MESSAGE * len(messages)
 
 
-def prompt_tokens(model: str | None, messages: Sequence[Any], *, tools: Any = None,
-                  response_format: Any = None) -> int:
+def prompt_tokens(model: str | None, messages: Sequence[Any], *, tools: Any = None, response_format: Any = None) -> int:
     """Prompt tokens of a request as a provider bills them (with the margins above)."""
     import litellm
 
     try:
-        counted = int(litellm.token_counter(model=model or _DEFAULT_MODEL, messages=list(messages),
-                                            tools=list(tools) if tools else None))
+        counted = int(
+            litellm.token_counter(
+                model=model or _DEFAULT_MODEL, messages=list(messages), tools=list(tools) if tools else None
+            )
+        )
     except Exception:  # noqa: BLE001 - odd message shapes: fall back to the generous estimate
         return rough_tokens(messages, tools=tools, response_format=response_format)
     if response_format is not None:
@@ -70,7 +72,6 @@ def text_tokens(model: str | None, text: str) -> int:
         return int(litellm.token_counter(model=model or _DEFAULT_MODEL, text=text))
     except Exception:  # noqa: BLE001 - unknown tokenizer: ~4 characters per token, rounded up
         return max(1, -(-len(text) // 4))
-
 
 
 def _schema_of(response_format: Any) -> Any:

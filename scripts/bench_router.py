@@ -32,12 +32,15 @@ async def main(args: argparse.Namespace) -> None:
     from director_llm import Director
     from director_llm.config.loading import parse_config_text
 
-    setup = ('server.respond_with("intent-model", lambda r: Reply(json={"flow": "create_task", "confidence": 0.9, '
-             '"reasoning": "asks for a task", "entities": {}}))')
+    setup = (
+        'server.respond_with("intent-model", lambda r: Reply(json={"flow": "create_task", "confidence": 0.9, '
+        '"reasoning": "asks for a task", "entities": {}}))'
+    )
     with fake_server(setup) as (base, _):
         cfg = parse_config_text(
             f'[llm]\nnum_retries = 0\n[providers.openai]\nmodels = ["gpt-4o-mini"]\n'
-            f'base_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n[caching]\nenabled = false\n')
+            f'base_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n[caching]\nenabled = false\n'
+        )
         director = Director(cfg)
         await director.warmup()
         import litellm
@@ -55,8 +58,11 @@ async def main(args: argparse.Namespace) -> None:
         async def director_call() -> object:
             return await director.acompletion(MESSAGES)
 
-        paths = {"litellm.Router.acompletion": router_call, "litellm.acompletion": litellm_call,
-                 "director.acompletion": director_call}
+        paths = {
+            "litellm.Router.acompletion": router_call,
+            "litellm.acompletion": litellm_call,
+            "director.acompletion": director_call,
+        }
         for call in paths.values():  # warm up every path (clients, lazy imports)
             await latencies(call, 30)
         lat: dict[str, list[float]] = {k: [] for k in paths}
@@ -80,10 +86,13 @@ async def main(args: argparse.Namespace) -> None:
             print(out.getvalue())
 
         # Classification from the memory cache (L1): the engine's cache path end to end.
-        cached = Director(parse_config_text(
-            f'[providers.openai]\nmodels = ["intent-model"]\nbase_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n'
-            '[providers.openai.overrides.intent-model]\ninput_price_per_million = 0.1\noutput_price_per_million = 0.4\n'
-            '[caching]\nmemory_size_mb = 16\n'))
+        cached = Director(
+            parse_config_text(
+                f'[providers.openai]\nmodels = ["intent-model"]\nbase_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n'
+                "[providers.openai.overrides.intent-model]\ninput_price_per_million = 0.1\noutput_price_per_million = 0.4\n"
+                "[caching]\nmemory_size_mb = 16\n"
+            )
+        )
         await cached.classify_intent("quero criar uma tarefa para amanhã")
         l1 = await latencies(lambda: cached.classify_intent("quero criar uma tarefa para amanhã"), 2000)
         await cached.aclose()
@@ -91,17 +100,23 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"{'path':30} {'c=1 p50 ms':>11} {'c=1 p99 ms':>11} {f'c={args.concurrency} req/s':>12} {'CPU us/req':>11}")
     for name in paths:
-        print(f"{name:30} {pct(lat[name], .5) * 1000:11.2f} {pct(lat[name], .99) * 1000:11.2f} "
-              f"{statistics.median(tput[name]):12.1f} {statistics.median(cpu[name]) * 1e6:11.0f}")
+        print(
+            f"{name:30} {pct(lat[name], 0.5) * 1000:11.2f} {pct(lat[name], 0.99) * 1000:11.2f} "
+            f"{statistics.median(tput[name]):12.1f} {statistics.median(cpu[name]) * 1e6:11.0f}"
+        )
     router, director_name = "litellm.Router.acompletion", "director.acompletion"
-    r_lat = pct(lat[director_name], .5) / pct(lat[router], .5)
+    r_lat = pct(lat[director_name], 0.5) / pct(lat[router], 0.5)
     r_tput = statistics.median(tput[director_name]) / statistics.median(tput[router])
     added = (statistics.median(cpu[director_name]) - statistics.median(cpu["litellm.acompletion"])) * 1e6
-    print(f"director/Router: c=1 p50 latency x{r_lat:.3f} (target <= 1.05), "
-          f"c={args.concurrency} throughput x{r_tput:.3f} (target >= 0.95)")
+    print(
+        f"director/Router: c=1 p50 latency x{r_lat:.3f} (target <= 1.05), "
+        f"c={args.concurrency} throughput x{r_tput:.3f} (target >= 0.95)"
+    )
     print(f"CPU Director adds per request over a bare litellm.acompletion: {added:.0f} us")
-    print(f"classify_intent from the memory cache: p50 {pct(l1, .5) * 1e6:.1f} us, p99 {pct(l1, .99) * 1e6:.1f} us "
-          "(target p50 <= 50 us)")
+    print(
+        f"classify_intent from the memory cache: p50 {pct(l1, 0.5) * 1e6:.1f} us, p99 {pct(l1, 0.99) * 1e6:.1f} us "
+        "(target p50 <= 50 us)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Write the config reference and JSON Schema generated from director_llm/config/models.py.
 
-    python scripts/gen_config_docs.py           # write docs/configuration.md, docs/director.schema.json
-    python scripts/gen_config_docs.py --check   # exit 1 if a committed file differs (what the test checks)
+python scripts/gen_config_docs.py           # write docs/configuration.md, docs/director.schema.json
+python scripts/gen_config_docs.py --check   # exit 1 if a committed file differs (what the test checks)
 """
 
 from __future__ import annotations

@@ -67,12 +67,18 @@ def budget_limits(config: DirectorConfig) -> BudgetLimits:
         for name, p in config.providers.items()
         if p.budget_per_hour is not None or p.budget_per_day is not None
     }
-    return BudgetLimits(per_hour=config.llm.budget_per_hour, per_day=config.llm.budget_per_day,
-                        per_provider=per_provider)
+    return BudgetLimits(
+        per_hour=config.llm.budget_per_hour, per_day=config.llm.budget_per_day, per_provider=per_provider
+    )
 
 
-def ledger_from_config(config: DirectorConfig, *, clock: Callable[[], datetime] | None = None,
-                       prefix: str | None = None, redis: RedisClients | None = None) -> BudgetLedger:
+def ledger_from_config(
+    config: DirectorConfig,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    prefix: str | None = None,
+    redis: RedisClients | None = None,
+) -> BudgetLedger:
     """``RedisLedger`` when ``config.redis_state_url`` is set (shared by every process on that
     Redis), else ``MemoryLedger``. Reservations outlive the longest request by a margin."""
     limits = budget_limits(config)
@@ -92,8 +98,11 @@ def has_limits(limits: Any) -> bool:
     """Whether ``BudgetLimits`` sets any window (global or per provider)."""
     if limits is None:
         return False
-    return (limits.per_hour is not None or limits.per_day is not None
-            or any(v is not None for lim in limits.per_provider.values() for v in lim))
+    return (
+        limits.per_hour is not None
+        or limits.per_day is not None
+        or any(v is not None for lim in limits.per_provider.values() for v in lim)
+    )
 
 
 def fits(remaining: Mapping[str, float], provider: str, amount: float) -> bool:
@@ -157,8 +166,9 @@ class BudgetGuard:
         """The most one call can cost in USD (0 for a zero-cost deployment)."""
         if is_free(info):
             return 0.0
-        return estimate_worst_case_cost(prompt_tokens, max_tokens, info.price.input_per_token or 0.0,
-                                        info.price.output_per_token or 0.0)
+        return estimate_worst_case_cost(
+            prompt_tokens, max_tokens, info.price.input_per_token or 0.0, info.price.output_per_token or 0.0
+        )
 
     @staticmethod
     def cost(info: DeploymentInfo, prompt_tokens: int, completion_tokens: int) -> float:
@@ -190,8 +200,13 @@ class BudgetGuard:
                     f"(${w.spent_usd:.6f} spent, ${w.reserved_usd:.6f} held by calls in flight). It resets "
                     f"at {w.resets_at.isoformat()}. Use a cheaper or local tier, lower max_tokens, wait "
                     f"for the reset, or raise the budget in the config.",
-                    window=name, limit_usd=w.limit_usd or 0.0, spent_usd=w.spent_usd,
-                    reserved_usd=w.reserved_usd, requested_usd=amount, resets_at=w.resets_at)
+                    window=name,
+                    limit_usd=w.limit_usd or 0.0,
+                    spent_usd=w.spent_usd,
+                    reserved_usd=w.reserved_usd,
+                    requested_usd=amount,
+                    resets_at=w.resets_at,
+                )
         return AttemptOverBudgetError(window="hour", limit_usd=0.0, spent_usd=0.0, requested_usd=amount)
 
     # -- the request path ------------------------------------------------------------------
@@ -209,9 +224,14 @@ class BudgetGuard:
                 raise BudgetStoreDownError(str(exc)) from None
             except BudgetExceededError as exc:
                 raise AttemptOverBudgetError(
-                    str(exc), window=exc.window, limit_usd=exc.limit_usd, spent_usd=exc.spent_usd,
-                    reserved_usd=exc.reserved_usd, requested_usd=exc.requested_usd,
-                    resets_at=exc.resets_at) from None
+                    str(exc),
+                    window=exc.window,
+                    limit_usd=exc.limit_usd,
+                    spent_usd=exc.spent_usd,
+                    reserved_usd=exc.reserved_usd,
+                    requested_usd=exc.requested_usd,
+                    resets_at=exc.resets_at,
+                ) from None
         hold = Hold(next(_ids), info, reservation, amount, prompt_tokens, max_tokens)
         self._open[hold.id] = hold
         return hold
@@ -283,8 +303,9 @@ class BudgetGuard:
         assert hold.reservation is not None
         try:
             self.round_trips += 1
-            await asyncio.shield(self.ledger.settle(hold.reservation, actual_usd=cost, prompt_tokens=pt,
-                                                    completion_tokens=ct))
+            await asyncio.shield(
+                self.ledger.settle(hold.reservation, actual_usd=cost, prompt_tokens=pt, completion_tokens=ct)
+            )
         except BudgetBackendError as exc:  # retried already; the hold expires with its TTL
             self._warn(exc)
 
@@ -310,9 +331,16 @@ class BudgetGuard:
         for (provider, model), (cost, pt, ct, n) in pending.items():
             try:
                 self.round_trips += 1
-                await asyncio.shield(self.ledger.record_usage(provider=provider, model=model, actual_usd=cost,
-                                                              prompt_tokens=int(pt), completion_tokens=int(ct),
-                                                              requests=int(n)))
+                await asyncio.shield(
+                    self.ledger.record_usage(
+                        provider=provider,
+                        model=model,
+                        actual_usd=cost,
+                        prompt_tokens=int(pt),
+                        completion_tokens=int(ct),
+                        requests=int(n),
+                    )
+                )
             except BudgetBackendError as exc:
                 self._warn(exc)
 
@@ -343,8 +371,11 @@ class BudgetGuard:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                log.warning("%d budget reservations still open after %.1fs; they expire with their TTL",
-                            len(self._open), timeout)
+                log.warning(
+                    "%d budget reservations still open after %.1fs; they expire with their TTL",
+                    len(self._open),
+                    timeout,
+                )
                 return
             if self._settling:
                 await asyncio.wait(set(self._settling), timeout=left)

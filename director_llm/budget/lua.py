@@ -61,7 +61,9 @@ end
 # KEYS: for window i, KEYS[2i-1] = hash, KEYS[2i] = zset.
 # ARGV: now_ms, expires_ms, id, amount, then per window i: limit ('' = none), keep_ttl_ms.
 # Returns {1} when granted, {0, i, spent, reserved} for the first window that refused.
-RESERVE = _PURGE + """
+RESERVE = (
+    _PURGE
+    + """
 local n = #KEYS / 2
 local now, amount = ARGV[1], tonumber(ARGV[4])
 local field = 'r:' .. ARGV[3]
@@ -88,6 +90,7 @@ for i = 1, n do
 end
 return {1}
 """
+)
 
 # Settle (and release, with actual = '0' and no stats pairs).
 # KEYS: window pairs as above, then the hour's stats hash, then the hour's done hash.
@@ -133,7 +136,9 @@ return {live, 0}
 """
 
 # KEYS: window pairs. ARGV: now_ms. Purges, then returns {spent1, reserved1, spent2, ...}.
-STATUS = _PURGE + """
+STATUS = (
+    _PURGE
+    + """
 local out = {}
 for i = 1, #KEYS / 2 do
   purge(KEYS[2*i-1], KEYS[2*i], ARGV[1])
@@ -143,3 +148,4 @@ for i = 1, #KEYS / 2 do
 end
 return out
 """
+)

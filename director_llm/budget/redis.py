@@ -78,24 +78,30 @@ class RedisLedger(_LedgerBase):
     concurrent reservations can never jointly exceed a limit and a retried settlement is
     booked once."""
 
-    def __init__(self, redis_url: str | None = None, *, prefix: str = DEFAULT_REDIS_PREFIX,
-                 limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
-                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
-                 client: Redis | None = None, redis: RedisClients | None = None,
-                 timeout_s: float = DEFAULT_REDIS_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        prefix: str = DEFAULT_REDIS_PREFIX,
+        limits: BudgetLimits,
+        clock: Callable[[], datetime] | None = None,
+        reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+        client: Redis | None = None,
+        redis: RedisClients | None = None,
+        timeout_s: float = DEFAULT_REDIS_TIMEOUT_S,
+    ) -> None:
         super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
         if sum(x is not None for x in (redis_url, client, redis)) != 1:
             raise ValueError("pass exactly one of redis_url, client or redis")
         self._hub = redis
         """The Director's shared client factory (one pool per loop, one outage state)."""
-        import redis.asyncio  # noqa: F401 - import now, not on the first (timed) reservation
+        import redis.asyncio
 
         self._url = redis_url
         self._timeout_s = timeout_s
         self._given = client
         # Our own clients, one per event loop (a connection cannot move between loops).
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
-            weakref.WeakKeyDictionary())
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
         self._closed = False
         # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require;
         # keys still start with ``prefix`` so ``SCAN prefix*`` finds them all.
@@ -126,9 +132,15 @@ class RedisLedger(_LedgerBase):
 
         # A bounded timeout: a hung Redis must fail the reservation, not hang the request.
         # redis-py's own retries are off: only our idempotent scripts may be re-sent.
-        return _Client(aioredis.Redis.from_url(
-            self._url, decode_responses=True, socket_timeout=self._timeout_s,
-            socket_connect_timeout=self._timeout_s, retry=Retry(NoBackoff(), 0)))
+        return _Client(
+            aioredis.Redis.from_url(
+                self._url,
+                decode_responses=True,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+        )
 
     @property
     def _redis(self) -> Redis:
@@ -149,8 +161,7 @@ class RedisLedger(_LedgerBase):
         """The Redis key of the ids settled or released among one hour's reservations."""
         return f"{self._tag}:d:{hour}"
 
-    async def _call(self, name: str, keys: list[str], args: list[Any], *,
-                    background: bool = False) -> Any:
+    async def _call(self, name: str, keys: list[str], args: list[Any], *, background: bool = False) -> Any:
         """Run one script; ``background`` (settle/release, off the request path) retries
         longer and after timeouts too."""
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -205,8 +216,9 @@ class RedisLedger(_LedgerBase):
         if client.redis is not self._given and all(c is not client for c in self._clients.values()):
             await client.redis.aclose()  # a one-off client of a late call after aclose()
 
-    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
-                    now: datetime) -> tuple[int, int, int] | None:
+    async def _hold(
+        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+    ) -> tuple[int, int, int] | None:
         args: list[Any] = [_ms(now), _ms(res.expires_at), res.id, amount]
         for w in windows:
             args += ["" if w.limit is None else w.limit, _ttl_ms(w.keep_until, now)]
@@ -215,9 +227,16 @@ class RedisLedger(_LedgerBase):
             return None
         return int(reply[1]) - 1, int(reply[2]), int(reply[3])
 
-    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
-        keys = self._keys(windows) + [self.stats_key(res.hour), self.done_key(res.hour)]
+    async def _book(
+        self,
+        res: Reservation,
+        windows: Sequence[_Window],
+        actual: int,
+        stats: list[tuple[str, int]],
+        stats_keep: datetime,
+        kind: str,
+    ) -> bool:
+        keys = [*self._keys(windows), self.stats_key(res.hour), self.done_key(res.hour)]
         now = self._now()
         args: list[Any] = [res.id, actual, len(windows)]
         args += [_ttl_ms(w.keep_until, now) for w in windows] + [_ttl_ms(stats_keep, now), kind]
@@ -226,8 +245,7 @@ class RedisLedger(_LedgerBase):
         reply = await self._call("SETTLE", keys, args, background=True)
         return bool(int(reply[0]))
 
-    async def _read_windows(self, windows: Sequence[_Window],
-                            now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
         reply = await self._call("STATUS", self._keys(windows), [_ms(now)])
         return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
@@ -296,7 +314,8 @@ class _Client:
 def _backend_error(exc: BaseException) -> BudgetBackendError:
     return BudgetBackendError(
         f"budget store unavailable ({type(exc).__name__}: {exc}); spend cannot be checked, so "
-        "only zero-cost tiers can be served until Redis is back")
+        "only zero-cost tiers can be served until Redis is back"
+    )
 
 
 def _text(value: str | bytes) -> str:
@@ -311,4 +330,3 @@ def _ttl_ms(keep_until: datetime, now: datetime) -> int:
     """A key's remaining lifetime, measured on the ledger's own clock (the one that named
     the window), sent as a relative ``PEXPIRE``: Redis's clock never enters into it."""
     return max(_MIN_KEY_TTL_MS, int((keep_until - now).total_seconds() * 1000))
-

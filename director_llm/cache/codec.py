@@ -84,10 +84,9 @@ def unpack(blob: bytes, *, key: str = "", signing_key: bytes | None = None) -> t
         return expires_at, blob[HEADER_SIZE:]
     if len(blob) < HEADER_SIZE + TAG_SIZE:
         raise EnvelopeError("signed entry too short")
-    tag = blob[HEADER_SIZE:HEADER_SIZE + TAG_SIZE]
-    payload = blob[HEADER_SIZE + TAG_SIZE:]
-    if signing_key is not None and not hmac.compare_digest(
-            tag, _tag(signing_key, key, blob[:HEADER_SIZE], payload)):
+    tag = blob[HEADER_SIZE : HEADER_SIZE + TAG_SIZE]
+    payload = blob[HEADER_SIZE + TAG_SIZE :]
+    if signing_key is not None and not hmac.compare_digest(tag, _tag(signing_key, key, blob[:HEADER_SIZE], payload)):
         raise EnvelopeError("bad signature")
     return expires_at, payload
 

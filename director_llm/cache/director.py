@@ -77,8 +77,15 @@ _log = logging.getLogger("director_llm.cache")
 _WARN_EVERY_S = 60.0
 
 #: Route fields of a classification served from the cache (no call, no cost).
-_HIT_ROUTE: dict[str, Any] = {"calls": 0, "attempts": [], "cost_usd": 0.0, "prompt_tokens": 0,
-                               "completion_tokens": 0, "reserved_cost_usd": None, "repaired": False}
+_HIT_ROUTE: dict[str, Any] = {
+    "calls": 0,
+    "attempts": [],
+    "cost_usd": 0.0,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "reserved_cost_usd": None,
+    "repaired": False,
+}
 
 
 # --------------------------------------------------------------------------------- cache
@@ -90,14 +97,13 @@ class DirectorCache:
     credentials of the namespace and ``DIRECTOR_CACHE_SECRET`` are read, once, here.
     """
 
-    def __init__(self, config: DirectorConfig, *, namespace: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: DirectorConfig, *, namespace: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         caching = config.caching
         self.settings = caching
         self._memory_bytes = int(caching.memory_size_mb * 2**20) if caching.memory_size_mb else None
-        self.enabled = caching.enabled and bool(
-            self._memory_bytes or caching.redis_url or caching.disk_cache_path
-        )
+        self.enabled = caching.enabled and bool(self._memory_bytes or caching.redis_url or caching.disk_cache_path)
         self.cache_chat = self.enabled and caching.cache_chat
         self._config = config
         self._namespace = namespace
@@ -145,14 +151,21 @@ class DirectorCache:
 
         s = self.settings
         layers: dict[str, Any] = {"redis_url": s.redis_url, "disk_path": s.disk_cache_path}
-        options: dict[str, Any] = {"redis_timeout_s": s.redis_timeout_ms / 1000,
-                                   "signing_key": signing_key(self._secret)}
+        options: dict[str, Any] = {
+            "redis_timeout_s": s.redis_timeout_ms / 1000,
+            "signing_key": signing_key(self._secret),
+        }
         if self.redis_backoff_s is not None:
             options["redis_backoff_s"] = self.redis_backoff_s
         while True:
             try:
-                return TieredCache(memory_bytes=self._memory_bytes, ttl_seconds=s.ttl_seconds,
-                                   namespace=self.namespace, **layers, **options)
+                return TieredCache(
+                    memory_bytes=self._memory_bytes,
+                    ttl_seconds=s.ttl_seconds,
+                    namespace=self.namespace,
+                    **layers,
+                    **options,
+                )
             except ConfigError as exc:
                 # The cache never fails a request: leave the layer out, say so once.
                 layer = {"caching.disk_cache_path": "disk_path", "caching.redis_url": "redis_url"}.get(exc.key or "")
@@ -183,8 +196,9 @@ class DirectorCache:
             _log.debug("cache: %s failed (%s: %s)", what, type(exc).__name__, exc)
 
     # ------------------------------------------------------------------------------- chat
-    def chat_key(self, messages: Sequence[Any], *, group: str, params: Mapping[str, Any],
-                 cache: bool | None) -> str | None:
+    def chat_key(
+        self, messages: Sequence[Any], *, group: str, params: Mapping[str, Any], cache: bool | None
+    ) -> str | None:
         """The key to use for this chat call, or None when it must not be cached."""
         if not self.cache_chat or cache is False or params.get("stream"):
             return None
@@ -238,21 +252,36 @@ class DirectorCache:
         return response
 
     # ------------------------------------------------------------------------ classification
-    def classification_key(self, text: str, *, history: Sequence[Any] = (), tier: str | None = None,
-                           strategy: str | None = None, flows_fingerprint: str | None = None) -> str | None:
+    def classification_key(
+        self,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
+    ) -> str | None:
         """Key of a classification: ``text`` as cleaned, ``history`` as the prompt shows it
         (``intents.prompts.history_lines``), the tier asked (None: chosen by strategy), the
         strategy (None: the config's default) and the flows' fingerprint. None: uncacheable."""
         return classification_cache_key(
-            text, history=list(history), tier=tier,
+            text,
+            history=list(history),
+            tier=tier,
             strategy=strategy or self._config.llm.default_strategy,
             extra={"flows": flows_fingerprint},
         )
 
     async def lookup_classification(
-        self, text: str, *, history: Sequence[Any] = (), tier: str | None = None,
-        strategy: str | None = None, flows_fingerprint: str | None = None,
-        valid_flows: Iterable[str], started: float | None = None,
+        self,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
+        valid_flows: Iterable[str],
+        started: float | None = None,
     ) -> IntentClassification | None:
         """The cached classification of this request, or None (a miss).
 
@@ -263,8 +292,13 @@ class DirectorCache:
         started = time.perf_counter() if started is None else started
         try:
             tiered = self.tiered()
-            key = self.classification_key(text, history=history, tier=tier, strategy=strategy,
-                                          flows_fingerprint=flows_fingerprint) if tiered is not None else None
+            key = (
+                self.classification_key(
+                    text, history=history, tier=tier, strategy=strategy, flows_fingerprint=flows_fingerprint
+                )
+                if tiered is not None
+                else None
+            )
             if tiered is None or key is None:
                 return None
             hit = await tiered.get(key, codec=self._codec(valid_flows))
@@ -275,13 +309,20 @@ class DirectorCache:
             return None
         value = hit.value  # shared with other readers (the codec keeps it): annotate a copy
         # Attempts, cost and tokens were zeroed when stored: a hit only says who answered.
-        route = value.route.model_copy(update={"cache": hit.layer,
-                                               "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
+        route = value.route.model_copy(
+            update={"cache": hit.layer, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        )
         return value.model_copy(update={"route": route})  # type: ignore[no-any-return]
 
     async def store_classification(
-        self, result: IntentClassification, text: str, *, history: Sequence[Any] = (),
-        tier: str | None = None, strategy: str | None = None, flows_fingerprint: str | None = None,
+        self,
+        result: IntentClassification,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
         valid_flows: Iterable[str],
     ) -> None:
         """Store ``result`` (a model's answer) under this request's key, in the background
@@ -291,8 +332,13 @@ class DirectorCache:
             return
         try:
             tiered = self.tiered()
-            key = self.classification_key(text, history=history, tier=tier, strategy=strategy,
-                                          flows_fingerprint=flows_fingerprint) if tiered is not None else None
+            key = (
+                self.classification_key(
+                    text, history=history, tier=tier, strategy=strategy, flows_fingerprint=flows_fingerprint
+                )
+                if tiered is not None
+                else None
+            )
             if tiered is None or key is None:
                 return
             # What a hit reports: no attempts, nothing spent (done here, on the miss path, so

@@ -75,8 +75,13 @@ def _disk_class() -> type:
 class DiskLayer:
     """``key -> blob`` in a diskcache directory; reads inline, writes on a worker thread."""
 
-    def __init__(self, path: str | Path, *, size_limit_bytes: int = DEFAULT_SIZE_LIMIT_BYTES,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        size_limit_bytes: int = DEFAULT_SIZE_LIMIT_BYTES,
+        logger: logging.Logger | None = None,
+    ) -> None:
         import diskcache
 
         self.path = Path(path).expanduser()
@@ -134,8 +139,12 @@ class DiskLayer:
         self.quarantined.extend(moved)
         where = moved[0] if moved else "(nothing moved)"
         self._log.warning(
-            "cache: the disk cache database %s is corrupt (%s: %s); moved it aside to %s and "
-            "started an empty one", self.path / _DB_FILES[0], type(exc).__name__, exc, where)
+            "cache: the disk cache database %s is corrupt (%s: %s); moved it aside to %s and started an empty one",
+            self.path / _DB_FILES[0],
+            type(exc).__name__,
+            exc,
+            where,
+        )
 
     def _rebuild(self, exc: BaseException) -> bool:
         """Replace a database found corrupt while running (at most once per interval);
@@ -153,8 +162,11 @@ class DiskLayer:
         try:
             self._cache = self._connect()
         except (OSError, sqlite3.Error) as err:
-            self._log.warning("cache: could not start a new disk cache database in %s (%s); "
-                              "the disk layer keeps missing", self.path, err)
+            self._log.warning(
+                "cache: could not start a new disk cache database in %s (%s); the disk layer keeps missing",
+                self.path,
+                err,
+            )
         return True
 
     def _failed(self, what: str, exc: BaseException) -> CacheError:

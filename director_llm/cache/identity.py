@@ -53,11 +53,26 @@ SECRET_ENV = "DIRECTOR_CACHE_SECRET"
 _DOMAIN_LABEL = b"director-llm/cache/v1"
 #: Per-call parameters that carry a credential or select an endpoint/account. They are part
 #: of a chat key as a keyed digest, never as plain text.
-SECRET_PARAMS = frozenset({
-    "api_key", "api_base", "base_url", "extra_headers", "headers", "organization", "api_version",
-    "azure_ad_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-    "aws_profile_name", "vertex_credentials", "vertex_project", "client_secret", "token",
-})
+SECRET_PARAMS = frozenset(
+    {
+        "api_key",
+        "api_base",
+        "base_url",
+        "extra_headers",
+        "headers",
+        "organization",
+        "api_version",
+        "azure_ad_token",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile_name",
+        "vertex_credentials",
+        "vertex_project",
+        "client_secret",
+        "token",
+    }
+)
 #: Endpoint variables LiteLLM reads for a provider kind when ``base_url`` is not set.
 _ENDPOINT_ENVS: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_ORGANIZATION"),
@@ -92,8 +107,9 @@ def keyed_digest(value: Any, *, secret: bytes | None, purpose: str = "credential
     elif isinstance(value, str):
         data = value.encode("utf-8")
     else:
-        data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
     return hmac.new(_subkey(secret, purpose), data, hashlib.sha256).hexdigest()
 
 
@@ -116,8 +132,9 @@ def _values(names: Iterable[str], env: Mapping[str, str]) -> list[str]:
     return sorted({env[name] for name in names if env.get(name)})
 
 
-def credential_identity(config: DirectorConfig, *, environ: Mapping[str, str] | None = None,
-                        secret: bytes | None = None) -> str:
+def credential_identity(
+    config: DirectorConfig, *, environ: Mapping[str, str] | None = None, secret: bytes | None = None
+) -> str:
     """Keyed digest of the credentials (and environment-chosen endpoints) of every enabled
     provider of ``config``, read from ``environ`` (default ``os.environ``) now."""
     env = os.environ if environ is None else environ

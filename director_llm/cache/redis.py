@@ -184,7 +184,10 @@ class RedisLayer:
             self._warned_at = now
         log(
             "cache: Redis layer %s unreachable (%s: %s); skipping it and retrying every %.1f s",
-            self.url, type(exc).__name__, exc, self._backoff_s,
+            self.url,
+            type(exc).__name__,
+            exc,
+            self._backoff_s,
         )
         if not self._closed and (self._probe is None or self._probe.done()):
             self._probe = asyncio.get_running_loop().create_task(

@@ -25,12 +25,28 @@ __all__ = ["NON_ANSWER_PARAMS", "chat_cache_key", "config_namespace"]
 #: Request parameters that never change what the model answers: transport, retries,
 #: routing and bookkeeping. Everything else a caller passes is part of the chat key (the
 #: credential/endpoint ones, ``identity.SECRET_PARAMS``, as a keyed digest).
-NON_ANSWER_PARAMS = frozenset({
-    "metadata", "timeout", "request_timeout", "stream_timeout", "num_retries", "max_retries",
-    "fallbacks", "context_window_fallbacks", "user",
-    "litellm_logging_obj", "litellm_call_id", "litellm_trace_id", "mock_testing_fallbacks",
-    "stream_options", "cache", "caching", "no-log", "proxy_server_request",
-})
+NON_ANSWER_PARAMS = frozenset(
+    {
+        "metadata",
+        "timeout",
+        "request_timeout",
+        "stream_timeout",
+        "num_retries",
+        "max_retries",
+        "fallbacks",
+        "context_window_fallbacks",
+        "user",
+        "litellm_logging_obj",
+        "litellm_call_id",
+        "litellm_trace_id",
+        "mock_testing_fallbacks",
+        "stream_options",
+        "cache",
+        "caching",
+        "no-log",
+        "proxy_server_request",
+    }
+)
 #: Provider fields that cannot change an answer (left out of the namespace fingerprint; the
 #: key *values* the variables hold are in it, through the credential identity).
 _PROVIDER_FIELDS_IGNORED = {"api_key_env", "api_key_envs", "timeout_seconds", "budget_per_hour", "budget_per_day"}
@@ -48,8 +64,13 @@ def _prompt_version() -> str | None:
     return getattr(prompts, "PROMPT_VERSION", None)
 
 
-def config_namespace(config: DirectorConfig, *, prompt_version: str | None = None,
-                     environ: Mapping[str, str] | None = None, secret: bytes | None = None) -> str:
+def config_namespace(
+    config: DirectorConfig,
+    *,
+    prompt_version: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    secret: bytes | None = None,
+) -> str:
     """The cache namespace of ``config``: a fingerprint of what shapes answers, including the
     credential identity read from ``environ`` (default ``os.environ``) and keyed by
     ``secret`` (default: ``DIRECTOR_CACHE_SECRET`` from that environment; module doc)."""
@@ -90,7 +111,8 @@ def _normalize_message(message: Any) -> Any:
     elif isinstance(content, list):
         out["content"] = [
             {**part, "text": normalize_for_completion(part["text"])}
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str) else part
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+            else part
             for part in content
         ]
     return out
@@ -104,8 +126,9 @@ def _jsonable_param(value: Any) -> Any:
     return value
 
 
-def chat_cache_key(messages: Sequence[Any], *, group: str, params: Mapping[str, Any],
-                   secret: bytes | None = None) -> str | None:
+def chat_cache_key(
+    messages: Sequence[Any], *, group: str, params: Mapping[str, Any], secret: bytes | None = None
+) -> str | None:
     """Key of a chat completion, or None when a part has no JSON form (call goes uncached).
 
     Credential and endpoint parameters (``identity.SECRET_PARAMS``) enter as a digest keyed
@@ -116,8 +139,11 @@ def chat_cache_key(messages: Sequence[Any], *, group: str, params: Mapping[str, 
         for k, v in params.items():
             if k in NON_ANSWER_PARAMS:
                 continue
-            kept[k] = (f"hmac:{keyed_digest(v, secret=secret, purpose='call-credential')}"
-                       if k in SECRET_PARAMS and v is not None else _jsonable_param(v))
+            kept[k] = (
+                f"hmac:{keyed_digest(v, secret=secret, purpose='call-credential')}"
+                if k in SECRET_PARAMS and v is not None
+                else _jsonable_param(v)
+            )
         payload = {"messages": [_normalize_message(m) for m in messages], "group": group, "params": kept}
         return make_key(_CHAT_NS, payload)
     except (TypeError, ValueError):

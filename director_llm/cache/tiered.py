@@ -114,17 +114,18 @@ class TieredCache:
         if redis_url:
             from director_llm.cache.redis import RedisLayer
 
-            self._redis = RedisLayer(
-                redis_url, timeout_s=redis_timeout_s, backoff_s=redis_backoff_s, logger=self._log
-            )
+            self._redis = RedisLayer(redis_url, timeout_s=redis_timeout_s, backoff_s=redis_backoff_s, logger=self._log)
         self._disk = None
         if disk_path:
             from director_llm.cache.disk import DEFAULT_SIZE_LIMIT_BYTES, DiskLayer
 
-            self._disk = DiskLayer(disk_path, size_limit_bytes=disk_size_limit_bytes or DEFAULT_SIZE_LIMIT_BYTES,
-                                   logger=self._log)
+            self._disk = DiskLayer(
+                disk_path, size_limit_bytes=disk_size_limit_bytes or DEFAULT_SIZE_LIMIT_BYTES, logger=self._log
+            )
         self._counters: dict[LayerName, LayerCounters] = {
-            "memory": LayerCounters(), "redis": LayerCounters(), "disk": LayerCounters()
+            "memory": LayerCounters(),
+            "redis": LayerCounters(),
+            "disk": LayerCounters(),
         }
         self._lookups = self._hits = self._computes = self._coalesced = 0
         self._dropped_writes = self._encode_errors = 0
@@ -242,8 +243,9 @@ class TieredCache:
         now = time.monotonic()
         if now - self._corrupt_warned_at.get(layer, -_CORRUPT_WARN_EVERY_S) >= _CORRUPT_WARN_EVERY_S:
             self._corrupt_warned_at[layer] = now
-            self._log.warning("cache: ignoring and deleting an invalid %s entry %s (%s); treated as a miss",
-                              layer, full, reason)
+            self._log.warning(
+                "cache: ignoring and deleting an invalid %s entry %s (%s); treated as a miss", layer, full, reason
+            )
         else:
             self._log.debug("cache: dropping invalid %s entry %s (%s)", layer, full, reason)
 

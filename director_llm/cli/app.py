@@ -40,8 +40,13 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $DIRECTOR_CONFIG, else ./configs/director.toml, "
-                 "else the built-in default).", envvar="DIRECTOR_CONFIG", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $DIRECTOR_CONFIG, else ./configs/director.toml, else the built-in default).",
+        envvar="DIRECTOR_CONFIG",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout (errors too).")]
 
@@ -56,8 +61,10 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool | None, typer.Option(
-        "--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
 ) -> None:
     """Robust, cheap and fast LLM calls for Director, from one config file."""
 
@@ -87,8 +94,9 @@ def check_config(
     path: Annotated[Path | None, typer.Argument(help="Config file to check.", show_default=False)] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Treat warnings (missing keys, unknown prices) as errors.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat warnings (missing keys, unknown prices) as errors.")
+    ] = False,
 ) -> None:
     """Validate a config and show what it resolves to, without calling any model."""
     from director_llm.config.loading import load_config, resolve_config_path
@@ -100,9 +108,16 @@ def check_config(
     except DirectorError as exc:
         if as_json:
             problems = getattr(exc, "problems", [str(exc)])
-            print(json.dumps({"source": str(source), "valid": False,
-                              "error": {"type": type(exc).__name__, "message": str(exc), "problems": problems}},
-                             ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "source": str(source),
+                        "valid": False,
+                        "error": {"type": type(exc).__name__, "message": str(exc), "problems": problems},
+                    },
+                    ensure_ascii=False,
+                )
+            )
             raise typer.Exit(exc.exit_code) from None
         raise fail(exc) from None
     report = config_report(cfg, source=str(source), strict=strict)
@@ -117,8 +132,15 @@ def check_config(
 
 
 # Feature commands live in their own modules (cmd_*.py) and register on ``app`` when imported.
-COMMAND_MODULES: tuple[str, ...] = ("cmd_init", "cmd_classify", "cmd_chat", "cmd_eval", "cmd_costs", "cmd_health",
-                                    "cmd_cache")
+COMMAND_MODULES: tuple[str, ...] = (
+    "cmd_init",
+    "cmd_classify",
+    "cmd_chat",
+    "cmd_eval",
+    "cmd_costs",
+    "cmd_health",
+    "cmd_cache",
+)
 
 
 def _register_commands() -> None:

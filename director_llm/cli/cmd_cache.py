@@ -17,8 +17,7 @@ from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
 from director_llm.cli.render import esc
 from director_llm.errors import DirectorError
 
-cache_app = typer.Typer(name="cache", help="Inspect or clear the response cache of a config.",
-                        no_args_is_help=True)
+cache_app = typer.Typer(name="cache", help="Inspect or clear the response cache of a config.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
@@ -42,13 +41,15 @@ async def _inspect(cache: Any) -> dict[str, Any]:
         await tiered.aclose()
     layers = report["layers"]
     if "memory" in counts:
-        layers["memory"] = {"max_bytes": stats.memory_max_bytes, "entries": counts["memory"],
-                            "note": "in-process: empty in a new process"}
+        layers["memory"] = {
+            "max_bytes": stats.memory_max_bytes,
+            "entries": counts["memory"],
+            "note": "in-process: empty in a new process",
+        }
     if "redis" in counts:
         from director_llm.cache.redis import redacted_url
 
-        layers["redis"] = {"url": redacted_url(s.redis_url), "state": stats.redis_state,
-                           "entries": counts["redis"]}
+        layers["redis"] = {"url": redacted_url(s.redis_url), "state": stats.redis_state, "entries": counts["redis"]}
     if "disk" in counts:
         layers["disk"] = {"path": s.disk_cache_path, "entries": counts["disk"]}
     report["ttl_seconds"] = s.ttl_seconds
@@ -79,8 +80,11 @@ def stats(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         entries = "?" if layer["entries"] is None else f"{layer['entries']:,}"
         table.add_row(esc(name), esc(where), esc(layer.get("state", "up")), entries)
     out.print(table)
-    out.print(f"ttl {report['ttl_seconds']:g} s; chat completions cached: {report['cache_chat']}. "
-              "Hit rates are per serving process: director.cache_stats().", highlight=False)
+    out.print(
+        f"ttl {report['ttl_seconds']:g} s; chat completions cached: {report['cache_chat']}. "
+        "Hit rates are per serving process: director.cache_stats().",
+        highlight=False,
+    )
 
 
 @cache_app.command("clear")

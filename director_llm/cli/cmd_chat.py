@@ -12,8 +12,10 @@ from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail
 from director_llm.cli.render import esc
 from director_llm.errors import DirectorError, InputError, ProviderError
 
-NO_LLM = ("no LLM deployment is usable: every provider is disabled, local-only or missing its API key "
-          "(see `director-llm check-config`); chat needs an LLM tier: uncomment a provider in the config")
+NO_LLM = (
+    "no LLM deployment is usable: every provider is disabled, local-only or missing its API key "
+    "(see `director-llm check-config`); chat needs an LLM tier: uncomment a provider in the config"
+)
 
 
 async def _ask(director, history: list[dict], *, model: str | None, as_json: bool) -> dict:
@@ -33,11 +35,20 @@ async def _ask(director, history: list[dict], *, model: str | None, as_json: boo
         sys.stdout.write("\n")
         r = end.route
         hops = f", after {r.fallbacks} fallback(s)" if r.fallbacks else ""
-        err.print(f"[dim]{esc(r.deployment)} · {end.usage['total_tokens']} tokens · ${end.cost_usd:.6f} · "
-                  f"first token {r.first_token_s * 1000:.0f} ms{hops}[/]", highlight=False)
-    return {"text": end.text, "deployment": end.route.deployment, "cost_usd": end.cost_usd,
-            "usage": end.usage, "first_token_s": end.route.first_token_s, "total_s": end.route.total_s,
-            "attempts": [a.deployment + ":" + a.outcome for a in end.route.attempts]}
+        err.print(
+            f"[dim]{esc(r.deployment)} · {end.usage['total_tokens']} tokens · ${end.cost_usd:.6f} · "
+            f"first token {r.first_token_s * 1000:.0f} ms{hops}[/]",
+            highlight=False,
+        )
+    return {
+        "text": end.text,
+        "deployment": end.route.deployment,
+        "cost_usd": end.cost_usd,
+        "usage": end.usage,
+        "first_token_s": end.route.first_token_s,
+        "total_s": end.route.total_s,
+        "attempts": [a.deployment + ":" + a.outcome for a in end.route.attempts],
+    }
 
 
 @app.command("chat")

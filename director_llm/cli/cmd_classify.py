@@ -28,24 +28,47 @@ DEFAULT_CONCURRENCY = 4
 _BAR_WIDTH = 20
 _STRATEGIES = ("cost", "latency", "quality", "adaptive")
 
-TextArg = Annotated[str | None, typer.Argument(
-    help="Text to classify; '-' (or nothing, with stdin piped) reads it from stdin.", show_default=False)]
-FileOpt = Annotated[Path | None, typer.Option(
-    "--file", "-f", help="Classify every line of a .txt file (one text per line) or .jsonl file "
-    '({"text": ..., "history": [...]} per line).', show_default=False)]
+TextArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Text to classify; '-' (or nothing, with stdin piped) reads it from stdin.", show_default=False
+    ),
+]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        help="Classify every line of a .txt file (one text per line) or .jsonl file "
+        '({"text": ..., "history": [...]} per line).',
+        show_default=False,
+    ),
+]
 StreamOpt = Annotated[bool, typer.Option("--stream", help="Show the partial flow and confidence as they arrive.")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-n", min=1, max=256,
-                                             help="Batch: classifications in flight at once.")]
-OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", help="Batch: write JSONL results here (default: stdout).", show_default=False)]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-n", min=1, max=256, help="Batch: classifications in flight at once.")
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Batch: write JSONL results here (default: stdout).", show_default=False),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
-StrategyOpt = Annotated[str | None, typer.Option(
-    "--strategy", help="cost, latency, quality or adaptive (default: the config's).", show_default=False)]
-TierOpt = Annotated[str | None, typer.Option(
-    "--tier", help="Ask this tier (local, small, balanced, strong) instead of the strategy's choice.",
-    show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Ask this deployment (e.g. openai/gpt-4o-mini) or tier.", show_default=False)]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option("--strategy", help="cost, latency, quality or adaptive (default: the config's).", show_default=False),
+]
+TierOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tier",
+        help="Ask this tier (local, small, balanced, strong) instead of the strategy's choice.",
+        show_default=False,
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Ask this deployment (e.g. openai/gpt-4o-mini) or tier.", show_default=False),
+]
 
 
 @dataclass(frozen=True)
@@ -63,10 +86,19 @@ class Pick:
 
 
 @app.command("classify")
-def classify(text: TextArg = None, file: FileOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
-             stream: StreamOpt = False, concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
-             output: OutputOpt = None, strategy: StrategyOpt = None, tier: TierOpt = None, model: ModelOpt = None,
-             no_cache: NoCacheOpt = False) -> None:
+def classify(
+    text: TextArg = None,
+    file: FileOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    stream: StreamOpt = False,
+    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
+    output: OutputOpt = None,
+    strategy: StrategyOpt = None,
+    tier: TierOpt = None,
+    model: ModelOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
     """Classify a text (or every line of --file, or stdin) into one of the configured flows."""
     try:
         text = _text_from(text, file)
@@ -131,8 +163,10 @@ def _check_target(director: Any, target: str) -> None:
     if director.local_tier is not None:
         known |= {"local", director.local_tier.deployment}
     if target not in known:
-        raise InputError(f"unknown or unusable tier or deployment {target!r}; this config can use: "
-                         f"{', '.join(sorted(known)) or 'none'} (see director-llm check-config)")
+        raise InputError(
+            f"unknown or unusable tier or deployment {target!r}; this config can use: "
+            f"{', '.join(sorted(known)) or 'none'} (see director-llm check-config)"
+        )
 
 
 async def _single(director: Any, text: str, pick: Pick) -> Any:
@@ -158,19 +192,26 @@ def _bar(confidence: float | None) -> str:
 def render_result(result: Any) -> None:
     """Pretty output of one ``IntentClassification``."""
     r = result.route
-    out.print(f"[bold]flow[/]        {esc(result.flow)}" + (f"  [dim](model said {esc(repr(result.raw_flow))})[/]"
-                                                              if result.raw_flow else ""), highlight=False)
+    out.print(
+        f"[bold]flow[/]        {esc(result.flow)}"
+        + (f"  [dim](model said {esc(repr(result.raw_flow))})[/]" if result.raw_flow else ""),
+        highlight=False,
+    )
     out.print(f"[bold]confidence[/]  {_bar(result.confidence)}", highlight=False)
     if result.reasoning:
         out.print(f"[bold]reasoning[/]   {esc(result.reasoning)}", highlight=False)
     if result.entities:
         out.print(f"[bold]entities[/]    {esc(json.dumps(result.entities, ensure_ascii=False))}", highlight=False)
     where = f"cache ({esc(r.cache)})" if r.cache else f"{esc(r.deployment or r.model)} [dim]tier {esc(r.tier)}[/]"
-    out.print(f"[bold]route[/]       {where}, {r.calls} call(s), {r.latency_ms:.0f} ms"
-              + (", repaired" if r.repaired else "") + (f", after {esc(', '.join(r.tried))}" if r.tried else ""),
-              highlight=False)
-    out.print(f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)",
-              highlight=False)
+    out.print(
+        f"[bold]route[/]       {where}, {r.calls} call(s), {r.latency_ms:.0f} ms"
+        + (", repaired" if r.repaired else "")
+        + (f", after {esc(', '.join(r.tried))}" if r.tried else ""),
+        highlight=False,
+    )
+    out.print(
+        f"[bold]cost[/]        ${r.cost_usd:.6f} ({r.prompt_tokens}+{r.completion_tokens} tokens)", highlight=False
+    )
 
 
 async def _stream(director: Any, text: str, as_json: bool, pick: Pick) -> None:
@@ -185,15 +226,20 @@ async def _stream(director: Any, text: str, as_json: bool, pick: Pick) -> None:
         with Live("[dim]waiting for the model...[/]", console=out, transient=True, refresh_per_second=20) as live:
             async for item in director.stream_intent(text, **_route_kwargs(pick)):
                 if item.type == "partial":
-                    live.update(f"[bold]{esc(item.partial_flow or '…')}[/]  {_bar(item.confidence)}  "
-                                f"[dim]{item.elapsed_ms:.0f} ms[/]")
+                    live.update(
+                        f"[bold]{esc(item.partial_flow or '…')}[/]  {_bar(item.confidence)}  "
+                        f"[dim]{item.elapsed_ms:.0f} ms[/]"
+                    )
                     if item.done:
                         final = item.result
                 elif item.type == "tier_chosen":
                     err.print(f"[dim]tier {esc(item.tier)}: {esc(item.reason)}[/]", highlight=False)
                 elif item.type == "fallback":
-                    err.print(f"[yellow]fallback[/] {esc(item.from_deployment)} -> {esc(item.to or '?')} "
-                              f"({esc(item.error_class)})", highlight=False)
+                    err.print(
+                        f"[yellow]fallback[/] {esc(item.from_deployment)} -> {esc(item.to or '?')} "
+                        f"({esc(item.error_class)})",
+                        highlight=False,
+                    )
                 elif item.type == "cache_hit":
                     err.print(f"[dim]cache hit ({esc(item.layer)})[/]", highlight=False)
         if final is not None:
@@ -244,9 +290,17 @@ async def _batch(director: Any, path: Path, concurrency: int, output: Path | Non
     spent = 0.0
     started = time.perf_counter()
     semaphore = asyncio.Semaphore(concurrency)
-    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TextColumn("{task.fields[spend]}"),
-                        console=err, transient=False)
+    progress = Progress(
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[spend]}"),
+        console=err,
+        transient=False,
+    )
     task = progress.add_task("classify", total=len(items), rate="0.0/s", spend="$0.000000")
 
     async def one(i: int, line: int, text: str, history: Any) -> None:
@@ -289,18 +343,23 @@ def _summary(results: list[dict[str, Any] | None], spent: float, output: Path | 
     done = [r for r in results if r is not None]
     ok = sum(1 for r in done if "result" in r)
     failed = [r for r in done if "error" in r]
-    err.print(f"{ok} classified, {len(failed)} failed, ${spent:.6f} spent"
-              + (f"; results in {esc(output)}" if output else ""), highlight=False)
+    err.print(
+        f"{ok} classified, {len(failed)} failed, ${spent:.6f} spent"
+        + (f"; results in {esc(output)}" if output else ""),
+        highlight=False,
+    )
     if not failed:
         return 0
     by_type: dict[str, list[int]] = {}
     for r in failed:
         by_type.setdefault(r["error"]["type"], []).append(r["line"])
     for kind, numbers in by_type.items():
-        err.print(f"[red]failed[/] ({esc(kind)}): line{'s' if len(numbers) > 1 else ''} {_lines(numbers)}",
-                  highlight=False)
+        err.print(
+            f"[red]failed[/] ({esc(kind)}): line{'s' if len(numbers) > 1 else ''} {_lines(numbers)}", highlight=False
+        )
     provider_failures = [r for r in failed if r["error"]["type"] in (ProviderError.__name__, "ClassificationError")]
     if ok == 0 and provider_failures:
-        err.print(f"[red]error[/]: every provider failed: {esc(provider_failures[0]['error']['message'])}",
-                  highlight=False)
+        err.print(
+            f"[red]error[/]: every provider failed: {esc(provider_failures[0]['error']['message'])}", highlight=False
+        )
     return 1

@@ -42,8 +42,15 @@ def health(
         for name, h in report.items():
             p = h.get("probe")
             probe_txt = "" if p is None else (f"ok {p['latency_ms']} ms" if p["ok"] else f"failed: {p['error']}")
-            table.add_row(esc(name), esc(h["state"]), str(h["requests"]), f"{h['error_rate']:.0%}",
-                          str(h["p50_latency_ms"] or ""), esc(probe_txt), esc(h["last_error"] or ""))
+            table.add_row(
+                esc(name),
+                esc(h["state"]),
+                str(h["requests"]),
+                f"{h['error_rate']:.0%}",
+                str(h["p50_latency_ms"] or ""),
+                esc(probe_txt),
+                esc(h["last_error"] or ""),
+            )
         out.print(table)
     if probe and report and not any((h.get("probe") or {}).get("ok") for h in report.values()):
         raise typer.Exit(1)

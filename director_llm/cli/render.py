@@ -18,6 +18,7 @@ def esc(value: object) -> str:
     """``value`` as text that rich prints literally inside a markup string."""
     return escape(str(value))
 
+
 _TIER_STYLE = {"local": "green", "small": "cyan", "balanced": "yellow", "strong": "magenta"}
 
 
@@ -35,32 +36,45 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         tier = d["tier"]
         key = d["key_status"]
         key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]-[/]")
-        caps = [c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"]))
-                if v]
+        caps = [
+            c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v
+        ]
         table.add_row(
-            esc(d["name"]), esc(d["litellm_model"]), f"[{_TIER_STYLE.get(tier, 'white')}]{esc(tier)}[/]",
-            esc(d["provider_type"]), f"{_money(p['input'])} / {_money(p['output'])}",
-            esc(p["source"]) if p["source"] != "unknown" else "[red]unknown[/]", ", ".join(caps) or "-", key_cell,
+            esc(d["name"]),
+            esc(d["litellm_model"]),
+            f"[{_TIER_STYLE.get(tier, 'white')}]{esc(tier)}[/]",
+            esc(d["provider_type"]),
+            f"{_money(p['input'])} / {_money(p['output'])}",
+            esc(p["source"]) if p["source"] != "unknown" else "[red]unknown[/]",
+            ", ".join(caps) or "-",
+            key_cell,
         )
     if not report["deployments"]:
         table.add_row("[dim]none[/]", "", "", "", "", "", "", "")
     console.print(table)
 
     b = report["budgets"]
-    console.print(f"[bold]Budgets[/]: per hour {_limit(b['per_hour_usd'])}, per day {_limit(b['per_day_usd'])}"
-                  + "".join(f"; {esc(n)}: {_limit(v['per_hour_usd'])}/h {_limit(v['per_day_usd'])}/day"
-                            for n, v in b["per_provider"].items()))
+    console.print(
+        f"[bold]Budgets[/]: per hour {_limit(b['per_hour_usd'])}, per day {_limit(b['per_day_usd'])}"
+        + "".join(
+            f"; {esc(n)}: {_limit(v['per_hour_usd'])}/h {_limit(v['per_day_usd'])}/day"
+            for n, v in b["per_provider"].items()
+        )
+    )
     t = report["timeouts"]
     cb = report["circuit_breaker"]
-    console.print(f"[bold]Strategy[/]: {esc(report['strategy'])}   "
-                  f"[bold]Deadline[/]: {t['request_deadline_s']}s per request, "
-                  f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
-                  f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s")
+    console.print(
+        f"[bold]Strategy[/]: {esc(report['strategy'])}   "
+        f"[bold]Deadline[/]: {t['request_deadline_s']}s per request, "
+        f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
+        f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s"
+    )
     tiers = report["tiers"]
     console.print("[bold]Tiers[/]: " + (", ".join(f"{esc(k)} ({len(v)})" for k, v in tiers.items()) or "none"))
     fb = report["fallbacks"]
-    console.print("[bold]Fallbacks[/]: " + ("; ".join(f"{esc(k)} -> {esc(' -> '.join(v))}" for k, v in fb.items())
-                                              or "none"))
+    console.print(
+        "[bold]Fallbacks[/]: " + ("; ".join(f"{esc(k)} -> {esc(' -> '.join(v))}" for k, v in fb.items()) or "none")
+    )
     c = report["cache"]
     parts = []
     for layer in ("memory", "redis", "disk"):
@@ -73,9 +87,11 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
     flows = i["flows"]
     listed = ", ".join(flows[:30]) + (f", ... ({len(flows)} in all)" if len(flows) > 30 else "")
     size = i.get("prompt_tokens_estimate")
-    console.print(f"[bold]Flows[/] ({esc(i['source'])}): {esc(listed)}; fallback {esc(i['fallback_flow'])} "
-                  f"below {i['confidence_threshold']}"
-                  + (f"; classification prompt ~{size:,} tokens (chars/4)" if size else ""), highlight=False)
+    console.print(
+        f"[bold]Flows[/] ({esc(i['source'])}): {esc(listed)}; fallback {esc(i['fallback_flow'])} "
+        f"below {i['confidence_threshold']}" + (f"; classification prompt ~{size:,} tokens (chars/4)" if size else ""),
+        highlight=False,
+    )
     for p in report["problems"]:
         color = "red" if p["level"] == "error" else "yellow"
         console.print(f"[{color}]{p['level']}[/]: {esc(p['key'])}: {esc(p['message'])}", highlight=False)

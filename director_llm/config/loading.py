@@ -27,8 +27,15 @@ from director_llm.config.sources import (
 )
 from director_llm.errors import ConfigError
 
-__all__ = ["CONFIG_ENV_VAR", "DEFAULT_CONFIG_PATH", "load_config", "packaged_default_path", "parse_config_text",
-           "resolve_config_path", "validate_config_dict"]
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "load_config",
+    "packaged_default_path",
+    "parse_config_text",
+    "resolve_config_path",
+    "validate_config_dict",
+]
 
 MAX_LISTED_PROBLEMS = 20
 """A config with hundreds of mistakes gets the first ones and a count, not a wall of text."""
@@ -117,17 +124,26 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model, i = item_model, i + 2  # skip the user's key (provider/model/flow name)
             continue
         ann = field.annotation
-        model = next((t for t in getattr(ann, "__args__", (ann,))
-                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        model = next(
+            (t for t in getattr(ann, "__args__", (ann,)) if isinstance(t, type) and issubclass(t, BaseModel)), None
+        )
         i += 1
     return model
 
 
 _EXPECTED = {
-    "float_parsing": "a number", "float_type": "a number", "int_parsing": "an integer",
-    "int_type": "an integer", "int_from_float": "an integer", "bool_parsing": "true or false",
-    "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
-    "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
     "finite_number": "a finite number",
 }
 
@@ -144,9 +160,11 @@ def _describe(err: Any) -> str:
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden" and _SECRET_KEYS.match(str(loc[-1])) and "providers" in loc[:1]:
         # Never echo the value. Worded so that the secret redactor leaves the advice intact.
-        return (f"{key}: do not write API keys in a config file (the value is not shown). Move the key "
-                "into an environment variable and name that variable here instead, e.g. "
-                "api_key_env = \"OPENAI_API_KEY\"")
+        return (
+            f"{key}: do not write API keys in a config file (the value is not shown). Move the key "
+            "into an environment variable and name that variable here instead, e.g. "
+            'api_key_env = "OPENAI_API_KEY"'
+        )
     if kind == "extra_forbidden":
         model = _model_at(loc)
         options = sorted(model.model_fields) if model else []
@@ -155,8 +173,10 @@ def _describe(err: Any) -> str:
         return f"{key}: unknown key{hint}"
     if kind == "missing":
         if loc and loc[-1] == "kind":
-            return (f"{key}: required for a provider section with a custom name; set kind to one of "
-                    "ollama, openai, gemini, anthropic, openai_compatible, local")
+            return (
+                f"{key}: required for a provider section with a custom name; set kind to one of "
+                "ollama, openai, gemini, anthropic, openai_compatible, local"
+            )
         return f"{key}: required key is missing"
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")

@@ -33,14 +33,19 @@ def parse_text(text: str, fmt: str, source: str) -> dict[str, Any]:
     """Parse config ``text`` (``fmt`` "toml" or "yaml"); ``source`` names it in errors."""
     data = _parse_toml(text, source) if fmt == "toml" else _parse_yaml(text, source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {_kind(data)}",
-                          path=source)
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {_kind(data)}", path=source)
     return data
 
 
 def _kind(value: object) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _parse_toml(text: str, source: str) -> Any:
@@ -71,13 +76,17 @@ def _parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         where = f"line {line}, column {mark.column + 1}" if mark else "syntax"
-        raise ConfigError(f"{source}: {where}: invalid YAML: {excerpt(exc.problem or exc.context or 'syntax error')}",
-                          path=source, line=line) from None
+        raise ConfigError(
+            f"{source}: {where}: invalid YAML: {excerpt(exc.problem or exc.context or 'syntax error')}",
+            path=source,
+            line=line,
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {excerpt(exc)}", path=source) from None
     except RecursionError:
-        raise ConfigError(f"{source}: invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)",
-                          path=source) from None
+        raise ConfigError(
+            f"{source}: invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)", path=source
+        ) from None
     finally:
         loader.dispose()
 
@@ -109,8 +118,7 @@ def _check_size(root: Any, source: str) -> None:
         for child in children(node):
             total += size(child, depth + 1)
             if total > MAX_VALUES:
-                raise _too_big(source, node, f"more than {MAX_VALUES:,} values once its aliases (*name) are "
-                                             "expanded")
+                raise _too_big(source, node, f"more than {MAX_VALUES:,} values once its aliases (*name) are expanded")
         active.discard(key)
         sizes[key] = total
         return total
@@ -122,5 +130,9 @@ def _too_big(source: str, node: Any, why: str) -> ConfigError:
     mark = getattr(node, "start_mark", None)
     line = mark.line + 1 if mark else None
     where = f"line {line}: " if line else ""
-    return ConfigError(f"{source}: {where}refused: the YAML document is {why}; a config needs no such "
-                       "structure (remove the anchors &name / aliases *name)", path=source, line=line)
+    return ConfigError(
+        f"{source}: {where}refused: the YAML document is {why}; a config needs no such "
+        "structure (remove the anchors &name / aliases *name)",
+        path=source,
+        line=line,
+    )

@@ -32,11 +32,14 @@ def _prompt_problem(estimate: int, deployments: list[Any]) -> Problem | None:
     smallest, name = min(windows)
     if estimate <= smallest:
         return None
-    return Problem("warning", "intents.flows",
-                   f"the classification prompt is ~{estimate:,} tokens (estimated as characters / "
-                   f"{CHARS_PER_TOKEN}, at intents.max_input_chars of input) but {name} accepts {smallest:,}: "
-                   "it will be refused by that deployment. Use fewer flows or shorter descriptions, or set "
-                   "providers.<name>.overrides.<model>.context_window if the window is larger")
+    return Problem(
+        "warning",
+        "intents.flows",
+        f"the classification prompt is ~{estimate:,} tokens (estimated as characters / "
+        f"{CHARS_PER_TOKEN}, at intents.max_input_chars of input) but {name} accepts {smallest:,}: "
+        "it will be refused by that deployment. Use fewer flows or shorter descriptions, or set "
+        "providers.<name>.overrides.<model>.context_window if the window is larger",
+    )
 
 
 def config_report(config: DirectorConfig, *, source: str, strict: bool = False) -> dict[str, Any]:
@@ -55,8 +58,10 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
     c = config.caching
     layers = {
         "memory": {"enabled": bool(c.enabled and c.memory_size_mb), "size_mb": c.memory_size_mb},
-        "redis": {"enabled": bool(c.enabled and c.redis_url),
-                  "url": redacted_url(c.redis_url) if c.redis_url else None},
+        "redis": {
+            "enabled": bool(c.enabled and c.redis_url),
+            "url": redacted_url(c.redis_url) if c.redis_url else None,
+        },
         "disk": {"enabled": bool(c.enabled and c.disk_cache_path), "path": c.disk_cache_path},
         "ttl_seconds": c.ttl_seconds,
     }
@@ -73,20 +78,31 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
         "valid": not any(p.level == "error" for p in problems),
         "deployments": [d.as_dict() for d in deployments],
         "tiers": {t: [d.name for d in deployments if d.tier == t] for t in tiers},
-        "budgets": {"per_hour_usd": config.llm.budget_per_hour, "per_day_usd": config.llm.budget_per_day,
-                    "per_provider": {n: {"per_hour_usd": p.budget_per_hour, "per_day_usd": p.budget_per_day}
-                                     for n, p in config.providers.items()
-                                     if p.budget_per_hour is not None or p.budget_per_day is not None}},
+        "budgets": {
+            "per_hour_usd": config.llm.budget_per_hour,
+            "per_day_usd": config.llm.budget_per_day,
+            "per_provider": {
+                n: {"per_hour_usd": p.budget_per_hour, "per_day_usd": p.budget_per_day}
+                for n, p in config.providers.items()
+                if p.budget_per_hour is not None or p.budget_per_day is not None
+            },
+        },
         "strategy": config.llm.default_strategy,
-        "timeouts": {"request_deadline_s": config.llm.timeout_seconds,
-                     "attempt_s": config.llm.attempt_timeout_seconds,
-                     "first_token_s": config.llm.first_token_timeout_seconds,
-                     "num_retries": config.llm.num_retries},
+        "timeouts": {
+            "request_deadline_s": config.llm.timeout_seconds,
+            "attempt_s": config.llm.attempt_timeout_seconds,
+            "first_token_s": config.llm.first_token_timeout_seconds,
+            "num_retries": config.llm.num_retries,
+        },
         "circuit_breaker": config.llm.circuit_breaker.model_dump(),
         "fallbacks": resolve_fallbacks(config, [d.name for d in deployments], tiers),
         "cache": layers,
-        "intents": {"flows": flow_names, "source": flow_source, "fallback_flow": intents.fallback_flow,
-                    "confidence_threshold": intents.confidence_threshold,
-                    "prompt_tokens_estimate": estimate},
+        "intents": {
+            "flows": flow_names,
+            "source": flow_source,
+            "fallback_flow": intents.fallback_flow,
+            "confidence_threshold": intents.confidence_threshold,
+            "prompt_tokens_estimate": estimate,
+        },
         "problems": [{"level": p.level, "key": p.key, "message": p.message} for p in problems],
     }

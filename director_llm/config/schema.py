@@ -35,9 +35,12 @@ from director_llm.config.models import (
 SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("[llm]", LLMConfig, "Budgets, strategy, timeouts, retries and fallbacks."),
     ("[llm.circuit_breaker]", CircuitBreakerConfig, "When a deployment is considered dead and skipped."),
-    ("[providers.<name>]", ProviderConfig,
-     "One section per provider. The name is free; `ollama`, `openai`, `gemini`, `anthropic`, "
-     "`openai_compatible` and `local` also set `kind`."),
+    (
+        "[providers.<name>]",
+        ProviderConfig,
+        "One section per provider. The name is free; `ollama`, `openai`, `gemini`, `anthropic`, "
+        "`openai_compatible` and `local` also set `kind`.",
+    ),
     ("[providers.<name>.overrides.<model>]", ModelOverride, "Per-model settings; `<model>` is listed in `models`."),
     ("[caching]", CachingConfig, "Cache layers memory -> Redis -> disk; a layer whose setting is absent is off."),
     ("[intents]", IntentsConfig, "How messages are classified into flows."),
@@ -60,8 +63,11 @@ def json_schema() -> dict[str, Any]:
     providers = schema["properties"]["providers"]
     providers["properties"] = {k: {"$ref": "#/$defs/ProviderSection"} for k in KNOWN_KINDS}
     rest = {k: v for k, v in schema.items() if k != "title"}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "director-llm config (director.toml / director.yaml)", **rest}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "director-llm config (director.toml / director.yaml)",
+        **rest,
+    }
 
 
 def json_schema_text() -> str:
@@ -144,7 +150,7 @@ def reference_markdown() -> str:
         "One file, TOML or YAML (same keys), read from `--config PATH`, else `$DIRECTOR_CONFIG`, else",
         "`./configs/director.toml`, else the default config shipped in the package. Keys not marked",
         "required have defaults; a config needs at least one enabled provider (the embedded `local`",
-        "one is enough). Unknown keys are errors with a \"did you mean\". Check a file with",
+        'one is enough). Unknown keys are errors with a "did you mean". Check a file with',
         "`director-llm check-config PATH`; start one with `director-llm init`.",
         "",
         "Editors: the JSON Schema [`director.schema.json`](director.schema.json) (also printed by",

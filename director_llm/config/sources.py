@@ -37,9 +37,12 @@ def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     if DEFAULT_CONFIG_PATH.exists():
         return DEFAULT_CONFIG_PATH
     default = packaged_default_path()
-    log.warning("no config given (--config, $%s) and no %s here: using the built-in default config "
-                "(offline, local tier only); `director-llm init` writes an editable copy",
-                CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH)
+    log.warning(
+        "no config given (--config, $%s) and no %s here: using the built-in default config "
+        "(offline, local tier only); `director-llm init` writes an editable copy",
+        CONFIG_ENV_VAR,
+        DEFAULT_CONFIG_PATH,
+    )
     return default
 
 
@@ -56,8 +59,11 @@ def read_config_file(p: Path, *, hint: str = "") -> tuple[str, str]:
     try:
         size = p.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{p}: {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} bytes (put "
-                              "large training data in providers.<local>.training_file)", path=str(p))
+            raise ConfigError(
+                f"{p}: {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} bytes (put "
+                "large training data in providers.<local>.training_file)",
+                path=str(p),
+            )
         with p.open("rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
         text = raw.decode("utf-8")

@@ -103,8 +103,15 @@ class ClassifyRequest:
 class Classifier:
     """Intent classification of one Director (see the module docstring)."""
 
-    def __init__(self, config: DirectorConfig, *, engine: Engine, cache: DirectorCache,
-                 local: LocalTier | None, local_info: DeploymentInfo | None) -> None:
+    def __init__(
+        self,
+        config: DirectorConfig,
+        *,
+        engine: Engine,
+        cache: DirectorCache,
+        local: LocalTier | None,
+        local_info: DeploymentInfo | None,
+    ) -> None:
         self.config = config
         self.intents = config.intents
         self.flows: FlowSet = flow_set(config.intents)
@@ -115,28 +122,52 @@ class Classifier:
         self._flights: SingleFlight[IntentClassification] = SingleFlight()
 
     # -- input ---------------------------------------------------------------------------
-    def prepare(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
-                cache: bool = True, tier: str | None = None, model: str | None = None) -> ClassifyRequest:
+    def prepare(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        cache: bool = True,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> ClassifyRequest:
         """Validate the input (``InputError`` when unusable)."""
         cfg = self.intents
         clean = clean_input(text, max_chars=cfg.max_input_chars, truncate=cfg.truncate_long_input)
         history = _check_history(history, max_chars=self.config.llm.max_input_chars)
         chosen = check_strategy(strategy, self.config.llm.default_strategy)
-        return ClassifyRequest(clean, history, history_lines(history, cfg.history_turns), chosen, cache=cache,
-                               tier=tier, model=model)
+        return ClassifyRequest(
+            clean, history, history_lines(history, cfg.history_turns), chosen, cache=cache, tier=tier, model=model
+        )
 
     def call_of(self, req: ClassifyRequest) -> Call:
         """The engine's request for ``req``: the prompt, built on first use."""
         if req._call is None:
             messages = build_messages(self.flows, req.text, req.history, history_turns=self.intents.history_turns)
-            req._call = Call(entry="classify", messages=messages, params={}, strategy=req.strategy,
-                             model=req.model, tier=req.tier, deadline_s=self.config.llm.timeout_seconds,
-                             started=req.started)
+            req._call = Call(
+                entry="classify",
+                messages=messages,
+                params={},
+                strategy=req.strategy,
+                model=req.model,
+                tier=req.tier,
+                deadline_s=self.config.llm.timeout_seconds,
+                started=req.started,
+            )
         return req._call
 
     # -- entry points --------------------------------------------------------------------
-    async def classify(self, text: str, history: list[Any] | None = None, *, strategy: str | None = None,
-                       cache: bool = True, tier: str | None = None, model: str | None = None) -> IntentClassification:
+    async def classify(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        cache: bool = True,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> IntentClassification:
         """Classify ``text`` (see the module docstring). Identical requests in flight at the
         same time share one run; the followers get a copy whose route says so (nothing spent)."""
         req = self.prepare(text, history, strategy=strategy, cache=cache, tier=tier, model=model)
@@ -149,10 +180,17 @@ class Classifier:
         result, shared = await self._flights.run(key, lambda: self._classify(req, None, looked_up=True))
         if not shared:
             return result
-        route = result.route.model_copy(update={
-            "calls": 0, "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
-            "latency_ms": round((time.perf_counter() - req.started) * 1000, 3),
-            "reason": f"{result.route.reason} (shared with an identical request in flight)"})
+        route = result.route.model_copy(
+            update={
+                "calls": 0,
+                "cost_usd": 0.0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "attempts": [],
+                "latency_ms": round((time.perf_counter() - req.started) * 1000, 3),
+                "reason": f"{result.route.reason} (shared with an identical request in flight)",
+            }
+        )
         return result.model_copy(update={"route": route})
 
     async def classify_llm(self, text: str, *, group: str, history: list[Any] | None = None) -> IntentClassification:
@@ -162,9 +200,15 @@ class Classifier:
         req.llm_only = True
         return await self._classify(req, None)
 
-    async def stream(self, text: str, history: list[Any] | None = None, *,
-                     strategy: str | None = None, tier: str | None = None,
-                     model: str | None = None) -> AsyncIterator[Any]:
+    async def stream(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[Any]:
         """``StreamItem``s: routing events and partial results, then the final one (``done``)."""
         req = self.prepare(text, history, strategy=strategy, tier=tier, model=model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -185,15 +229,26 @@ class Classifier:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         if result.route.calls:
-            yield UsageEvent(prompt_tokens=result.route.prompt_tokens, completion_tokens=result.route.completion_tokens,
-                             cost_usd=result.route.cost_usd, deployment=result.route.deployment)
+            yield UsageEvent(
+                prompt_tokens=result.route.prompt_tokens,
+                completion_tokens=result.route.completion_tokens,
+                cost_usd=result.route.cost_usd,
+                deployment=result.route.deployment,
+            )
         yield IntentClassificationStream(
-            partial_flow=result.flow, confidence=result.confidence, reasoning_steps=steps_of(result.reasoning),
-            entities=result.entities, done=True, result=result, elapsed_ms=_ms(req.started))
+            partial_flow=result.flow,
+            confidence=result.confidence,
+            reasoning_steps=steps_of(result.reasoning),
+            entities=result.entities,
+            done=True,
+            result=result,
+            elapsed_ms=_ms(req.started),
+        )
 
     # -- the path ------------------------------------------------------------------------
-    async def _classify(self, req: ClassifyRequest, emit: Emit | None, *, streaming: bool = False,
-                        looked_up: bool = False) -> IntentClassification:
+    async def _classify(
+        self, req: ClassifyRequest, emit: Emit | None, *, streaming: bool = False, looked_up: bool = False
+    ) -> IntentClassification:
         hit = None if looked_up else await self._lookup(req)
         if hit is not None:
             if emit is not None and hit.route.cache:
@@ -204,23 +259,30 @@ class Classifier:
         words = cascade.user_turns(req.text, req.history)
         if local is not None and cascade.local_first(req.strategy, pinned=req.pinned, llm_usable=llm_usable):
             pred = await local.apredict(req.text)
-            decision = cascade.decide(pred.confidence, escalate_below=local.escalate_below,
-                                      fallback_below=local.confidence_threshold, llm_usable=llm_usable, words=words)
+            decision = cascade.decide(
+                pred.confidence,
+                escalate_below=local.escalate_below,
+                fallback_below=local.confidence_threshold,
+                llm_usable=llm_usable,
+                words=words,
+            )
             if decision.action == "answer":
                 return self._local(req, pred, decision.reason, [Attempt(self._local_name(), OK)])
             why = decision.reason
             prior = [Attempt(self._local_name(), "escalated", why)]
         try:
-            plan = await self.engine.plan(self.call_of(req), words=words,
-                                          local_confidence=pred.confidence if pred is not None else None)
+            plan = await self.engine.plan(
+                self.call_of(req), words=words, local_confidence=pred.confidence if pred is not None else None
+            )
         except (BudgetExceededError, BudgetBackendError, ProviderError) as exc:
             if local is None:
                 raise
             pred = pred if pred is not None else await local.apredict(req.text)
             what = "every LLM tier over budget" if isinstance(exc, BudgetExceededError) else "no LLM tier can serve"
             lead = f"{why}; " if why else ""
-            return self._local(req, pred, f"{lead}{what}, answered locally ({exc})",
-                               [*prior, Attempt(self._local_name(), OK)])
+            return self._local(
+                req, pred, f"{lead}{what}, answered locally ({exc})", [*prior, Attempt(self._local_name(), OK)]
+            )
         reason = f"{why} -> {plan.reason}" if why else plan.reason
         plan.reason = reason
         if emit is not None:
@@ -234,8 +296,14 @@ class Classifier:
         async def attempt(slot: Slot) -> ParsedAnswer:
             failed = state["failed"]
             if failed is not None and emit is not None:  # the deployment that failed, and where we go now
-                emit(FallbackEvent(from_deployment=failed.deployment, to=slot.name, error_class=failed.outcome,
-                                   message=failed.message[:200]))
+                emit(
+                    FallbackEvent(
+                        from_deployment=failed.deployment,
+                        to=slot.name,
+                        error_class=failed.outcome,
+                        message=failed.message[:200],
+                    )
+                )
             state["failed"] = None
             if slot.deployment.kind == "local":
                 assert local is not None
@@ -255,23 +323,44 @@ class Classifier:
         except ProviderError as exc:
             failed = state["failed"]
             if failed is not None and emit is not None:
-                emit(FallbackEvent(from_deployment=failed.deployment, to=None, error_class=failed.outcome,
-                                   message=failed.message[:200]))
+                emit(
+                    FallbackEvent(
+                        from_deployment=failed.deployment,
+                        to=None,
+                        error_class=failed.outcome,
+                        message=failed.message[:200],
+                    )
+                )
             if req.raws:
                 usage = _usage_of(exc.route)
                 raise ClassificationError(
-                    f"no valid classification: {exc}", raw_outputs=req.raws, attempts=exc.attempts, usage=usage,
-                    route=exc.route) from None
+                    f"no valid classification: {exc}",
+                    raw_outputs=req.raws,
+                    attempts=exc.attempts,
+                    usage=usage,
+                    route=exc.route,
+                ) from None
             raise
         if state.get("local"):
             failures = "; ".join(f"{a.deployment}: {a.outcome}" for a in route.attempts if a.called and not a.ok)
-            route = route.model_copy(update={"reason": cascade.last_resort_reason(
-                f"the LLM tiers failed ({failures or 'nothing could be tried'})")})
+            route = route.model_copy(
+                update={
+                    "reason": cascade.last_resort_reason(
+                        f"the LLM tiers failed ({failures or 'nothing could be tried'})"
+                    )
+                }
+            )
             result = self._local(req, state["pred"], route.reason or "", route.attempts, route=route)
             return result
         route = route.model_copy(update={"repaired": state["repaired"]})
-        result = IntentClassification(flow=parsed.flow, confidence=parsed.confidence, reasoning=parsed.reasoning,
-                                      entities=parsed.entities, route=route, raw_flow=parsed.raw_flow)
+        result = IntentClassification(
+            flow=parsed.flow,
+            confidence=parsed.confidence,
+            reasoning=parsed.reasoning,
+            entities=parsed.entities,
+            route=route,
+            raw_flow=parsed.raw_flow,
+        )
         await self._store(req, result)
         return result
 
@@ -299,8 +388,14 @@ class Classifier:
         text = ""
         last: tuple[Any, ...] | None = None
         try:
-            async with aclosing(slot.stream(self.call_of(req).messages, params, first_token_s=llm.first_token_timeout_seconds,
-                                            idle_s=llm.attempt_timeout_seconds)) as pieces:
+            async with aclosing(
+                slot.stream(
+                    self.call_of(req).messages,
+                    params,
+                    first_token_s=llm.first_token_timeout_seconds,
+                    idle_s=llm.attempt_timeout_seconds,
+                )
+            ) as pieces:
                 async for piece in pieces:
                     text += piece
                     partial = parse_partial(text, self.flows)
@@ -308,9 +403,15 @@ class Classifier:
                     key = (partial.flow, partial.confidence, len(steps), len(partial.entities))
                     if key != last and (partial.flow is not None or steps):
                         last = key
-                        emit(IntentClassificationStream(partial_flow=partial.flow, confidence=partial.confidence,
-                                                        reasoning_steps=steps, entities=partial.entities,
-                                                        elapsed_ms=_ms(req.started)))
+                        emit(
+                            IntentClassificationStream(
+                                partial_flow=partial.flow,
+                                confidence=partial.confidence,
+                                reasoning_steps=steps,
+                                entities=partial.entities,
+                                elapsed_ms=_ms(req.started),
+                            )
+                        )
         except UpstreamError:
             # A stream cut after the answer was complete is still an answer; otherwise move on.
             if not _complete(text, self.flows):
@@ -319,7 +420,10 @@ class Classifier:
 
     def params_for(self, info: DeploymentInfo) -> dict[str, Any]:
         """Request parameters of one call to ``info``: deterministic, short, constrained."""
-        params: dict[str, Any] = {"temperature": 0, "max_tokens": min(CLASSIFY_MAX_TOKENS, info.max_tokens or CLASSIFY_MAX_TOKENS)}
+        params: dict[str, Any] = {
+            "temperature": 0,
+            "max_tokens": min(CLASSIFY_MAX_TOKENS, info.max_tokens or CLASSIFY_MAX_TOKENS),
+        }
         rf = response_format(constraint_for(info), self.flows)
         if rf is not None:
             params["response_format"] = rf
@@ -331,31 +435,54 @@ class Classifier:
             return self.local_info.name
         return self.local.deployment if self.local is not None else "local"
 
-    def _local(self, req: ClassifyRequest, pred: Any, reason: str, attempts: Sequence[Attempt],
-               route: Route | None = None) -> IntentClassification:
+    def _local(
+        self, req: ClassifyRequest, pred: Any, reason: str, attempts: Sequence[Attempt], route: Route | None = None
+    ) -> IntentClassification:
         assert self.local is not None
         answer = self.local.classification(pred, reason=reason, started=req.started)
         if route is None:
             name = self._local_name()
             route = Route.model_construct(
-                deployment=name, model=answer.route.model, provider=answer.route.provider, tier="local",
-                group="local", reason=reason, strategy=req.strategy, cache=None, cost_usd=0.0,
-                reserved_cost_usd=None, latency_ms=round((time.perf_counter() - req.started) * 1000, 3),
-                first_token_ms=None, prompt_tokens=0, completion_tokens=0, calls=0, attempts=list(attempts),
-                repaired=False, resumed=False)
+                deployment=name,
+                model=answer.route.model,
+                provider=answer.route.provider,
+                tier="local",
+                group="local",
+                reason=reason,
+                strategy=req.strategy,
+                cache=None,
+                cost_usd=0.0,
+                reserved_cost_usd=None,
+                latency_ms=round((time.perf_counter() - req.started) * 1000, 3),
+                first_token_ms=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                calls=0,
+                attempts=list(attempts),
+                repaired=False,
+                resumed=False,
+            )
         else:
             local_info = self.local_info
-            route = route.model_copy(update={
-                "deployment": self._local_name(), "tier": "local",
-                "model": local_info.model if local_info else answer.route.model,
-                "provider": local_info.provider if local_info else answer.route.provider})
+            route = route.model_copy(
+                update={
+                    "deployment": self._local_name(),
+                    "tier": "local",
+                    "model": local_info.model if local_info else answer.route.model,
+                    "provider": local_info.provider if local_info else answer.route.provider,
+                }
+            )
         return answer.model_copy(update={"route": route})
 
     # -- cache ---------------------------------------------------------------------------
     def _cache_material(self, req: ClassifyRequest) -> dict[str, Any]:
-        return {"history": req.lines, "tier": req.tier or req.model,
-                "strategy": req.strategy, "flows_fingerprint": self.flows.fingerprint,
-                "valid_flows": self.flows.names}
+        return {
+            "history": req.lines,
+            "tier": req.tier or req.model,
+            "strategy": req.strategy,
+            "flows_fingerprint": self.flows.fingerprint,
+            "valid_flows": self.flows.names,
+        }
 
     async def _lookup(self, req: ClassifyRequest) -> IntentClassification | None:
         if not req.cache or not self.cache.enabled:
@@ -401,8 +528,12 @@ def _complete(text: str, flows: FlowSet) -> bool:
 def _usage_of(route: Route | None) -> dict[str, Any]:
     if route is None:
         return {}
-    return {"prompt_tokens": route.prompt_tokens, "completion_tokens": route.completion_tokens,
-            "cost_usd": route.cost_usd, "calls": route.calls}
+    return {
+        "prompt_tokens": route.prompt_tokens,
+        "completion_tokens": route.completion_tokens,
+        "cost_usd": route.cost_usd,
+        "calls": route.calls,
+    }
 
 
 def _ms(started: float) -> float:

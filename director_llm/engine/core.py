@@ -46,8 +46,15 @@ class Engine:
         """The deployments ``call`` will try, in order (``Planner.plan``)."""
         return await self.planner.plan(call, **kwargs)
 
-    async def run(self, call: Call, plan: Plan, attempt: AttemptFn[T], *, prior: Sequence[Attempt] = (),
-                  observer: Callable[[Attempt], None] | None = None) -> tuple[T, Route]:
+    async def run(
+        self,
+        call: Call,
+        plan: Plan,
+        attempt: AttemptFn[T],
+        *,
+        prior: Sequence[Attempt] = (),
+        observer: Callable[[Attempt], None] | None = None,
+    ) -> tuple[T, Route]:
         """Try ``attempt`` on each deployment of ``plan`` until one returns; ``prior`` are
         attempts made before the plan (the local tier's escalation), ``observer`` sees each
         attempt as it is recorded."""
@@ -71,8 +78,9 @@ class Engine:
         async def attempt(slot: Slot) -> Reply:
             reply = await slot.call(call.messages, call.params)
             if reply.empty:
-                raise AttemptRejected("EmptyAnswer", "no choices, or a message with no text and no tool calls",
-                                      feeds_breaker=True)
+                raise AttemptRejected(
+                    "EmptyAnswer", "no choices, or a message with no text and no tool calls", feeds_breaker=True
+                )
             return reply
 
         return await self.run(call, plan, attempt)

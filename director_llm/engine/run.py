@@ -78,8 +78,9 @@ class Slot:
             raise UpstreamError("provider", "Timeout", "no time left before the request deadline", status_code=408)
         return min(self.deployment.timeout_seconds, left)
 
-    async def _reserve(self, messages: Sequence[Mapping[str, Any]],
-                       params: dict[str, Any]) -> tuple[Hold, dict[str, Any]]:
+    async def _reserve(
+        self, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
+    ) -> tuple[Hold, dict[str, Any]]:
         budget = self.run.parts.budget
         info = self.deployment
         max_tokens = budget.max_tokens_for(info, params)
@@ -107,8 +108,7 @@ class Slot:
         except TimeoutError:
             # Cut by us: the provider read the prompt and may be generating; book the prompt.
             budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
-            raise UpstreamError("provider", "Timeout", f"no answer within {timeout:.2f}s",
-                                status_code=408) from None
+            raise UpstreamError("provider", "Timeout", f"no answer within {timeout:.2f}s", status_code=408) from None
         except BaseException:
             budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
             raise
@@ -116,8 +116,9 @@ class Slot:
         self.run.account(reply.prompt_tokens, reply.completion_tokens, cost, hold.amount_usd)
         return reply
 
-    async def stream(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
-                     *, first_token_s: float, idle_s: float) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], *, first_token_s: float, idle_s: float
+    ) -> AsyncIterator[str]:
         """One streamed call: yields text pieces. Before the first piece the wait is bounded by
         ``first_token_s`` (within the deadline), after it each piece by ``idle_s`` and the whole
         stream by the deadline. Use with ``contextlib.aclosing``."""
@@ -139,8 +140,9 @@ class Slot:
                     pieces = upstream.__aiter__()
                     first = await anext(pieces, None)
             except TimeoutError:
-                raise UpstreamError("provider", "FirstTokenTimeout",
-                                    f"no token within {wait:.2f}s", status_code=408) from None
+                raise UpstreamError(
+                    "provider", "FirstTokenTimeout", f"no token within {wait:.2f}s", status_code=408
+                ) from None
             if first is None:
                 raise AttemptRejected("EmptyAnswer", "the stream ended without any text", feeds_breaker=True)
             self.got_text = True
@@ -156,8 +158,9 @@ class Slot:
                 except TimeoutError:
                     if run.remaining() <= 0:
                         raise _StreamDeadline(run.deadline_s) from None
-                    raise UpstreamError("provider", "IdleTimeout",
-                                        f"no chunk within {idle_s:.2f}s of the previous one") from None
+                    raise UpstreamError(
+                        "provider", "IdleTimeout", f"no chunk within {idle_s:.2f}s of the previous one"
+                    ) from None
                 if piece is None:
                     break
                 texts.append(piece)
@@ -185,15 +188,24 @@ class Slot:
 
 class _StreamDeadline(UpstreamError):
     def __init__(self, seconds: float) -> None:
-        super().__init__("request", "StreamDeadline",
-                         f"the stream ran past its deadline of {seconds:g}s ([llm] max_stream_seconds)")
+        super().__init__(
+            "request", "StreamDeadline", f"the stream ran past its deadline of {seconds:g}s ([llm] max_stream_seconds)"
+        )
 
 
 class Run:
     """The state of one request while its plan is tried (see the module docstring)."""
 
-    def __init__(self, parts: Parts, call: Call, plan: Plan, *, deadline_s: float | None = None,
-                 prior: Sequence[Attempt] = (), observer: Callable[[Attempt], None] | None = None) -> None:
+    def __init__(
+        self,
+        parts: Parts,
+        call: Call,
+        plan: Plan,
+        *,
+        deadline_s: float | None = None,
+        prior: Sequence[Attempt] = (),
+        observer: Callable[[Attempt], None] | None = None,
+    ) -> None:
         self.parts = parts
         self.call = call
         self.plan = plan
@@ -224,16 +236,18 @@ class Run:
     def remaining(self) -> float:
         return self.deadline - self._loop.time()
 
-    def prompt_tokens(self, info: DeploymentInfo, messages: Sequence[Mapping[str, Any]],
-                      params: Mapping[str, Any]) -> int:
+    def prompt_tokens(
+        self, info: DeploymentInfo, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    ) -> int:
         """The prompt's size for a reservation, counted once per message list."""
         key = id(messages)
         counted = self._counted.get(key)
         if counted is None:
             from director_llm.tokens import prompt_tokens
 
-            counted = self._counted[key] = prompt_tokens(info.litellm_model, messages, tools=params.get("tools"),
-                                                         response_format=params.get("response_format"))
+            counted = self._counted[key] = prompt_tokens(
+                info.litellm_model, messages, tools=params.get("tools"), response_format=params.get("response_format")
+            )
         return counted
 
     def account(self, prompt_tokens: int, completion_tokens: int, cost: float, reserved: float) -> None:
@@ -286,7 +300,8 @@ class Run:
         self.record(Attempt(slot.name, OK, "", round(elapsed, 4)))
         if slot.deployment.kind != "local":
             self.parts.metrics.for_deployment(slot.name).record_success(
-                elapsed, self.cost_usd, self.prompt_tokens_total, self.completion_tokens_total)
+                elapsed, self.cost_usd, self.prompt_tokens_total, self.completion_tokens_total
+            )
             await self.parts.breaker.record_success(slot.name)
         return self.route(slot.deployment, reason=reason)
 
@@ -296,13 +311,25 @@ class Run:
         if self.first_token_at is not None:
             first = round((self.first_token_at - self.call.started) * 1000, 3)
         return Route.model_construct(
-            deployment=info.name if info else None, model=info.model if info else None,
-            provider=info.provider if info else None, tier=info.tier if info else None,
-            group=self.plan.group, reason=reason or self.plan.reason, strategy=self.call.strategy, cache=None,
-            cost_usd=round(self.cost_usd, 12), reserved_cost_usd=self.reserved_usd,
-            latency_ms=round((now - self.call.started) * 1000, 3), first_token_ms=first,
-            prompt_tokens=self.prompt_tokens_total, completion_tokens=self.completion_tokens_total,
-            calls=self.calls, attempts=list(self.attempts), repaired=False, resumed=False)
+            deployment=info.name if info else None,
+            model=info.model if info else None,
+            provider=info.provider if info else None,
+            tier=info.tier if info else None,
+            group=self.plan.group,
+            reason=reason or self.plan.reason,
+            strategy=self.call.strategy,
+            cache=None,
+            cost_usd=round(self.cost_usd, 12),
+            reserved_cost_usd=self.reserved_usd,
+            latency_ms=round((now - self.call.started) * 1000, 3),
+            first_token_ms=first,
+            prompt_tokens=self.prompt_tokens_total,
+            completion_tokens=self.completion_tokens_total,
+            calls=self.calls,
+            attempts=list(self.attempts),
+            repaired=False,
+            resumed=False,
+        )
 
     def exhausted(self, *, partial_text: str = "", interrupted_on: str | None = None) -> Exception:
         """The error when no deployment answered (see the module docstring)."""
@@ -311,21 +338,36 @@ class Run:
             first = self._refusals[0]
             first.route = self.route(None)
             return first
-        summary = "; ".join(f"{a.deployment}: {a.outcome}" + (f" ({a.message[:120]})" if a.message else "")
-                            for a in self.attempts) or "no deployment could be tried"
+        summary = (
+            "; ".join(
+                f"{a.deployment}: {a.outcome}" + (f" ({a.message[:120]})" if a.message else "") for a in self.attempts
+            )
+            or "no deployment could be tried"
+        )
         route = self.route(None)
         last = called[-1] if called else None
         if interrupted_on is not None:
             return StreamInterruptedError(
                 f"the answer broke on {interrupted_on} and no deployment could resume it ({summary})",
-                partial_text=partial_text, deployment=interrupted_on, attempts=list(self.attempts), route=route)
+                partial_text=partial_text,
+                deployment=interrupted_on,
+                attempts=list(self.attempts),
+                route=route,
+            )
         timed_out = self.remaining() <= 0
-        why = (f"no answer within the request deadline of {self.deadline_s:g}s" if timed_out
-               else "every deployment that could serve this request failed")
+        why = (
+            f"no answer within the request deadline of {self.deadline_s:g}s"
+            if timed_out
+            else "every deployment that could serve this request failed"
+        )
         retry_after = self._last_retry_after if last is not None and last.status_code == 429 else None
-        return ProviderError(f"{why} (group {self.plan.group}: {summary}); check `director-llm health`",
-                             attempts=list(self.attempts), status_code=last.status_code if last else None,
-                             retry_after=retry_after, route=route)
+        return ProviderError(
+            f"{why} (group {self.plan.group}: {summary}); check `director-llm health`",
+            attempts=list(self.attempts),
+            status_code=last.status_code if last else None,
+            retry_after=retry_after,
+            route=route,
+        )
 
 
 def over_budget(exc: BaseException) -> bool:

@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RESUME_PROMPT", "ResponseStream", "StreamChunk", "StreamEnd", "TextDelta"]
 
-RESUME_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
-                 "without repeating anything and without any preamble.")
+RESUME_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, "
+    "without repeating anything and without any preamble."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,14 @@ class ResponseStream:
         interrupted_on: str | None = None
         async for slot in run.slots():
             try:
-                async with aclosing(slot.stream(messages, call.params, first_token_s=llm.first_token_timeout_seconds,
-                                                idle_s=llm.attempt_timeout_seconds)) as pieces:
+                async with aclosing(
+                    slot.stream(
+                        messages,
+                        call.params,
+                        first_token_s=llm.first_token_timeout_seconds,
+                        idle_s=llm.attempt_timeout_seconds,
+                    )
+                ) as pieces:
                     async for text in pieces:
                         if run.first_token_at is None:
                             run.first_token_at = time.perf_counter()
@@ -137,11 +145,18 @@ class ResponseStream:
                             f"the answer from {slot.name} broke after {len(partial)} characters: "
                             f"{getattr(exc, 'error_class', getattr(exc, 'outcome', ''))}: {exc}. `partial_text` "
                             "holds what was delivered; retry, or pass resume=True to continue on the next "
-                            "deployment", partial_text=partial, deployment=slot.name,
-                            attempts=list(run.attempts), route=run.route(slot.deployment)) from None
+                            "deployment",
+                            partial_text=partial,
+                            deployment=slot.name,
+                            attempts=list(run.attempts),
+                            route=run.route(slot.deployment),
+                        ) from None
                     interrupted_on = slot.name
-                    messages = [*call.messages, {"role": "assistant", "content": "".join(delivered)},
-                                {"role": "user", "content": RESUME_PROMPT}]
+                    messages = [
+                        *call.messages,
+                        {"role": "assistant", "content": "".join(delivered)},
+                        {"role": "user", "content": RESUME_PROMPT},
+                    ]
                 continue
             except (BudgetExceededError, BudgetBackendError) as exc:
                 run.refused(slot, exc)
@@ -149,9 +164,11 @@ class ResponseStream:
             route = await run.succeeded(slot)
             if interrupted_on is not None:
                 route = route.model_copy(update={"resumed": True})
-            usage = {"prompt_tokens": run.prompt_tokens_total, "completion_tokens": run.completion_tokens_total,
-                     "total_tokens": run.prompt_tokens_total + run.completion_tokens_total}
+            usage = {
+                "prompt_tokens": run.prompt_tokens_total,
+                "completion_tokens": run.completion_tokens_total,
+                "total_tokens": run.prompt_tokens_total + run.completion_tokens_total,
+            }
             yield StreamEnd(text="".join(delivered), usage=usage, cost_usd=run.cost_usd, route=route)
             return
         raise run.exhausted(partial_text="".join(delivered), interrupted_on=interrupted_on)
-

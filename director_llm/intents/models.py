@@ -44,8 +44,13 @@ MAX_RAW_FLOW_CHARS = 200
 
 
 def _bounded_entities(value: dict[str, Any]) -> dict[str, Any]:
-    check_json_bounds(value, max_depth=MAX_ENTITY_DEPTH, max_nodes=MAX_ENTITY_NODES,
-                      max_string_chars=MAX_ENTITY_STRING_CHARS, what="entities")
+    check_json_bounds(
+        value,
+        max_depth=MAX_ENTITY_DEPTH,
+        max_nodes=MAX_ENTITY_NODES,
+        max_string_chars=MAX_ENTITY_STRING_CHARS,
+        what="entities",
+    )
     return value
 
 
@@ -72,6 +77,7 @@ __all__ = [
     "UsageEvent",
     "check_json_bounds",
 ]
+
 
 class IntentClassification(BaseModel):
     """The result of ``director.classify_intent``."""

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from director_llm.errors import InputError
-from director_llm.request import sanitize_text
 from director_llm.intents.models import (
     MAX_ENTITY_DEPTH,
     MAX_ENTITY_NODES,
@@ -40,6 +39,7 @@ from director_llm.intents.models import (
     MAX_RAW_FLOW_CHARS,
 )
 from director_llm.intents.prompts import FlowSet
+from director_llm.request import sanitize_text
 
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*")
 _MAX_REASONING_CHARS = 600
@@ -54,23 +54,53 @@ _KEY_ALIASES = {
     "entities": ("entities", "entidades", "slots", "parameters"),
 }
 _CONFIDENCE_WORDS = {
-    "very high": 0.95, "muito alta": 0.95, "high": 0.85, "alta": 0.85, "alto": 0.85,
-    "medium": 0.6, "media": 0.6, "medio": 0.6, "moderate": 0.6, "low": 0.3, "baixa": 0.3, "baixo": 0.3,
-    "very low": 0.1, "muito baixa": 0.1,
+    "very high": 0.95,
+    "muito alta": 0.95,
+    "high": 0.85,
+    "alta": 0.85,
+    "alto": 0.85,
+    "medium": 0.6,
+    "media": 0.6,
+    "medio": 0.6,
+    "moderate": 0.6,
+    "low": 0.3,
+    "baixa": 0.3,
+    "baixo": 0.3,
+    "very low": 0.1,
+    "muito baixa": 0.1,
 }
 # Flow names a model may translate: normalized word -> the English name it stands for.
 _TRANSLATIONS = {
-    "saudacao": "greeting", "cumprimento": "greeting", "ola": "greeting", "saludo": "greeting",
-    "ajuda": "help", "ayuda": "help",
-    "criar_tarefa": "create_task", "cria_tarefa": "create_task", "nova_tarefa": "create_task",
-    "lembrete": "create_task", "criar_lembrete": "create_task", "crear_tarea": "create_task",
-    "consultar_status": "query_status", "consulta_status": "query_status", "status": "query_status",
+    "saudacao": "greeting",
+    "cumprimento": "greeting",
+    "ola": "greeting",
+    "saludo": "greeting",
+    "ajuda": "help",
+    "ayuda": "help",
+    "criar_tarefa": "create_task",
+    "cria_tarefa": "create_task",
+    "nova_tarefa": "create_task",
+    "lembrete": "create_task",
+    "criar_lembrete": "create_task",
+    "crear_tarea": "create_task",
+    "consultar_status": "query_status",
+    "consulta_status": "query_status",
+    "status": "query_status",
     "verificar_status": "query_status",
-    "cancelar": "cancel", "cancelamento": "cancel",
-    "conversa": "smalltalk", "bate_papo": "smalltalk", "conversa_fiada": "smalltalk", "small_talk": "smalltalk",
+    "cancelar": "cancel",
+    "cancelamento": "cancel",
+    "conversa": "smalltalk",
+    "bate_papo": "smalltalk",
+    "conversa_fiada": "smalltalk",
+    "small_talk": "smalltalk",
     "chitchat": "smalltalk",
-    "fora_do_escopo": "out_of_scope", "fora_de_escopo": "out_of_scope", "desconhecido": "out_of_scope",
-    "unknown": "out_of_scope", "other": "out_of_scope", "outro": "out_of_scope", "none": "out_of_scope",
+    "fora_do_escopo": "out_of_scope",
+    "fora_de_escopo": "out_of_scope",
+    "desconhecido": "out_of_scope",
+    "unknown": "out_of_scope",
+    "other": "out_of_scope",
+    "outro": "out_of_scope",
+    "none": "out_of_scope",
 }
 
 
@@ -103,8 +133,10 @@ def clean_input(text: str, *, max_chars: int, truncate: bool = False) -> str:
         raise InputError("the text to classify is empty (after removing control characters)")
     if len(kept) > max_chars:
         if not truncate:
-            raise InputError(f"the text has {len(kept)} characters, more than intents.max_input_chars = "
-                             f"{max_chars}; shorten it or set intents.truncate_long_input = true")
+            raise InputError(
+                f"the text has {len(kept)} characters, more than intents.max_input_chars = "
+                f"{max_chars}; shorten it or set intents.truncate_long_input = true"
+            )
         kept = kept[:max_chars]
     return kept
 
@@ -198,7 +230,7 @@ def extract_object(raw: str) -> dict[str, Any]:
     if start < 0:
         raise AnswerInvalid("the answer contains no JSON object")
     end = text.rfind("}")
-    candidate = text[start:end + 1] if end > start else text[start:]
+    candidate = text[start : end + 1] if end > start else text[start:]
     try:
         obj = json_repair.loads(candidate)
     except Exception as exc:  # noqa: BLE001 - json_repair raises assorted errors on garbage
@@ -328,10 +360,17 @@ def parse_answer(raw: str, flows: FlowSet) -> ParsedAnswer:
         flow = flows.fallback
         reasoning = f"[model answered unknown flow {raw_flow[:60]!r}] {reasoning}".strip()
     elif confidence < flows.threshold and flow != flows.fallback:
-        reasoning = f"[{flow} at confidence {confidence:.2f} is below the threshold {flows.threshold:g}] {reasoning}".strip()
+        reasoning = (
+            f"[{flow} at confidence {confidence:.2f} is below the threshold {flows.threshold:g}] {reasoning}".strip()
+        )
         flow = flows.fallback
-    return ParsedAnswer(flow, confidence, reasoning, _entities(obj.get("entities")),
-                        raw_flow=None if raw_flow == flow else raw_flow[:MAX_RAW_FLOW_CHARS])
+    return ParsedAnswer(
+        flow,
+        confidence,
+        reasoning,
+        _entities(obj.get("entities")),
+        raw_flow=None if raw_flow == flow else raw_flow[:MAX_RAW_FLOW_CHARS],
+    )
 
 
 @dataclass(frozen=True)
@@ -366,8 +405,12 @@ def parse_partial(text: str, flows: FlowSet) -> Partial:
     flow = map_flow(done.get("flow"), flows) if "flow" in done else None
     if "flow" in done and flow is None:
         flow = flows.fallback
-    return Partial(flow=flow, confidence=coerce_confidence(done.get("confidence")),
-                   reasoning=_reasoning(partial.get("reasoning")), entities=_entities(done.get("entities")))
+    return Partial(
+        flow=flow,
+        confidence=coerce_confidence(done.get("confidence")),
+        reasoning=_reasoning(partial.get("reasoning")),
+        entities=_entities(done.get("entities")),
+    )
 
 
 def reasoning_steps(reasoning: str) -> list[str]:

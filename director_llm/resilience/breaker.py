@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from director_llm.resilience.retry_after import retry_after_of
@@ -107,11 +107,14 @@ class BreakerPolicy:
     max_cooldown_seconds: float = 300.0
 
     def cooldown(self, opens: int) -> float:
-        return min(self.cooldown_seconds * 2 ** max(0, opens - 1), max(self.max_cooldown_seconds, self.cooldown_seconds))
+        return min(
+            self.cooldown_seconds * 2 ** max(0, opens - 1), max(self.max_cooldown_seconds, self.cooldown_seconds)
+        )
 
 
-def after_failure(s: BreakerSnapshot, now: float, policy: BreakerPolicy, immediate: bool,
-                  hold: float | None = None) -> BreakerSnapshot:
+def after_failure(
+    s: BreakerSnapshot, now: float, policy: BreakerPolicy, immediate: bool, hold: float | None = None
+) -> BreakerSnapshot:
     """The transition on a failure (the Lua script below mirrors it for Redis). ``hold``
     (a Retry-After) opens the breaker for at least that long: the provider said when to return."""
     if hold:
@@ -165,14 +168,24 @@ class CircuitBreaker:
     ``allow`` / ``record_*`` directly for failures LiteLLM never sees (first-token timeouts).
     """
 
-    def __init__(self, *, failure_threshold: int = 3, cooldown_seconds: float = 30.0,
-                 max_cooldown_seconds: float | None = None, redis_url: str | None = None,
-                 redis: RedisClients | None = None, prefix: str = DEFAULT_PREFIX,
-                 refresh_interval: float = REFRESH_INTERVAL_SECONDS,
-                 redis_timeout: float = REDIS_TIMEOUT_SECONDS, trial_ttl_seconds: float = 30.0) -> None:
-        self.policy = BreakerPolicy(failure_threshold, cooldown_seconds,
-                                    max_cooldown_seconds if max_cooldown_seconds is not None
-                                    else DEFAULT_MAX_COOLDOWN_SECONDS)
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 3,
+        cooldown_seconds: float = 30.0,
+        max_cooldown_seconds: float | None = None,
+        redis_url: str | None = None,
+        redis: RedisClients | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        refresh_interval: float = REFRESH_INTERVAL_SECONDS,
+        redis_timeout: float = REDIS_TIMEOUT_SECONDS,
+        trial_ttl_seconds: float = 30.0,
+    ) -> None:
+        self.policy = BreakerPolicy(
+            failure_threshold,
+            cooldown_seconds,
+            max_cooldown_seconds if max_cooldown_seconds is not None else DEFAULT_MAX_COOLDOWN_SECONDS,
+        )
         self.prefix = prefix
         self.refresh_interval = refresh_interval
         self.trial_ttl_seconds = trial_ttl_seconds
@@ -190,13 +203,19 @@ class CircuitBreaker:
         self._known: set[str] = set()
 
     @classmethod
-    def from_config(cls, config: DirectorConfig, *, prefix: str = DEFAULT_PREFIX,
-                    redis: RedisClients | None = None) -> CircuitBreaker:
+    def from_config(
+        cls, config: DirectorConfig, *, prefix: str = DEFAULT_PREFIX, redis: RedisClients | None = None
+    ) -> CircuitBreaker:
         cb = config.llm.circuit_breaker
-        return cls(failure_threshold=cb.failure_threshold, cooldown_seconds=cb.cooldown_seconds,
-                   max_cooldown_seconds=cb.max_cooldown_seconds,
-                   redis_url=config.redis_state_url if redis is None else None, redis=redis, prefix=prefix,
-                   trial_ttl_seconds=max(config.llm.attempt_timeout_seconds, 1.0))
+        return cls(
+            failure_threshold=cb.failure_threshold,
+            cooldown_seconds=cb.cooldown_seconds,
+            max_cooldown_seconds=cb.max_cooldown_seconds,
+            redis_url=config.redis_state_url if redis is None else None,
+            redis=redis,
+            prefix=prefix,
+            trial_ttl_seconds=max(config.llm.attempt_timeout_seconds, 1.0),
+        )
 
     @property
     def shared(self) -> bool:
@@ -225,8 +244,12 @@ class CircuitBreaker:
         """JSON-friendly state of one deployment (for ``director.health()``)."""
         now = time.time()
         s = self.snapshot_of(name)
-        return {"state": s.state(now), "consecutive_failures": s.failures, "opens": s.opens,
-                "retry_in_s": round(max(0.0, s.open_until - now), 3) if s.opens else None}
+        return {
+            "state": s.state(now),
+            "consecutive_failures": s.failures,
+            "opens": s.opens,
+            "retry_in_s": round(max(0.0, s.open_until - now), 3) if s.opens else None,
+        }
 
     # -- the request path ---------------------------------------------------------------------
     async def allow(self, name: str) -> bool:
@@ -260,7 +283,9 @@ class CircuitBreaker:
     async def attempt_succeeded(self, deployment: str, kwargs: dict, response: Any, latency_s: float) -> None:
         await self.record_success(deployment)
 
-    async def attempt_failed(self, deployment: str, kwargs: dict, error: BaseException | None, latency_s: float) -> None:
+    async def attempt_failed(
+        self, deployment: str, kwargs: dict, error: BaseException | None, latency_s: float
+    ) -> None:
         await self.record_failure(deployment, error)
 
     async def record_success(self, name: str) -> None:
@@ -288,22 +313,38 @@ class CircuitBreaker:
             hold = min(hold, self.policy.max_cooldown_seconds)
         if self.shared:
             p = self.policy
-            reply = await self._redis_call(lambda r: self._script(r)(
-                keys=[self._key(name)],
-                args=[now, p.failure_threshold, p.cooldown_seconds, p.max_cooldown_seconds,
-                      "1" if kind == "trip_now" else "0", STATE_TTL_SECONDS, hold or 0]))
+            reply = await self._redis_call(
+                lambda r: self._script(r)(
+                    keys=[self._key(name)],
+                    args=[
+                        now,
+                        p.failure_threshold,
+                        p.cooldown_seconds,
+                        p.max_cooldown_seconds,
+                        "1" if kind == "trip_now" else "0",
+                        STATE_TTL_SECONDS,
+                        hold or 0,
+                    ],
+                )
+            )
             if reply is not None:
                 after = BreakerSnapshot(int(reply[0]), int(reply[1]), float(reply[2]))
         if after is None:
             after = after_failure(before, now, self.policy, kind == "trip_now", hold)
         self._view[name] = after
         if after.opens and after.opens != before.opens:
-            log.warning("circuit open for %s for %.1fs after %d failure(s) (%s)", name,
-                        after.open_until - now, after.failures, type(error).__name__ if error else "error")
+            log.warning(
+                "circuit open for %s for %.1fs after %d failure(s) (%s)",
+                name,
+                after.open_until - now,
+                after.failures,
+                type(error).__name__ if error else "error",
+            )
 
     # -- half-open trial ----------------------------------------------------------------------
     async def _claim_trial(self, name: str, now: float) -> bool:
         if self.shared:
+
             async def claim(r: Redis) -> str:
                 # SET NX answers None when someone else holds the claim; None here means "Redis down".
                 done = await r.set(self._key(name) + ":trial", "1", nx=True, px=int(self.trial_ttl_seconds * 1000))
@@ -370,7 +411,7 @@ class CircuitBreaker:
         self._refreshed_at = time.monotonic()
         if rows is None:
             return
-        for n, (failures, opens, until) in zip(names, rows):
+        for n, (failures, opens, until) in zip(names, rows, strict=False):
             if failures is None:
                 self._view.pop(n, None)
             else:

@@ -28,8 +28,14 @@ PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 Probe = Callable[[str, float], Awaitable[None]]
 
 
-async def deployment_health(names: Sequence[str], *, breaker: CircuitBreaker, metrics: Metrics,
-                            probe: Probe | None = None, probe_timeout: float = 5.0) -> dict[str, Any]:
+async def deployment_health(
+    names: Sequence[str],
+    *,
+    breaker: CircuitBreaker,
+    metrics: Metrics,
+    probe: Probe | None = None,
+    probe_timeout: float = 5.0,
+) -> dict[str, Any]:
     """JSON-friendly health of each deployment in ``names``; ``probe(name, timeout)`` (when
     given) sends each a tiny request first."""
     probes: dict[str, dict[str, Any]] = {}
@@ -47,8 +53,11 @@ async def deployment_health(names: Sequence[str], *, breaker: CircuitBreaker, me
         if state == "healthy" and s.get("consecutive_failures"):
             state = "degraded"
         entry = {
-            "state": state, "breaker": state_info, "requests": s.get("requests", 0),
-            "error_rate": s.get("error_rate", 0.0), "p50_latency_ms": s.get("p50_latency_ms"),
+            "state": state,
+            "breaker": state_info,
+            "requests": s.get("requests", 0),
+            "error_rate": s.get("error_rate", 0.0),
+            "p50_latency_ms": s.get("p50_latency_ms"),
             "last_error": redact(s["last_error"]) if s.get("last_error") else None,
         }
         if name in probes:

@@ -64,8 +64,9 @@ def model_list(deployments: list[DeploymentInfo], instance_id: str) -> list[dict
         for group in (d.tier, d.name):
             model_id = f"{instance_id}:{group}:{d.name}"
             _BY_ID[model_id] = d.name
-            entries.append({"model_name": group, "litellm_params": dict(params),
-                            "model_info": {**base_info, "id": model_id}})
+            entries.append(
+                {"model_name": group, "litellm_params": dict(params), "model_info": {**base_info, "id": model_id}}
+            )
     return entries
 
 
@@ -73,8 +74,9 @@ def build_router(config: DirectorConfig, topology: Topology) -> BuiltRouter:
     """A LiteLLM Router over the topology's LLM deployments (None when there are none)."""
     usable = [d for d in topology.deployments.values() if d.kind != "local"]
     instance_id = f"d{next(_instance_ids)}-{os.getpid()}"
-    groups = {g: list(m) for g, m in topology.groups.items() if not all(
-        topology.deployments[n].kind == "local" for n in m)}
+    groups = {
+        g: list(m) for g, m in topology.groups.items() if not all(topology.deployments[n].kind == "local" for n in m)
+    }
     fallbacks = {g: [t for t in chain if t in groups] for g, chain in topology.fallbacks.items() if g in groups}
     fallbacks = {g: chain for g, chain in fallbacks.items() if chain}
     router = None
@@ -89,5 +91,10 @@ def build_router(config: DirectorConfig, topology: Topology) -> BuiltRouter:
             stream_timeout=llm.first_token_timeout_seconds,
             routing_strategy="simple-shuffle",
         )
-    return BuiltRouter(router=router, instance_id=instance_id, groups=groups, fallbacks=fallbacks,
-                       deployments={d.name: d for d in usable})
+    return BuiltRouter(
+        router=router,
+        instance_id=instance_id,
+        groups=groups,
+        fallbacks=fallbacks,
+        deployments={d.name: d for d in usable},
+    )

@@ -50,28 +50,62 @@ FailureKind = Literal["provider", "credential", "caller", "request", "local"]
 _REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 _CREDENTIAL_STATUSES = frozenset({401, 403})
 # Exceptions in a cause chain that mean the network or the server failed.
-_NETWORK_NAMES = frozenset({
-    "ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "ReadError",
-    "WriteError", "RemoteProtocolError", "NetworkError", "TransportError", "TimeoutException",
-    "ClientConnectorError", "ClientOSError", "ServerDisconnectedError", "ClientPayloadError",
-    "ServerTimeoutError", "APIConnectionError", "APITimeoutError", "JSONDecodeError",
-    "IncompleteRead", "ContentLengthError",
-})
+_NETWORK_NAMES = frozenset(
+    {
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "NetworkError",
+        "TransportError",
+        "TimeoutException",
+        "ClientConnectorError",
+        "ClientOSError",
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+        "ServerTimeoutError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "JSONDecodeError",
+        "IncompleteRead",
+        "ContentLengthError",
+    }
+)
 # Python errors raised while LiteLLM was still building the request.
-_LOCAL_TYPES: tuple[type[BaseException], ...] = (AttributeError, TypeError, KeyError, IndexError,
-                                                 UnicodeError, NotImplementedError, RecursionError)
+_LOCAL_TYPES: tuple[type[BaseException], ...] = (
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    UnicodeError,
+    NotImplementedError,
+    RecursionError,
+)
 
 
 # Modules LiteLLM 1.110 imports lazily during its first call (per provider): imported in
 # ``Dispatcher.load``'s worker thread instead, so the first request neither blocks the event
 # loop on them nor spends its attempt timeout importing. Best effort: a missing name is skipped.
 _WARM_MODULES = (
-    "litellm.litellm_core_utils.logging_callback_manager", "litellm.litellm_core_utils.default_encoding",
-    "litellm.litellm_core_utils.duration_parser", "litellm.proxy._types", "litellm.llms.openai_like.dynamic_config",
-    "litellm.types.litellm_core_utils.streaming_chunk_builder_utils", "tiktoken_ext.openai_public",
-    "anyio._backends._asyncio", "httpcore", "h11", "h2.connection",
-    "litellm.llms.anthropic.completion.transformation", "litellm.llms.ollama.chat.transformation",
-    "litellm.llms.gemini.chat.transformation", "litellm.llms.vertex_ai.context_caching.vertex_ai_context_caching",
+    "litellm.litellm_core_utils.logging_callback_manager",
+    "litellm.litellm_core_utils.default_encoding",
+    "litellm.litellm_core_utils.duration_parser",
+    "litellm.proxy._types",
+    "litellm.llms.openai_like.dynamic_config",
+    "litellm.types.litellm_core_utils.streaming_chunk_builder_utils",
+    "tiktoken_ext.openai_public",
+    "anyio._backends._asyncio",
+    "httpcore",
+    "h11",
+    "h2.connection",
+    "litellm.llms.anthropic.completion.transformation",
+    "litellm.llms.ollama.chat.transformation",
+    "litellm.llms.gemini.chat.transformation",
+    "litellm.llms.vertex_ai.context_caching.vertex_ai_context_caching",
 )
 
 
@@ -102,8 +136,15 @@ def import_litellm(*, warm: bool = False) -> Any:
 class UpstreamError(Exception):
     """One attempt failed (internal to the engine; callers see ``ProviderError``)."""
 
-    def __init__(self, kind: FailureKind, error_class: str, message: str, *,
-                 status_code: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: FailureKind,
+        error_class: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind: FailureKind = kind
         self.error_class = error_class
@@ -157,7 +198,7 @@ class ReplyStream:
                     yield text
         except (UpstreamError, asyncio.CancelledError, GeneratorExit):
             raise
-        except Exception as exc:  # the body broke after the stream opened
+        except Exception as exc:  # noqa: BLE001 - the body broke after the stream opened: translated
             raise translate(exc) from None
 
     def _take_usage(self, chunk: Any) -> None:
@@ -207,8 +248,13 @@ class Dispatcher:
             self._litellm = await asyncio.to_thread(import_litellm, warm=True)
         return self._litellm
 
-    def _request(self, deployment: DeploymentInfo, messages: Sequence[Mapping[str, Any]],
-                 params: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    def _request(
+        self,
+        deployment: DeploymentInfo,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        timeout: float,
+    ) -> dict[str, Any]:
         request = deployment.litellm_params()
         for unused in ("rpm", "tpm"):
             request.pop(unused, None)
@@ -230,20 +276,32 @@ class Dispatcher:
         if self._clients is not None:
             await self._clients.aclose()
 
-    async def complete(self, deployment: DeploymentInfo, messages: Sequence[Mapping[str, Any]],
-                       params: Mapping[str, Any], *, timeout: float) -> Reply:
+    async def complete(
+        self,
+        deployment: DeploymentInfo,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        *,
+        timeout: float,
+    ) -> Reply:
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
         try:
             response = await litellm.acompletion(**self._request(deployment, messages, params, timeout))
         except (asyncio.CancelledError, UpstreamError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
             raise translate(exc, caller_key=caller_key) from None
         return _reply(response)
 
-    async def stream(self, deployment: DeploymentInfo, messages: Sequence[Mapping[str, Any]],
-                     params: Mapping[str, Any], *, timeout: float) -> ReplyStream:
+    async def stream(
+        self,
+        deployment: DeploymentInfo,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        *,
+        timeout: float,
+    ) -> ReplyStream:
         """Open a stream (``stream_options.include_usage`` on, so the last chunk has usage)."""
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
@@ -254,7 +312,7 @@ class Dispatcher:
             chunks = await litellm.acompletion(**request)
         except (asyncio.CancelledError, UpstreamError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
             raise translate(exc, caller_key=caller_key) from None
         return ReplyStream(chunks)
 
@@ -263,12 +321,17 @@ def _reply(response: Any) -> Reply:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None) or "" if message is not None else ""
-    tools = bool(message is not None and (getattr(message, "tool_calls", None)
-                                          or getattr(message, "function_call", None)))
+    tools = bool(
+        message is not None and (getattr(message, "tool_calls", None) or getattr(message, "function_call", None))
+    )
     usage = getattr(response, "usage", None)
-    return Reply(response=response, text=text if isinstance(text, str) else json.dumps(text),
-                 has_tool_calls=tools, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
+    return Reply(
+        response=response,
+        text=text if isinstance(text, str) else json.dumps(text),
+        has_tool_calls=tools,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+    )
 
 
 def _delta_text(chunk: Any) -> str:
@@ -304,8 +367,7 @@ def translate(exc: BaseException, *, caller_key: bool = False) -> UpstreamError:
         too_big = next(e for e in chain if type(e).__name__ == "ResponseTooLarge")
         return UpstreamError("provider", "ResponseTooLarge", str(too_big))
     if isinstance(exc, TimeoutError) or "Timeout" in names:
-        return UpstreamError("provider", "Timeout", message or "no answer within the attempt timeout",
-                             status_code=408)
+        return UpstreamError("provider", "Timeout", message or "no answer within the attempt timeout", status_code=408)
     if status in _CREDENTIAL_STATUSES:
         return UpstreamError("caller" if caller_key else "credential", name, message, status_code=status)
     if status in _REQUEST_STATUSES and not names & _NETWORK_NAMES:

@@ -59,8 +59,9 @@ class CappedTransport(httpx.AsyncBaseTransport):
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await response.aclose()
-            raise ResponseTooLarge(f"the response declares {declared} bytes, more than {self.max_bytes} "
-                                   "([llm] max_response_bytes)")
+            raise ResponseTooLarge(
+                f"the response declares {declared} bytes, more than {self.max_bytes} ([llm] max_response_bytes)"
+            )
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _CappedStream(response.stream, self.max_bytes)
         return response
@@ -75,7 +76,8 @@ class Clients:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
 
     def for_call(self, deployment: DeploymentInfo, request: dict[str, Any]) -> Any:
         """The ``client=`` to pass LiteLLM for this request (built on first use)."""
@@ -97,9 +99,13 @@ class Clients:
         if deployment.litellm_model.startswith("openai/"):
             from openai import AsyncOpenAI
 
-            return AsyncOpenAI(api_key=request.get("api_key") or "not-needed", base_url=request.get("api_base"),
-                               max_retries=0, timeout=request.get("timeout"),
-                               http_client=httpx.AsyncClient(transport=self._transport(), follow_redirects=True))
+            return AsyncOpenAI(
+                api_key=request.get("api_key") or "not-needed",
+                base_url=request.get("api_base"),
+                max_retries=0,
+                timeout=request.get("timeout"),
+                http_client=httpx.AsyncClient(transport=self._transport(), follow_redirects=True),
+            )
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
         return AsyncHTTPHandler(timeout=request.get("timeout"), transport=self._transport())

@@ -44,13 +44,16 @@ _REASONING_WORDS = frozenset(
     "explain why compare contrast analyze analyse design architect prove derive evaluate tradeoff "
     "tradeoffs trade-off trade-offs reason implement refactor optimize optimise debug plan summarize "
     "summarise translate draft explique compare analise projete prove avalie implemente otimize "
-    "planeje resuma traduza escreva".split())
+    "planeje resuma traduza escreva".split()
+)
 _REASONING_PHRASES = ("step by step", "step-by-step", "how does", "how do ", "write a ", "por que", "passo a passo")
 _CODE_MARKS = ("```", "def ", "class ", "import ", "return ", "=>", "select ", ";\n", "{\n", "</", "#include")
 _WORDS = re.compile(r"[\w'-]+")
 _TRIVIAL = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|ok|okay|yes|no|bye|good (morning|night|afternoon)|"
-    r"oi|ol[aá]|obrigad[oa]|valeu|sim|n[aã]o|tchau|bom dia|boa (tarde|noite))\b[\s!.?]*$", re.IGNORECASE)
+    r"oi|ol[aá]|obrigad[oa]|valeu|sim|n[aã]o|tchau|bom dia|boa (tarde|noite))\b[\s!.?]*$",
+    re.IGNORECASE,
+)
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+", re.MULTILINE)
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from director_llm.budget.guard import BudgetGuard, binding_remaining, fits, is_free
-from director_llm.request import Call
 from director_llm.errors import BudgetBackendError, BudgetStoreDownError, InputError, ProviderError
 from director_llm.providers import DeploymentInfo
+from director_llm.request import Call
 from director_llm.selection.complexity import Complexity, estimate_complexity
 from director_llm.selection.strategies import NothingAffordable, TierOption, select
 from director_llm.selection.topology import Topology
@@ -54,8 +54,15 @@ class Plan:
 class Planner:
     """Plans requests over one ``Topology`` (see the module docstring)."""
 
-    def __init__(self, topology: Topology, budget: BudgetGuard, *, is_open: Callable[[str], bool],
-                 p50_ms: Callable[[str], float | None], rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        budget: BudgetGuard,
+        *,
+        is_open: Callable[[str], bool],
+        p50_ms: Callable[[str], float | None],
+        rng: random.Random | None = None,
+    ) -> None:
         self.topology = topology
         self.budget = budget
         self._is_open = is_open
@@ -76,20 +83,37 @@ class Planner:
             return call.tier, "tier requested by caller"
         return None
 
-    async def plan(self, call: Call, *, words: Sequence[Mapping[str, Any]] | None = None,
-                   local_confidence: float | None = None, prompt_tokens: int | None = None) -> Plan:
+    async def plan(
+        self,
+        call: Call,
+        *,
+        words: Sequence[Mapping[str, Any]] | None = None,
+        local_confidence: float | None = None,
+        prompt_tokens: int | None = None,
+    ) -> Plan:
         """Plan ``call``. ``words`` are the messages whose complexity counts (the user's turns
         for a classification, whose prompt is ours); ``prompt_tokens`` the prompt's size
         when already counted. Raises ``InputError``, ``BudgetExceededError``,
         ``BudgetStoreDownError`` or ``ProviderError`` (nothing can serve)."""
         if self.topology.empty:
-            raise ProviderError("no LLM deployment is usable: every provider is disabled, local-only or "
-                                "missing its API key (see `director-llm check-config`)")
-        size = prompt_tokens if prompt_tokens is not None else rough_tokens(
-            call.messages, tools=call.params.get("tools"), response_format=call.params.get("response_format"))
+            raise ProviderError(
+                "no LLM deployment is usable: every provider is disabled, local-only or "
+                "missing its API key (see `director-llm check-config`)"
+            )
+        size = (
+            prompt_tokens
+            if prompt_tokens is not None
+            else rough_tokens(
+                call.messages, tools=call.params.get("tools"), response_format=call.params.get("response_format")
+            )
+        )
         if call.needs.tools or call.needs.json_schema:
-            unmet = {i.name: why for i in self.topology.deployments.values() if i.kind != "local"
-                     and (why := call.needs.unmet_by(i.supports_function_calling, i.supports_json_schema))}
+            unmet = {
+                i.name: why
+                for i in self.topology.deployments.values()
+                if i.kind != "local"
+                and (why := call.needs.unmet_by(i.supports_function_calling, i.supports_json_schema))
+            }
             if len(unmet) == sum(1 for i in self.topology.deployments.values() if i.kind != "local"):
                 raise self._nothing_left(call, unmet)
         pin = self.pinned(call)
@@ -106,8 +130,15 @@ class Planner:
         candidates, excluded = self._expand(call, chain, size)
         if not candidates:
             raise self._nothing_left(call, excluded)
-        return Plan(group=group, reason=reason, candidates=candidates, strategy=call.strategy,
-                    complexity=complexity, remaining_usd=remaining, excluded=excluded)
+        return Plan(
+            group=group,
+            reason=reason,
+            candidates=candidates,
+            strategy=call.strategy,
+            complexity=complexity,
+            remaining_usd=remaining,
+            excluded=excluded,
+        )
 
     async def _select(self, call: Call, size: int, complexity: Complexity) -> tuple[list[str], str, float | None]:
         budget = self.budget
@@ -122,17 +153,26 @@ class Planner:
                 store_down = True
         options = []
         for tier, ds in infos.items():
-            fitting = [i for i in ds if not (i.context_window and size > i.context_window)
-                       and call.needs.unmet_by(i.supports_function_calling, i.supports_json_schema) is None]
+            fitting = [
+                i
+                for i in ds
+                if not (i.context_window and size > i.context_window)
+                and call.needs.unmet_by(i.supports_function_calling, i.supports_json_schema) is None
+            ]
             costs = []
             for i in fitting:
                 cost = budget.worst_case(i, size, budget.max_tokens_for(i, call.params)) if budget.limited else 0.0
                 costs.append((cost, cost == 0 or (not store_down and fits(remaining, i.provider, cost))))
-            options.append(TierOption(
-                tier=tier, cost_usd=min((c for c, _ in costs), default=0.0),
-                affordable=any(ok for _, ok in costs), healthy=any(not self._is_open(i.name) for i in ds),
-                fits=bool(fitting),
-                p50_ms=self._best_p50([i.name for i in ds]) if call.strategy == "latency" else None))
+            options.append(
+                TierOption(
+                    tier=tier,
+                    cost_usd=min((c for c, _ in costs), default=0.0),
+                    affordable=any(ok for _, ok in costs),
+                    healthy=any(not self._is_open(i.name) for i in ds),
+                    fits=bool(fitting),
+                    p50_ms=self._best_p50([i.name for i in ds]) if call.strategy == "latency" else None,
+                )
+            )
         left = 0.0 if store_down else binding_remaining(remaining)
         try:
             sel = select(call.strategy, options, complexity=complexity, remaining_usd=left)
@@ -144,14 +184,19 @@ class Planner:
         values = [v for v in (self._p50(n) for n in names) if v is not None]
         return min(values) if values else None
 
-    async def _explain(self, cheapest: TierOption | None, infos: Mapping[str, Sequence[DeploymentInfo]],
-                       store_down: bool) -> Exception:
+    async def _explain(
+        self, cheapest: TierOption | None, infos: Mapping[str, Sequence[DeploymentInfo]], store_down: bool
+    ) -> Exception:
         if store_down:
-            return BudgetStoreDownError("the budget store (Redis) is unreachable and no zero-cost tier is "
-                                        "configured, so no request can be served without risking overspend")
+            return BudgetStoreDownError(
+                "the budget store (Redis) is unreachable and no zero-cost tier is "
+                "configured, so no request can be served without risking overspend"
+            )
         if cheapest is None or not cheapest.fits:
-            return ProviderError("no tier can serve this request: the prompt is larger than every deployment's "
-                                 "context window, or none has the capabilities it needs")
+            return ProviderError(
+                "no tier can serve this request: the prompt is larger than every deployment's "
+                "context window, or none has the capabilities it needs"
+            )
         provider = infos[cheapest.tier][0].provider if infos.get(cheapest.tier) else "-"
         return await self.budget.explain(cheapest.cost_usd, provider)
 
@@ -199,10 +244,14 @@ class Planner:
     def _nothing_left(call: Call, excluded: Mapping[str, str]) -> Exception:
         why = "; ".join(f"{n}: {w}" for n, w in excluded.items())
         if call.needs.tools or call.needs.json_schema:
-            need = " and ".join(n for n, on in (("tools", call.needs.tools),
-                                                ("a JSON schema response_format", call.needs.json_schema)) if on)
-            return InputError(f"no usable deployment supports {need} ({why}); set supports_function_calling / "
-                              "supports_json_schema in the model's [providers.*.overrides] if it does, or drop "
-                              "the parameter")
+            need = " and ".join(
+                n
+                for n, on in (("tools", call.needs.tools), ("a JSON schema response_format", call.needs.json_schema))
+                if on
+            )
+            return InputError(
+                f"no usable deployment supports {need} ({why}); set supports_function_calling / "
+                "supports_json_schema in the model's [providers.*.overrides] if it does, or drop "
+                "the parameter"
+            )
         return ProviderError(f"no deployment can serve this request ({why or 'none usable'})")
-

@@ -25,14 +25,14 @@ unhealthy tiers last only when no healthy tier is left. Nothing affordable raise
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from director_llm.selection.complexity import Complexity, Level, estimate_complexity
 from director_llm.config.semantics import LLM_TIERS
 from director_llm.errors import InputError
+from director_llm.selection.complexity import Complexity, Level
+
 StrategyName = Literal["cost", "latency", "quality", "adaptive"]
 STRATEGIES: tuple[str, ...] = ("cost", "latency", "quality", "adaptive")
 
@@ -97,8 +97,13 @@ def _rank(tier: str) -> int:
     return LLM_TIERS.index(tier) if tier in LLM_TIERS else -1
 
 
-def select(strategy: str, options: Sequence[TierOption], *, complexity: Complexity | None = None,
-           remaining_usd: float = math.inf) -> Selection:
+def select(
+    strategy: str,
+    options: Sequence[TierOption],
+    *,
+    complexity: Complexity | None = None,
+    remaining_usd: float = math.inf,
+) -> Selection:
     """Order the tiers of ``options`` for ``strategy``. Raises ``NothingAffordable``."""
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -135,10 +140,23 @@ def select(strategy: str, options: Sequence[TierOption], *, complexity: Complexi
         reason = f"adaptive: {what}, {left} -> {target}"
         if order[0].tier != target:
             missing = next((o for o in options if o.tier == target), None)
-            why = ("not configured" if missing is None else "unhealthy" if not missing.healthy
-                   else "over budget" if not missing.affordable else "context too small")
+            why = (
+                "not configured"
+                if missing is None
+                else "unhealthy"
+                if not missing.healthy
+                else "over budget"
+                if not missing.affordable
+                else "context too small"
+            )
             reason += f" ({why}, using {order[0].tier})"
     rest = [o for o in servable if o not in order]
     chain = tuple(o.tier for o in order + rest)
-    return Selection(chain=chain, reason=reason + note, strategy=strategy, complexity=complexity,
-                     remaining_usd=None if math.isinf(remaining_usd) else remaining_usd, options=tuple(options))
+    return Selection(
+        chain=chain,
+        reason=reason + note,
+        strategy=strategy,
+        complexity=complexity,
+        remaining_usd=None if math.isinf(remaining_usd) else remaining_usd,
+        options=tuple(options),
+    )

@@ -45,9 +45,12 @@ class Topology:
         tiers = tuple(t for t in LLM_TIERS if t in groups)
         graph = resolve_fallbacks(config, [d.name for d in members], list(tiers))
         chains = {k: tuple(t for t in v if t in groups) for k, v in graph.items() if k in groups}
-        return cls(deployments={d.name: d for d in members},
-                   groups={k: tuple(v) for k, v in groups.items()},
-                   fallbacks={k: v for k, v in chains.items() if v}, tiers=tiers)
+        return cls(
+            deployments={d.name: d for d in members},
+            groups={k: tuple(v) for k, v in groups.items()},
+            fallbacks={k: v for k, v in chains.items() if v},
+            tiers=tiers,
+        )
 
     @property
     def empty(self) -> bool:

@@ -27,8 +27,6 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
 
-
-
 def ping(host: str = DEFAULT_HOST, port: int = 6379, *, timeout: float = 0.5) -> bool:
     """Whether a Redis server answers ``PING`` at ``host:port``."""
     try:

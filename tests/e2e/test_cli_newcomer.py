@@ -35,10 +35,12 @@ def elsewhere(tmp_path: Path, model_cache: Path) -> tuple[Path, dict[str, str]]:
     return work, env
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str], *, stdin: str | None = None,
-        timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(EXE), *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+def run(
+    args: list[str], cwd: Path, env: dict[str, str], *, stdin: str | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(EXE), *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_version_and_help(elsewhere) -> None:
@@ -75,7 +77,7 @@ def test_init_writes_a_starter_config_that_works(elsewhere) -> None:
     written = cwd / "configs" / "director.toml"
     text = written.read_text(encoding="utf-8")
     assert text == PACKAGED.read_text(encoding="utf-8")
-    assert '\n[providers.local]' in text and '\n# [providers.openai]' in text and '\n[providers.openai]' not in text
+    assert "\n[providers.local]" in text and "\n# [providers.openai]" in text and "\n[providers.openai]" not in text
     assert "check-config configs/director.toml" in " ".join(proc.stderr.split())
     again = run(["init"], cwd, env)
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
@@ -110,8 +112,9 @@ def test_json_errors_are_json_on_stdout_with_the_same_exit_codes(elsewhere) -> N
 def test_batch_exits_1_and_names_the_failed_lines(elsewhere) -> None:
     cwd, env = elsewhere
     config = cwd / "director.toml"
-    config.write_text(PACKAGED.read_text(encoding="utf-8").replace("max_input_chars = 4000", "max_input_chars = 40"),
-                      encoding="utf-8")
+    config.write_text(
+        PACKAGED.read_text(encoding="utf-8").replace("max_input_chars = 4000", "max_input_chars = 40"), encoding="utf-8"
+    )
     inputs = cwd / "in.txt"
     inputs.write_text("oi, tudo bem?\n" + "quero " * 20 + "\n\nobrigado\n" + "x" * 80 + "\n", encoding="utf-8")
     proc = run(["classify", "--file", str(inputs), "--config", str(config)], cwd, env)
@@ -138,13 +141,14 @@ def test_classify_tier_and_model(elsewhere) -> None:
 
 def test_chat_once_without_an_llm_tier_fails_at_once(elsewhere) -> None:
     cwd, env = elsewhere
-    probe = ("import atexit, sys; atexit.register(lambda: sys.stderr.write("
-             "f\"litellm imported: {'litellm' in sys.modules}\\n\")); "
-             "sys.argv = ['director-llm', 'chat', '--once', 'oi']; "
-             "from director_llm.cli.app import main; main()")
+    probe = (
+        "import atexit, sys; atexit.register(lambda: sys.stderr.write("
+        "f\"litellm imported: {'litellm' in sys.modules}\\n\")); "
+        "sys.argv = ['director-llm', 'chat', '--once', 'oi']; "
+        "from director_llm.cli.app import main; main()"
+    )
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 1
     assert "no LLM deployment is usable" in proc.stderr and "litellm imported: False" in proc.stderr
@@ -167,8 +171,7 @@ def test_readme_python_example_runs_from_another_directory(elsewhere) -> None:
     assert example, "the README has a Python example"
     code = example.group(1)
     assert len(code.splitlines()) <= 40
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("create_task ") and lines[0].split()[2:] == ["local", "0.0"]

@@ -80,13 +80,23 @@ async def test_reserve_settle_refuse_and_expiry_hold_with_a_clock_offset(make: F
 
 
 @pytest.mark.parametrize("offset", list(OFFSETS.values()), ids=list(OFFSETS))
-async def test_redis_keys_live_for_the_window_whatever_the_offset(redis_url: str, redis_prefix: str,
-                                                                  offset: timedelta) -> None:
-    led = RedisLedger(redis_url, prefix=redis_prefix, limits=BudgetLimits(per_hour=1.0, per_day=2.0),
-                      clock=OffsetClock(offset), reservation_ttl_s=30)
+async def test_redis_keys_live_for_the_window_whatever_the_offset(
+    redis_url: str, redis_prefix: str, offset: timedelta
+) -> None:
+    led = RedisLedger(
+        redis_url,
+        prefix=redis_prefix,
+        limits=BudgetLimits(per_hour=1.0, per_day=2.0),
+        clock=OffsetClock(offset),
+        reservation_ttl_s=30,
+    )
     try:
-        await led.settle(await led.reserve(amount_usd=0.1, provider="openai", model="m"),
-                         actual_usd=0.1, prompt_tokens=1, completion_tokens=1)
+        await led.settle(
+            await led.reserve(amount_usd=0.1, provider="openai", model="m"),
+            actual_usd=0.1,
+            prompt_tokens=1,
+            completion_tokens=1,
+        )
         open_hold = await led.reserve(amount_usd=0.1, provider="openai", model="m")
         assert open_hold.state == "open"
         client = redis.Redis.from_url(redis_url, decode_responses=True)

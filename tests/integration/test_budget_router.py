@@ -34,8 +34,15 @@ MINI_COST = USAGE[0] * MINI[0] + USAGE[1] * MINI[1]
 ASK = [{"role": "user", "content": "Explain step by step why TCP and UDP differ, and compare them?"}]
 
 
-def config_text(base: str, *, per_hour: float | None, mini: bool = False, ollama: bool = True,
-                redis: str | None = None, max_tokens: int = 100) -> str:
+def config_text(
+    base: str,
+    *,
+    per_hour: float | None,
+    mini: bool = False,
+    ollama: bool = True,
+    redis: str | None = None,
+    max_tokens: int = 100,
+) -> str:
     text = f"""
         [llm]
         num_retries = 0
@@ -97,7 +104,7 @@ async def test_strongest_until_budget_then_moves_down_and_ledger_matches_usage(p
         await d.budget.drain()
         report = await d.spend(by="model")
     assert tiers[0] == "strong" and "balanced" in tiers
-    assert tiers.index("balanced") > 5 and "strong" not in tiers[tiers.index("balanced"):]
+    assert tiers.index("balanced") > 5 and "strong" not in tiers[tiers.index("balanced") :]
     seen_strong = len(provider.requests_for("gpt-4o"))
     seen_mini = len(provider.requests_for("gpt-4o-mini"))
     expected = seen_strong * STRONG_COST + seen_mini * MINI_COST
@@ -223,12 +230,22 @@ async def test_four_processes_share_one_budget(provider, redis_url: str, redis_p
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, KEY_ENV: os.environ[KEY_ENV], "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(cfg_path), redis_prefix, "50",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(4)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            str(cfg_path),
+            redis_prefix,
+            "50",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(4)
+    ]
     outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), timeout=120)
     results: list[str] = []
-    for p, (out, err) in zip(procs, outputs):
+    for p, (out, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err.decode()[-2000:]
         results += json.loads(out.decode().strip().splitlines()[-1])
     assert len(results) == 200

@@ -24,9 +24,9 @@ import redis
 
 from director_llm import budget_lua
 from director_llm.budget import BudgetLimits, RedisLedger
-from director_llm.errors import BudgetExceededError
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
+from director_llm.errors import BudgetExceededError
 from director_llm.streaming import StreamEnd, TextDelta
 from director_llm.testing import Reply
 from director_llm.tokens import prompt_tokens
@@ -227,8 +227,9 @@ def test_one_ledger_used_from_two_event_loops(redis_url: str, redis_prefix: str)
 # --------------------------------------------------------------------------- in the Director
 
 
-def config_text(base: str, redis_url: str, *, per_hour: float = 5.0, first_token: float = 4.0,
-                mini_strong: bool = False) -> str:
+def config_text(
+    base: str, redis_url: str, *, per_hour: float = 5.0, first_token: float = 4.0, mini_strong: bool = False
+) -> str:
     text = f"""
         [llm]
         num_retries = 0
@@ -314,8 +315,9 @@ async def test_aclose_right_after_calls_books_every_settlement(fake_provider, re
             r.close()
 
 
-async def test_stream_broken_off_books_its_cost_and_leaves_no_hold(fake_provider, redis_url: str,
-                                                                    redis_prefix: str) -> None:
+async def test_stream_broken_off_books_its_cost_and_leaves_no_hold(
+    fake_provider, redis_url: str, redis_prefix: str
+) -> None:
     words = " ".join(f"w{i}" for i in range(150))
     fake_provider.script("gpt-4o", Reply(words, usage=(100, 150), token_delay=0.01))
     d = Director(parse_config_text(config_text(fake_provider.base_url, redis_url)), state_prefix=redis_prefix)
@@ -343,8 +345,9 @@ async def test_stream_broken_off_books_its_cost_and_leaves_no_hold(fake_provider
     assert spent < worst
 
 
-async def test_stream_task_cancelled_mid_answer_settles_its_hold(fake_provider, redis_url: str,
-                                                                 redis_prefix: str) -> None:
+async def test_stream_task_cancelled_mid_answer_settles_its_hold(
+    fake_provider, redis_url: str, redis_prefix: str
+) -> None:
     fake_provider.script("gpt-4o", Reply(" ".join(["w"] * 200), token_delay=0.02))
     d = Director(parse_config_text(config_text(fake_provider.base_url, redis_url)), state_prefix=redis_prefix)
     seen = asyncio.Event()
@@ -367,8 +370,9 @@ async def test_stream_task_cancelled_mid_answer_settles_its_hold(fake_provider, 
     assert spent > 0 and reserved == 0
 
 
-async def test_first_token_timeout_settles_the_abandoned_attempt(fake_provider, redis_url: str,
-                                                                 redis_prefix: str) -> None:
+async def test_first_token_timeout_settles_the_abandoned_attempt(
+    fake_provider, redis_url: str, redis_prefix: str
+) -> None:
     fake_provider.script("gpt-4o", Reply("late answer", usage=USAGE, first_token_delay=3.0))
     fake_provider.script("gpt-4o-mini", Reply("quick answer", usage=USAGE))
     cfg = parse_config_text(config_text(fake_provider.base_url, redis_url, first_token=0.5, mini_strong=True))
@@ -395,8 +399,9 @@ async def test_budget_refusal_is_not_a_deployment_failure(fake_provider, redis_u
     fake_provider.set_default(Reply(text="fine", usage=USAGE, delay=0.3))
     cfg = parse_config_text(config_text(fake_provider.base_url, redis_url, per_hour=0.0025))
     async with Director(cfg, state_prefix=redis_prefix) as d:
-        results = await asyncio.gather(*(d.acompletion(ASK, model="openai/gpt-4o") for _ in range(4)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(d.acompletion(ASK, model="openai/gpt-4o") for _ in range(4)), return_exceptions=True
+        )
         refused = [r for r in results if isinstance(r, BaseException)]
         assert len(refused) == 3 and all(isinstance(r, BudgetExceededError) for r in refused), results
         await d.budget.drain()

@@ -18,7 +18,7 @@ from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
 from director_llm.errors import DirectorClosedError, InputError, ProviderError, StreamInterruptedError
 from director_llm.intents.models import IntentClassificationStream
-from director_llm.streaming import StreamEnd, TextDelta
+from director_llm.streaming import StreamEnd
 from director_llm.testing import Fault, Reply
 
 KEY_ENV = "TEST_ENGINE_KEY"
@@ -32,11 +32,21 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
 
 
-def two_in_a_tier(base: str, extra: str = "", llm: str = "", *, models: tuple[str, ...] = ("a-model", "b-model"),
-                  threshold: int = 3, breaker: str = "") -> str:
-    overrides = "".join(f"[providers.openai.overrides.{m}]\ninput_price_per_million = 1.0\n"
-                        f"output_price_per_million = 2.0\n" for m in models)
-    return textwrap.dedent(f"""
+def two_in_a_tier(
+    base: str,
+    extra: str = "",
+    llm: str = "",
+    *,
+    models: tuple[str, ...] = ("a-model", "b-model"),
+    threshold: int = 3,
+    breaker: str = "",
+) -> str:
+    overrides = "".join(
+        f"[providers.openai.overrides.{m}]\ninput_price_per_million = 1.0\noutput_price_per_million = 2.0\n"
+        for m in models
+    )
+    return (
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         {llm}
@@ -48,7 +58,10 @@ def two_in_a_tier(base: str, extra: str = "", llm: str = "", *, models: tuple[st
         base_url = "{base}/v1"
         api_key_env = "{KEY_ENV}"
         tier = "balanced"
-    """).replace("'", '"') + overrides + textwrap.dedent(extra)
+    """).replace("'", '"')
+        + overrides
+        + textwrap.dedent(extra)
+    )
 
 
 async def test_a_failing_deployment_fails_over_to_its_healthy_sibling(fake_provider) -> None:
@@ -61,8 +74,7 @@ async def test_a_failing_deployment_fails_over_to_its_healthy_sibling(fake_provi
     routes = [Director.route_of(r) for r in results]
     # Whenever a-model was asked first, its failure is on the route and b-model answered.
     tried_a = [r for r in routes if r.attempts[0].deployment == "openai/a-model"]
-    assert all(r.attempts[0].outcome == "InternalServerError" and r.deployment == "openai/b-model"
-               for r in tried_a)
+    assert all(r.attempts[0].outcome == "InternalServerError" and r.deployment == "openai/b-model" for r in tried_a)
     assert len(fake_provider.requests_for("b-model")) == 10
 
 
@@ -124,10 +136,12 @@ async def test_the_strategy_runs_for_every_entry_point(fake_provider) -> None:
 
 async def test_capabilities_filter_the_deployments(fake_provider) -> None:
     fake_provider.set_default(Reply("ok"))
+
     def text(models: tuple[str, ...]) -> str:
         return two_in_a_tier(fake_provider.base_url, models=models).replace(
             "[providers.openai.overrides.a-model]\n",
-            "[providers.openai.overrides.a-model]\nsupports_function_calling = false\nsupports_json_schema = false\n")
+            "[providers.openai.overrides.a-model]\nsupports_function_calling = false\nsupports_json_schema = false\n",
+        )
 
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
@@ -147,8 +161,10 @@ async def test_a_budget_store_outage_still_gets_the_local_answer(fake_provider, 
     # Redis state unreachable and the local tier unsure: the local tier is the last resort.
     fake_provider.set_default(Reply(json=GOOD))
     dead = "redis://127.0.0.1:1/0"
-    text = two_in_a_tier(fake_provider.base_url, llm=f'budget_per_hour = 1.0\nstate_redis_url = "{dead}"') + \
-        f'[providers.local]\nkind = "local"\ncache_dir = "{tmp_path}"\n[intents]\ntier_thresholds = {{ local = 0.999 }}\n'
+    text = (
+        two_in_a_tier(fake_provider.base_url, llm=f'budget_per_hour = 1.0\nstate_redis_url = "{dead}"')
+        + f'[providers.local]\nkind = "local"\ncache_dir = "{tmp_path}"\n[intents]\ntier_thresholds = {{ local = 0.999 }}\n'
+    )
     async with Director(parse_config_text(text)) as d:
         result = await d.classify_intent("quero criar uma tarefa para amanhã")
     assert result.route.tier == "local", result.route
@@ -230,8 +246,10 @@ async def test_retry_after_is_capped_by_max_cooldown(fake_provider) -> None:
 async def test_an_oversized_body_fails_that_attempt_and_the_next_deployment_answers(fake_provider) -> None:
     fake_provider.script("a-model", [Reply("x" * (3 * 2**20))], repeat=True)
     fake_provider.script("b-model", [Reply("small")], repeat=True)
-    text = two_in_a_tier(fake_provider.base_url, llm=f"max_response_bytes = {2**20}\n"
-                                                     "[llm.fallbacks]\n\"openai/a-model\" = [\"openai/b-model\"]")
+    text = two_in_a_tier(
+        fake_provider.base_url,
+        llm=f'max_response_bytes = {2**20}\n[llm.fallbacks]\n"openai/a-model" = ["openai/b-model"]',
+    )
     async with Director(parse_config_text(text)) as d:
         response = await d.acompletion(ASK, model="openai/a-model")
     route = Director.route_of(response)

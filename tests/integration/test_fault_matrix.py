@@ -87,6 +87,8 @@ CASES = [(f, m, p) for (f, m) in EXPECTED for p in PRIMARY]
 
 def expected(fault: str, mode: str, protocol: str) -> tuple[str, int, int]:
     return EXPECTED_BY_PROTOCOL.get((fault, mode, protocol), EXPECTED[(fault, mode)])
+
+
 OBSERVED: dict[tuple[str, str, str], tuple[str, int, int, float]] = {}
 
 
@@ -98,8 +100,16 @@ def _closed_port() -> int:
     return port
 
 
-def _config(base: str, protocol: str, *, refused: bool, fallback: bool, deadline: float = DEADLINE,
-            attempt: float = ATTEMPT, first_token: float = FIRST_TOKEN) -> object:
+def _config(
+    base: str,
+    protocol: str,
+    *,
+    refused: bool,
+    fallback: bool,
+    deadline: float = DEADLINE,
+    attempt: float = ATTEMPT,
+    first_token: float = FIRST_TOKEN,
+) -> object:
     section, model, suffix = PRIMARY[protocol]
     primary_base = f"http://127.0.0.1:{_closed_port()}" if refused else base
     fallbacks = f'[llm.fallbacks]\n"{section}/{model}" = ["backup/{BACKUP_MODEL}"]\n' if fallback else ""
@@ -177,8 +187,17 @@ def _warm_up(fake_provider_session) -> None:
     async def warm() -> None:
         for protocol in PRIMARY:
             # Generous timeouts: the warm-up pays first-call costs, it is not under test.
-            d = Director(_config(fake_provider_session.base_url, protocol, refused=False, fallback=True,
-                                 deadline=60, attempt=30, first_token=30))
+            d = Director(
+                _config(
+                    fake_provider_session.base_url,
+                    protocol,
+                    refused=False,
+                    fallback=True,
+                    deadline=60,
+                    attempt=30,
+                    first_token=30,
+                )
+            )
             section, model, _ = PRIMARY[protocol]
             await d.acompletion([{"role": "user", "content": "warm"}], model=f"{section}/{model}")
             async with d.stream_response([{"role": "user", "content": "warm"}], model=f"{section}/{model}") as s:
@@ -189,8 +208,7 @@ def _warm_up(fake_provider_session) -> None:
     asyncio.run(warm())
 
 
-@pytest.mark.parametrize(("fault_name", "mode", "protocol"), CASES,
-                         ids=[f"{f}|{m}|{p}" for f, m, p in CASES])
+@pytest.mark.parametrize(("fault_name", "mode", "protocol"), CASES, ids=[f"{f}|{m}|{p}" for f, m, p in CASES])
 async def test_fault(fault_name: str, mode: str, protocol: str, fake_provider, monkeypatch) -> None:
     monkeypatch.setenv("TEST_FAULT_KEY", "sk-fault-matrix-key-123456")
     fault = FAULTS[fault_name]
@@ -255,13 +273,16 @@ def test_write_fault_matrix() -> None:
             worst = max(OBSERVED[(fault, mode, proto)][3] for proto in protos)
             lines.append(f"| {fault} | {mode} | {seen} | {p} + {b} | {', '.join(protos)} | {worst:.2f} |")
     lines.append("")
-    lines.append(f"Timeouts: request deadline {DEADLINE} s, attempt {ATTEMPT} s, first token {FIRST_TOKEN} s; "
-                 "num_retries 0; breaker threshold high so that every case reaches the provider. "
-                 "'connection refused' is a closed port, so the primary records no request.")
+    lines.append(
+        f"Timeouts: request deadline {DEADLINE} s, attempt {ATTEMPT} s, first token {FIRST_TOKEN} s; "
+        "num_retries 0; breaker threshold high so that every case reaches the provider. "
+        "'connection refused' is a closed port, so the primary records no request."
+    )
     text = "\n".join(lines) + "\n"
     if os.environ.get("DIRECTOR_WRITE_FAULT_MATRIX"):
         MATRIX_PATH.parent.mkdir(parents=True, exist_ok=True)
         MATRIX_PATH.write_text(text, encoding="utf-8")
     committed = MATRIX_PATH.read_text(encoding="utf-8")
     assert _outcomes(committed) == _outcomes(text), (
-        "docs/fault-matrix.md is out of date: run DIRECTOR_WRITE_FAULT_MATRIX=1 pytest tests/integration/test_fault_matrix.py")
+        "docs/fault-matrix.md is out of date: run DIRECTOR_WRITE_FAULT_MATRIX=1 pytest tests/integration/test_fault_matrix.py"
+    )

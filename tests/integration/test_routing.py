@@ -76,7 +76,9 @@ EXPECTED = [
 
 
 @pytest.mark.parametrize(("deployment", "protocol", "model", "key_env"), EXPECTED, ids=[e[0] for e in EXPECTED])
-async def test_acompletion_reaches_each_protocol_with_its_key(director, fake_provider, deployment, protocol, model, key_env):
+async def test_acompletion_reaches_each_protocol_with_its_key(
+    director, fake_provider, deployment, protocol, model, key_env
+):
     fake_provider.script(model, [Reply(text=f"hello from {model}", usage=(1000, 500))], protocol=protocol)
     response = await director.acompletion([{"role": "user", "content": "oi"}], model=deployment)
     assert response.choices[0].message.content == f"hello from {model}"
@@ -151,8 +153,10 @@ async def test_missing_key_skips_provider_at_runtime(fake_provider, monkeypatch)
 
 async def test_request_deadline_bounds_a_hanging_provider(fake_provider, keys):
     base = fake_provider.base_url
-    text = (f'[llm]\ntimeout_seconds = 0.6\nattempt_timeout_seconds = 5\nnum_retries = 2\n'
-            f'[providers.openai]\nmodels = ["gpt-4o"]\nbase_url = "{base}/v1"\napi_key_env = "TEST_OPENAI_KEY"\n')
+    text = (
+        f"[llm]\ntimeout_seconds = 0.6\nattempt_timeout_seconds = 5\nnum_retries = 2\n"
+        f'[providers.openai]\nmodels = ["gpt-4o"]\nbase_url = "{base}/v1"\napi_key_env = "TEST_OPENAI_KEY"\n'
+    )
     # An attempt timeout longer than the deadline is refused by load-time checks; built
     # unchecked here on purpose, to show the deadline still bounds the request.
     async with Director(validate_config_dict(tomllib.loads(text))) as d:

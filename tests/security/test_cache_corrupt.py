@@ -34,7 +34,8 @@ def config_text(base: str, *, token: str, disk: Path | None, redis_url: str | No
         caching.append(f'disk_cache_path = "{disk}"')
     if redis_url:
         caching.append(f'redis_url = "{redis_url}"')
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         [providers.openai]
@@ -43,7 +44,11 @@ def config_text(base: str, *, token: str, disk: Path | None, redis_url: str | No
         api_key_env = "{KEY_ENV}"
         [intents]
         system_prompt = "corrupt {token}"
-        """) + "[caching]\n" + "\n".join(caching) + "\n"
+        """)
+        + "[caching]\n"
+        + "\n".join(caching)
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -54,15 +59,15 @@ def make(fake_provider, monkeypatch) -> Iterator[Callable[..., Director]]:
     token = uuid.uuid4().hex[:12]
 
     def build(disk: Path | None, redis_url: str | None = None) -> Director:
-        return Director(parse_config_text(config_text(fake_provider.base_url, token=token, disk=disk,
-                                                      redis_url=redis_url)))
+        return Director(
+            parse_config_text(config_text(fake_provider.base_url, token=token, disk=disk, redis_url=redis_url))
+        )
 
     return build
 
 
 def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "director_llm.cache" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "director_llm.cache" and r.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])

@@ -35,8 +35,14 @@ def tenant_oracle(request: Any) -> Reply | Fault:
     if owner is None:
         return Fault.status(401, "Incorrect API key provided", error_type="invalid_api_key")
     if request.body.get("response_format") or "user_message" in request.last_user_text:
-        return Reply(json={"flow": "query_status", "confidence": 0.9, "reasoning": f"private to {owner}",
-                           "entities": {"owner": owner}})
+        return Reply(
+            json={
+                "flow": "query_status",
+                "confidence": 0.9,
+                "reasoning": f"private to {owner}",
+                "entities": {"owner": owner},
+            }
+        )
     return Reply(text=f"private answer for {owner}")
 
 
@@ -165,8 +171,9 @@ async def test_no_key_is_stored_in_keys_or_values(make, redis_url):
 
 
 def test_the_cache_secret_keys_the_identity(monkeypatch):
-    config = parse_config_text(config_text("http://127.0.0.1:9", token="t", key_env="TENANT_A_KEY",
-                                           redis_url="redis://127.0.0.1:6379/0"))
+    config = parse_config_text(
+        config_text("http://127.0.0.1:9", token="t", key_env="TENANT_A_KEY", redis_url="redis://127.0.0.1:6379/0")
+    )
     env = {"TENANT_A_KEY": KEYS["TENANT_A_KEY"]}
     public = DirectorCache(config, environ=env)
     keyed = DirectorCache(config, environ={**env, SECRET_ENV: "s3cret-shared-by-the-fleet"})

@@ -43,7 +43,8 @@ def config_text(base: str, *, token: str, redis_url: str | None, disk: Path | No
         caching.append(f'redis_url = "{redis_url}"')
     if disk:
         caching.append(f'disk_cache_path = "{disk}"')
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         [providers.openai]
@@ -56,7 +57,11 @@ def config_text(base: str, *, token: str, redis_url: str | None, disk: Path | No
         description = "The user wants to cancel a subscription or an order"
         [intents.flows.billing]
         description = "Questions about invoices and charges"
-        """) + "[caching]\n" + "\n".join(caching) + "\n"
+        """)
+        + "[caching]\n"
+        + "\n".join(caching)
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -68,8 +73,9 @@ def make(fake_provider, monkeypatch, redis_url) -> Iterator[Callable[..., Direct
     made: list[Director] = []
 
     def build(*, redis: bool = True, disk: Path | None = None, memory: bool = False) -> Director:
-        text = config_text(fake_provider.base_url, token=token, redis_url=redis_url if redis else None,
-                           disk=disk, memory=memory)
+        text = config_text(
+            fake_provider.base_url, token=token, redis_url=redis_url if redis else None, disk=disk, memory=memory
+        )
         made.append(Director(parse_config_text(text)))
         return made[-1]
 
@@ -93,9 +99,19 @@ def only_key(store: redis.Redis, d: Director) -> bytes:
 
 def entry(**changes: Any) -> dict[str, Any]:
     """A cached classification as the cache stores it, with ``changes`` applied."""
-    value = {**ANSWER, "raw_flow": None,
-             "route": {"model": "gpt-4o-mini", "provider": "openai", "deployment": "openai/gpt-4o-mini",
-                       "tier": "balanced", "cache": None, "attempts": 0, "cost_usd": 0.0}}
+    value = {
+        **ANSWER,
+        "raw_flow": None,
+        "route": {
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "deployment": "openai/gpt-4o-mini",
+            "tier": "balanced",
+            "cache": None,
+            "attempts": 0,
+            "cost_usd": 0.0,
+        },
+    }
     value.update(changes)
     return value
 
@@ -226,7 +242,7 @@ async def test_signed_cache_refuses_unsigned_and_replayed_entries(make, fake_pro
     fresh = {k: store.get(k) for k in keys}
     store.set(k2, fresh[k1], px=int(HOUR * 1000))
     tampered = bytearray(fresh[k1])
-    tampered[2:10] = (b"\x7f\xef\xff\xff\xff\xff\xff\xff")  # expires_at = max float
+    tampered[2:10] = b"\x7f\xef\xff\xff\xff\xff\xff\xff"  # expires_at = max float
     store.set(k1, bytes(tampered), px=int(HOUR * 1000))
     before = len(fake_provider.requests)
     reader = make()

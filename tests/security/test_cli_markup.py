@@ -34,7 +34,8 @@ def squash(text: str) -> str:
 
 def config(tmp_path: Path, base: str, extra: str = "") -> Path:
     path = tmp_path / "director.toml"
-    path.write_text(f"""[llm]
+    path.write_text(
+        f"""[llm]
 num_retries = 0
 [llm.circuit_breaker]
 failure_threshold = 1
@@ -44,7 +45,9 @@ base_url = "{base}/v1"
 api_key_env = "{KEY_ENV}"
 {extra}
 [intents]
-{FLOWS}""", encoding="utf-8")
+{FLOWS}""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -73,10 +76,13 @@ def test_upstream_error_with_markup_is_printed_literally(tmp_path, fake_provider
     assert error["type"] in ("ProviderError", "ClassificationError") and "[/]" in error["message"]
 
 
-def test_model_reasoning_and_entities_with_markup_are_printed_literally(tmp_path, fake_provider,
-                                                                        monkeypatch) -> None:
-    fake_provider.respond_with("gpt-4o-mini", lambda request: Reply(json={
-        "flow": "greeting", "confidence": 0.9, "reasoning": HOSTILE, "entities": {"note": "[/][i]x"}}))
+def test_model_reasoning_and_entities_with_markup_are_printed_literally(tmp_path, fake_provider, monkeypatch) -> None:
+    fake_provider.respond_with(
+        "gpt-4o-mini",
+        lambda request: Reply(
+            json={"flow": "greeting", "confidence": 0.9, "reasoning": HOSTILE, "entities": {"note": "[/][i]x"}}
+        ),
+    )
     path = config(tmp_path, fake_provider.base_url)
     result = invoke(monkeypatch, "classify", "oi", "--config", str(path), "--no-cache")
     assert result.exit_code == 0, result.output
@@ -104,7 +110,8 @@ def test_health_probe_error_with_markup_is_printed_literally(tmp_path, fake_prov
 
 def test_config_values_with_brackets_are_printed_literally(tmp_path, monkeypatch) -> None:
     path = tmp_path / "director.toml"
-    path.write_text("""[providers.local]
+    path.write_text(
+        """[providers.local]
 [providers.odd]
 kind = "openai_compatible"
 base_url = "http://127.0.0.1:9/v1"
@@ -119,7 +126,9 @@ examples = ["oi"]
 [intents.flows.out_of_scope]
 description = "other"
 examples = ["capital do Peru?"]
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     result = invoke(monkeypatch, "check-config", str(path))
     assert result.exit_code == 0, result.output
     assert "odd/[/]model" in result.stdout and "[bold]hi[/]" in result.stdout
@@ -139,10 +148,10 @@ def test_markup_in_an_error_does_not_crash_the_console_script(tmp_path, fake_pro
     fake_provider.set_default(Fault.status(500, HOSTILE))
     path = config(tmp_path, fake_provider.base_url)
     exe = Path(sys.executable).with_name("director-llm")
-    env = {**os.environ, KEY_ENV: "sk-markup-test-0123456789", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "COLUMNS": "400"}
-    proc = subprocess.run([str(exe), "classify", "oi", "--config", str(path)], capture_output=True, text=True,
-                          timeout=120, env=env)
+    env = {**os.environ, KEY_ENV: "sk-markup-test-0123456789", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "400"}
+    proc = subprocess.run(
+        [str(exe), "classify", "oi", "--config", str(path)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 1, proc.stderr
     assert "MarkupError" not in proc.stderr and "Traceback" not in proc.stderr
     assert_literal(proc.stderr)

@@ -63,9 +63,12 @@ def test_yaml_alias_bomb_via_the_cli_exits_2_quickly(tmp_path: Path) -> None:
 
 def test_yaml_aliases_within_bounds_still_work(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text('providers:\n  local: {}\nintents:\n  flows:\n'
-                    '    greeting: {description: hello, examples: &ex ["oi", "olá"]}\n'
-                    '    hello_again: {description: hello again, examples: *ex}\n', encoding="utf-8")
+    path.write_text(
+        "providers:\n  local: {}\nintents:\n  flows:\n"
+        '    greeting: {description: hello, examples: &ex ["oi", "olá"]}\n'
+        "    hello_again: {description: hello again, examples: *ex}\n",
+        encoding="utf-8",
+    )
     assert load_config(path).intents.flows["hello_again"].examples == ["oi", "olá"]
 
 
@@ -139,18 +142,23 @@ def test_malformed_redis_url_is_a_located_config_error(tmp_path: Path, url: str,
     assert error.key == key and "pw123456" not in str(error)
 
 
-@pytest.mark.parametrize("command", [["check-config"], ["costs"], ["cache", "stats"], ["chat", "--once", "oi"],
-                                     ["classify", "oi"], ["health"]])
+@pytest.mark.parametrize(
+    "command",
+    [["check-config"], ["costs"], ["cache", "stats"], ["chat", "--once", "oi"], ["classify", "oi"], ["health"]],
+)
 def test_every_command_exits_2_on_a_malformed_redis_url(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "director.toml"
     path.write_text(f'{LOCAL}[caching]\nredis_url = "redis://localhost:99999"\n')
-    result = CliRunner().invoke(app, [*command, "--config", str(path)] if command != ["check-config"]
-                                else [*command, str(path)])
+    result = CliRunner().invoke(
+        app, [*command, "--config", str(path)] if command != ["check-config"] else [*command, str(path)]
+    )
     assert result.exit_code == 2, result.output
     assert "caching.redis_url: Port out of range" in " ".join(result.output.split())
     assert not isinstance(result.exception, ValueError)
-    as_json = CliRunner().invoke(app, [*command, "--config", str(path), "--json"] if command != ["check-config"]
-                                 else [*command, str(path), "--json"])
+    as_json = CliRunner().invoke(
+        app,
+        [*command, "--config", str(path), "--json"] if command != ["check-config"] else [*command, str(path), "--json"],
+    )
     assert as_json.exit_code == 2
     error = json.loads(as_json.stdout)["error"]
     assert error["type"] == "ConfigError" and "Port out of range" in error["message"]
@@ -165,8 +173,11 @@ def test_malformed_base_url_is_a_located_config_error(tmp_path: Path) -> None:
 
 # -- too many flows ------------------------------------------------------------------------------
 def test_5000_flows_warn_that_the_prompt_exceeds_the_smallest_context_window(tmp_path: Path) -> None:
-    flows = "".join(f'[intents.flows.flow_{i}]\ndescription = "The user wants thing number {i} done for them"\n'
-                    f'examples = ["please do thing {i}", "I need thing {i}", "thing {i} now"]\n' for i in range(5000))
+    flows = "".join(
+        f'[intents.flows.flow_{i}]\ndescription = "The user wants thing number {i} done for them"\n'
+        f'examples = ["please do thing {i}", "I need thing {i}", "thing {i} now"]\n'
+        for i in range(5000)
+    )
     path = tmp_path / "director.toml"
     path.write_text('[providers.openai]\nmodels = ["gpt-4o-mini"]\napi_key_env = "X_UNSET_KEY"\n' + flows)
     start = time.perf_counter()
@@ -188,8 +199,11 @@ def test_inline_key_is_never_printed_by_any_output(tmp_path: Path) -> None:
     path = tmp_path / "director.toml"
     path.write_text(f'[providers.openai]\nmodels = ["gpt-4o"]\napi_key = "{key}"\n')
     env = {**os.environ, "COLUMNS": "200"}
-    for args in (["check-config", str(path)], ["check-config", str(path), "--json"],
-                 ["classify", "oi", "--config", str(path), "--json"]):
+    for args in (
+        ["check-config", str(path)],
+        ["check-config", str(path), "--json"],
+        ["classify", "oi", "--config", str(path), "--json"],
+    ):
         proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=90, env=env)
         assert proc.returncode == 2, proc.stderr
         assert key not in proc.stdout + proc.stderr

@@ -77,8 +77,12 @@ def answer(**fields: Any) -> dict[str, Any]:
 
 
 def assert_bounded(result: IntentClassification) -> None:
-    check_json_bounds(result.entities, max_depth=MAX_ENTITY_DEPTH, max_nodes=MAX_ENTITY_NODES,
-                      max_string_chars=MAX_ENTITY_STRING_CHARS)
+    check_json_bounds(
+        result.entities,
+        max_depth=MAX_ENTITY_DEPTH,
+        max_nodes=MAX_ENTITY_NODES,
+        max_string_chars=MAX_ENTITY_STRING_CHARS,
+    )
     assert len(result.reasoning) <= MAX_REASONING_CHARS
     assert result.raw_flow is None or len(result.raw_flow) <= MAX_RAW_FLOW_CHARS
     assert 0.0 <= result.confidence <= 1.0
@@ -137,8 +141,11 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", list(HOSTILE), ids=list(HOSTILE))
 async def test_hostile_answers_give_bounded_serializable_results(director, fake_provider, name):
-    body = (json.dumps(HOSTILE[name]).replace('"__BIGINT__"', "9" * 5000)
-            .replace('"__DEEP_LIST__"', "[" * 5000 + "]" * 5000))  # past Python's own json recursion
+    body = (
+        json.dumps(HOSTILE[name])
+        .replace('"__BIGINT__"', "9" * 5000)
+        .replace('"__DEEP_LIST__"', "[" * 5000 + "]" * 5000)
+    )  # past Python's own json recursion
     fake_provider.set_default(Reply(text=body))
     try:
         result = await director.classify_intent("cria uma tarefa para amanhã")
@@ -152,8 +159,9 @@ async def test_hostile_answers_give_bounded_serializable_results(director, fake_
 
 
 async def test_stream_of_a_hostile_answer_yields_only_serializable_items(director, fake_provider):
-    fake_provider.set_default(Reply(json=answer(entities=nested(300, "z" * 5000), reasoning=["a."] * 5000),
-                                    chunk_chars=500))
+    fake_provider.set_default(
+        Reply(json=answer(entities=nested(300, "z" * 5000), reasoning=["a."] * 5000), chunk_chars=500)
+    )
     items = [item async for item in director.stream_intent("cria uma tarefa")]
     for item in items:
         STREAM_ITEM_ADAPTER.validate_json(item.model_dump_json())

@@ -39,8 +39,9 @@ def test_identity_follows_key_values_not_variable_names() -> None:
 def test_default_key_variable_of_the_kind_counts() -> None:
     cfg = config('[providers.openai]\nmodels = ["gpt-4o-mini"]\n')  # no api_key_env: OPENAI_API_KEY
     assert provider_key_envs(cfg.providers["openai"]) == ["OPENAI_API_KEY"]
-    assert (credential_identity(cfg, environ={"OPENAI_API_KEY": "sk-1111111111"})
-            != credential_identity(cfg, environ={"OPENAI_API_KEY": "sk-2222222222"}))
+    assert credential_identity(cfg, environ={"OPENAI_API_KEY": "sk-1111111111"}) != credential_identity(
+        cfg, environ={"OPENAI_API_KEY": "sk-2222222222"}
+    )
     local = config('[providers.ollama]\nmodels = ["llama3.2:1b"]\n')
     assert provider_key_envs(local.providers["ollama"]) == []
 
@@ -48,23 +49,26 @@ def test_default_key_variable_of_the_kind_counts() -> None:
 def test_endpoint_from_the_environment_counts_only_without_base_url() -> None:
     cfg = config('[providers.openai]\nmodels = ["gpt-4o-mini"]\n')
     env = {"OPENAI_API_KEY": "sk-1111111111"}
-    assert (credential_identity(cfg, environ=env)
-            != credential_identity(cfg, environ={**env, "OPENAI_BASE_URL": "http://proxy.internal/v1"}))
+    assert credential_identity(cfg, environ=env) != credential_identity(
+        cfg, environ={**env, "OPENAI_BASE_URL": "http://proxy.internal/v1"}
+    )
     pinned = config('[providers.openai]\nmodels = ["gpt-4o-mini"]\nbase_url = "http://127.0.0.1:9/v1"\n')
-    assert (credential_identity(pinned, environ=env)
-            == credential_identity(pinned, environ={**env, "OPENAI_BASE_URL": "http://proxy.internal/v1"}))
+    assert credential_identity(pinned, environ=env) == credential_identity(
+        pinned, environ={**env, "OPENAI_BASE_URL": "http://proxy.internal/v1"}
+    )
 
 
 def test_disabled_providers_do_not_count() -> None:
-    cfg = config(OPENAI.format(env="KEY_A") + "enabled = false\n")
+    cfg = config(OPENAI.format(env="KEY_A") + "enabled = false\n[providers.local]\nkind = \"local\"\n")
     assert credential_identity(cfg, environ={"KEY_A": "sk-1"}) == credential_identity(cfg, environ={"KEY_A": "sk-2"})
 
 
 def test_key_pools_are_a_set_of_values() -> None:
     # ``api_key_envs`` (key pools) is not in the schema yet; the identity already reads it.
     def pool(*names: str) -> Any:
-        section = SimpleNamespace(kind="openai", enabled=True, base_url=None, api_key_env=None,
-                                  api_key_envs=list(names))
+        section = SimpleNamespace(
+            kind="openai", enabled=True, base_url=None, api_key_env=None, api_key_envs=list(names)
+        )
         return SimpleNamespace(providers={"openai": section})
 
     env = {"K1": "sk-one-111111", "K2": "sk-two-222222", "K3": "sk-three-33333"}

@@ -78,12 +78,20 @@ def test_decisions_and_their_reasons() -> None:
     assert (sure.action, sure.reason) == ("answer", "local confident (0.90 >= 0.55)")
     unsure = cascade.decide(0.31, escalate_below=0.55, fallback_below=0.6, llm_usable=True, words=words)
     assert (unsure.action, unsure.reason) == ("escalate", "local unsure (0.31 < 0.55)")
-    hard = [{"role": "user", "content": "Explain step by step why TCP and UDP differ, compare their trade-offs, "
-             "then:\n1. design a protocol\n2. implement it in python\n```python\ndef f(x):\n    return x\n```\n"
-             + "and prove it is correct. " * 60}]
+    hard = [
+        {
+            "role": "user",
+            "content": "Explain step by step why TCP and UDP differ, compare their trade-offs, "
+            "then:\n1. design a protocol\n2. implement it in python\n```python\ndef f(x):\n    return x\n```\n"
+            + "and prove it is correct. "
+            * 60,
+        }
+    ]
     complex_ = cascade.decide(0.95, escalate_below=0.55, fallback_below=0.6, llm_usable=True, words=hard)
     assert complex_.action == "escalate" and "but the request is" in complex_.reason
     alone = cascade.decide(0.2, escalate_below=0.55, fallback_below=0.6, llm_usable=False, words=words)
     assert alone.action == "answer" and alone.reason.startswith("local only")
-    assert cascade.last_resort_reason(RuntimeError("boom\nmore")) == \
-        "local last resort: the LLM tiers failed (RuntimeError: boom)"
+    assert (
+        cascade.last_resort_reason(RuntimeError("boom\nmore"))
+        == "local last resort: the LLM tiers failed (RuntimeError: boom)"
+    )

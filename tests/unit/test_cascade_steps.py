@@ -13,7 +13,6 @@ from director_llm.director import Director
 from director_llm.errors import InputError
 from director_llm.evalrun import Answer, EvalRun, cascade_curve, suggestions
 from director_llm.evalsim import SIMULATED_MODELS, SimulatedRemotes, parse_spec
-from director_llm.local import LocalPrediction
 from director_llm.local_tier import (
     DEFAULT_ESCALATE_BELOW,
     DEFAULT_LOCAL_CONFIDENCE_THRESHOLD,
@@ -33,9 +32,11 @@ def director(extra: str = "", *, thresholds: str = "") -> Director:
 
 def test_local_tier_settings_from_config(tmp_path: Path) -> None:
     (tmp_path / "extra.jsonl").write_text(json.dumps({"text": "abre um chamado", "intent": "create_task"}) + "\n")
-    cfg = parse_config_text(f'[providers.embedded]\nkind = "local"\ntraining_file = "{tmp_path / "extra.jsonl"}"\n'
-                            f'cache_dir = "{tmp_path / "models"}"\nconfidence_threshold = 0.4\nfeatures = "tfidf"\n'
-                            "[intents]\ntier_thresholds = { local = 0.8 }\n")
+    cfg = parse_config_text(
+        f'[providers.embedded]\nkind = "local"\ntraining_file = "{tmp_path / "extra.jsonl"}"\n'
+        f'cache_dir = "{tmp_path / "models"}"\nconfidence_threshold = 0.4\nfeatures = "tfidf"\n'
+        "[intents]\ntier_thresholds = { local = 0.8 }\n"
+    )
     tier = LocalTier.from_config(cfg, base_dir=tmp_path)
     assert tier is not None and tier.deployment == "embedded/intent"
     assert tier.confidence_threshold == 0.4 and tier.escalate_below == 0.8
@@ -52,8 +53,13 @@ def test_local_tier_settings_from_config(tmp_path: Path) -> None:
 
 
 def run_of(gold, local, remote) -> EvalRun:
-    return EvalRun(texts=[str(i) for i in range(len(gold))], gold=gold, oos_label="oos",
-                   local=[Answer(f, c, 1.0) for f, c in local], remote={"big": [Answer(f, 0.9, 100.0, 0.01) for f in remote]})
+    return EvalRun(
+        texts=[str(i) for i in range(len(gold))],
+        gold=gold,
+        oos_label="oos",
+        local=[Answer(f, c, 1.0) for f, c in local],
+        remote={"big": [Answer(f, 0.9, 100.0, 0.01) for f in remote]},
+    )
 
 
 def test_cascade_curve_composes_local_and_remote_answers() -> None:
@@ -64,8 +70,10 @@ def test_cascade_curve_composes_local_and_remote_answers() -> None:
     assert by_t[0.5].cost_per_1k == pytest.approx(5.0)  # 2 of 4 escalated at $0.01
     assert by_t[1.0].accuracy == 0.75 and by_t[1.0].cost_per_1k == pytest.approx(10.0)
     assert by_t[0.85].p99_ms > 100  # escalated latency adds both tiers
-    out = {"tiers": {"big": {"accuracy": 0.75, "cost_per_1k": 10.0}},
-           "cascade": {"big": [vars(p) for p in by_t.values()]}}
+    out = {
+        "tiers": {"big": {"accuracy": 0.75, "cost_per_1k": 10.0}},
+        "cascade": {"big": [vars(p) for p in by_t.values()]},
+    }
     s = suggestions(out)["escalate_below:big"]
     assert s["threshold"] == 0.0 and s["cost_cut"] == 1.0  # cheapest point as accurate as always-big
 

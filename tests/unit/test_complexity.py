@@ -37,7 +37,7 @@ def test_medium_request() -> None:
 def test_history_depth_raises_the_score() -> None:
     ask = {"role": "user", "content": "Can you summarize what we decided about the release plan?"}
     history = [{"role": r, "content": "..."} for r in ("user", "assistant") * 8]
-    assert estimate_complexity(history + [ask]).score > estimate_complexity([ask]).score
+    assert estimate_complexity([*history, ask]).score > estimate_complexity([ask]).score
 
 
 def test_last_user_message_is_scored_not_the_system_prompt() -> None:

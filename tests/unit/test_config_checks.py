@@ -50,7 +50,9 @@ def test_every_provider_disabled_is_an_error() -> None:
 
 # -- flows and the fallback flow -----------------------------------------------------------------
 def test_flow_without_examples_is_an_error_with_the_local_tier() -> None:
-    text = LOCAL + """
+    text = (
+        LOCAL
+        + """
         [intents.flows.greeting]
         description = "hello"
         examples = ["oi", "hello"]
@@ -60,6 +62,7 @@ def test_flow_without_examples_is_an_error_with_the_local_tier() -> None:
         description = "anything else"
         examples = ["qual a capital do Peru?"]
     """
+    )
     level, message = only(problems(text), "intents.flows.help.examples")
     assert level == "error" and "never answer it" in message and "examples = [" in message
 
@@ -78,20 +81,25 @@ def test_flow_without_examples_is_fine_for_llm_tiers_alone() -> None:
 
 def test_fallback_flow_that_is_not_a_flow_and_leaves_one_trained_flow_is_an_error() -> None:
     # What failed at run time: the local tier "needs examples of at least two intents".
-    text = LOCAL + """
+    text = (
+        LOCAL
+        + """
         [intents]
         fallback_flow = "nope"
         [intents.flows.create_task]
         description = "create a task"
         examples = ["cria uma tarefa"]
     """
+    )
     level, message = only(problems(text), "intents.fallback_flow")
     assert level == "error"
     assert "'nope' is not one of the flows (create_task)" in message and "[intents.flows.nope]" in message
 
 
 def test_fallback_flow_that_is_not_a_flow_is_a_warning_when_the_local_tier_can_still_train() -> None:
-    text = LOCAL + """
+    text = (
+        LOCAL
+        + """
         [intents.flows.greeting]
         description = "hello"
         examples = ["oi"]
@@ -99,6 +107,7 @@ def test_fallback_flow_that_is_not_a_flow_is_a_warning_when_the_local_tier_can_s
         description = "create a task"
         examples = ["cria uma tarefa"]
     """
+    )
     level, message = only(problems(text), "intents.fallback_flow")
     assert level == "warning" and "out_of_scope" in message
 
@@ -120,14 +129,15 @@ def test_fallback_flow_typo_is_an_error_with_did_you_mean() -> None:
 
 def test_builtin_flows_count_as_flows() -> None:
     assert not [p for p in problems(LOCAL) if p[1].startswith("intents")]
-    level, message = only(problems(LOCAL + '[intents]\nfallback_flow = "fora_do_escopo"\n'), "intents.fallback_flow")
+    level, _message = only(problems(LOCAL + '[intents]\nfallback_flow = "fora_do_escopo"\n'), "intents.fallback_flow")
     assert level == "warning"
 
 
 # -- timeouts ------------------------------------------------------------------------------------
 def test_attempt_timeout_longer_than_the_deadline_is_an_error() -> None:
-    level, message = only(problems(LOCAL + "[llm]\ntimeout_seconds = 5\nattempt_timeout_seconds = 8\n"),
-                          "llm.attempt_timeout_seconds")
+    level, message = only(
+        problems(LOCAL + "[llm]\ntimeout_seconds = 5\nattempt_timeout_seconds = 8\n"), "llm.attempt_timeout_seconds"
+    )
     assert level == "error" and "8 s is longer than llm.timeout_seconds (5 s" in message
     assert "fallbacks would never run" in message and "at most 5" in message
     # The default attempt timeout (10 s) against a shorter deadline says it is the default.
@@ -142,8 +152,10 @@ def test_provider_timeout_longer_than_the_deadline_is_an_error() -> None:
 
 
 def test_first_token_timeout_longer_than_the_deadline_is_a_warning() -> None:
-    level, _ = only(problems(LOCAL + "[llm]\ntimeout_seconds = 5\nattempt_timeout_seconds = 2\n"
-                                     "first_token_timeout_seconds = 9\n"), "llm.first_token_timeout_seconds")
+    level, _ = only(
+        problems(LOCAL + "[llm]\ntimeout_seconds = 5\nattempt_timeout_seconds = 2\nfirst_token_timeout_seconds = 9\n"),
+        "llm.first_token_timeout_seconds",
+    )
     assert level == "warning"
 
 
@@ -152,8 +164,9 @@ def test_local_cpu_model_on_the_default_attempt_timeout_is_a_warning() -> None:
     level, message = only(problems(text), "providers.ollama.timeout_seconds")
     assert level == "warning" and "ollama/llama3.2:1b runs on this machine" in message
     assert "providers.ollama.timeout_seconds = 60" in message and "llm.timeout_seconds = 90" in message
-    loopback = ('[providers.llamacpp]\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:8080/v1"\n'
-                'models = ["m"]\n')
+    loopback = (
+        '[providers.llamacpp]\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:8080/v1"\nmodels = ["m"]\n'
+    )
     assert only(problems(loopback), "providers.llamacpp.timeout_seconds")[0] == "warning"
     # Not when the author chose a timeout, and never for a cloud provider or the embedded tier.
     assert not [p for p in problems(text + "timeout_seconds = 25\n") if "timeout" in p[1]]
@@ -204,14 +217,18 @@ def test_many_problems_are_listed_up_to_a_limit(tmp_path: Path) -> None:
 
 # -- prompt size ---------------------------------------------------------------------------------
 def _flows(n: int) -> str:
-    return "".join(f'[intents.flows.flow_{i}]\ndescription = "The user asks about topic number {i} in detail"\n'
-                   f'examples = ["example one for {i}", "example two for {i}", "example three {i}"]\n'
-                   for i in range(n))
+    return "".join(
+        f'[intents.flows.flow_{i}]\ndescription = "The user asks about topic number {i} in detail"\n'
+        f'examples = ["example one for {i}", "example two for {i}", "example three {i}"]\n'
+        for i in range(n)
+    )
 
 
 def test_prompt_size_is_estimated_and_warned_past_the_smallest_context_window(tmp_path: Path) -> None:
-    provider = ('[providers.openai]\nmodels = ["gpt-4o-mini", "small"]\n'
-                "[providers.openai.overrides.small]\ncontext_window = 4000\n")
+    provider = (
+        '[providers.openai]\nmodels = ["gpt-4o-mini", "small"]\n'
+        "[providers.openai.overrides.small]\ncontext_window = 4000\n"
+    )
     small = parse_config_text(provider + _flows(3))
     big = parse_config_text(provider + _flows(300))
     assert prompt_tokens_estimate(small) < 4000 < prompt_tokens_estimate(big)
@@ -227,8 +244,9 @@ def test_prompt_size_is_estimated_and_warned_past_the_smallest_context_window(tm
 
 # -- where the config comes from -----------------------------------------------------------------
 def test_packaged_default_is_the_repository_default() -> None:
-    assert packaged_default_path().read_text(encoding="utf-8") == \
-        (ROOT / "configs" / "director.toml").read_text(encoding="utf-8")
+    assert packaged_default_path().read_text(encoding="utf-8") == (ROOT / "configs" / "director.toml").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_no_config_anywhere_uses_the_packaged_default_and_says_so(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -259,10 +277,12 @@ def test_an_explicit_missing_path_is_an_error_not_the_default(tmp_path: Path) ->
 def test_committed_reference_and_schema_are_the_generated_ones() -> None:
     from director_llm.config.schema import json_schema_text, reference_markdown
 
-    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == reference_markdown(), \
+    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == reference_markdown(), (
         "docs/configuration.md is stale: run python scripts/gen_config_docs.py"
-    assert (ROOT / "docs" / "director.schema.json").read_text(encoding="utf-8") == json_schema_text(), \
+    )
+    assert (ROOT / "docs" / "director.schema.json").read_text(encoding="utf-8") == json_schema_text(), (
         "docs/director.schema.json is stale: run python scripts/gen_config_docs.py"
+    )
 
 
 def test_reference_documents_every_key() -> None:
@@ -285,10 +305,10 @@ def test_schema_accepts_the_shipped_configs_and_rejects_what_loading_rejects() -
         errors = list(validator.iter_errors(tomllib.loads(path.read_text(encoding="utf-8"))))
         assert not errors, (path, errors[0].message)
     bad = [
-        {"llm": {"budget_per_hr": 3}},                                   # unknown key
-        {"llm": {"default_strategy": "adaptve"}},                        # not an allowed value
-        {"providers": {"myserver": {"models": ["m"]}}},                  # custom name needs kind
-        {"providers": {"openai": {"api_key_env": "sk-not a name"}}},     # a key, not a name
+        {"llm": {"budget_per_hr": 3}},  # unknown key
+        {"llm": {"default_strategy": "adaptve"}},  # not an allowed value
+        {"providers": {"myserver": {"models": ["m"]}}},  # custom name needs kind
+        {"providers": {"openai": {"api_key_env": "sk-not a name"}}},  # a key, not a name
         {"caching": {"ttl_seconds": -1}},
     ]
     for data in bad:

@@ -10,9 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-BENCH_SCRIPTS = ("bench_check_config.py", "bench_router.py", "bench_cache.py", "bench_selection.py",
-                 "bench_stream_intent.py", "bench_cascade.py", "bench_breaker.py", "bench_streaming.py",
-                 "bench_budget.py")
+BENCH_SCRIPTS = (
+    "bench_check_config.py",
+    "bench_router.py",
+    "bench_cache.py",
+    "bench_selection.py",
+    "bench_stream_intent.py",
+    "bench_cascade.py",
+    "bench_breaker.py",
+    "bench_streaming.py",
+    "bench_budget.py",
+)
 
 
 def _rows(text: str) -> list[tuple[str, ...]]:
@@ -33,8 +41,14 @@ def _links(path: Path) -> list[str]:
 def test_readme_is_the_front_door_not_the_manual():
     text = README.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 250
-    for heading in ("## Install", "## The two commands", "## Using it from Python", "## A minimal config",
-                    "## The CLI", "## Links"):
+    for heading in (
+        "## Install",
+        "## The two commands",
+        "## Using it from Python",
+        "## A minimal config",
+        "## The CLI",
+        "## Links",
+    ):
         assert heading in text, heading
     assert "flow" in text.split("## Install")[0] and "Director" in text.split("## Install")[0]
     assert "fault-matrix:start" not in text  # the matrix lives in docs/fault-matrix.md
