@@ -48,7 +48,7 @@ def local_first(strategy: str, *, pinned: bool, llm_usable: bool) -> bool:
 
 def user_turns(text: str, history: Sequence[Any] | None) -> list[dict[str, Any]]:
     """The user's words as messages (their complexity counts, not our prompt's)."""
-    turns = [h if isinstance(h, Mapping) else {"role": "user", "content": str(h)} for h in (history or [])]
+    turns = [dict(h) if isinstance(h, Mapping) else {"role": "user", "content": str(h)} for h in (history or [])]
     return [*turns, {"role": "user", "content": text}]
 
 

@@ -161,7 +161,7 @@ def _price(
         ), entry
     if p.kind in ("ollama", "local") or (p.kind == "openai_compatible" and ptype == "local"):
         return Price(0.0, 0.0, "local (free)"), entry
-    if entry is not None and entry.get("input_cost_per_token") is not None:
+    if found is not None and entry is not None and entry.get("input_cost_per_token") is not None:
         return Price(
             entry.get("input_cost_per_token"), entry.get("output_cost_per_token"), f"litellm:{found[0]}"
         ), entry
@@ -180,6 +180,7 @@ def _tier(p: ProviderConfig, ov: ModelOverride, price: Price) -> str:
 
 
 def _base_url(p: ProviderConfig) -> str | None:
+    url: str | None
     if p.base_url:
         url = p.base_url
     elif p.kind == "gemini" and p.use_openai_compatibility:

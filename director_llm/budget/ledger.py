@@ -168,7 +168,8 @@ class SpendReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601 strings)."""
-        return _jsonable(asdict(self))
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -349,7 +350,7 @@ class _LedgerBase:
     def _windows(self, provider: str, hour: str, day: str) -> list[_Window]:
         hour_start, day_start = _period_start(hour), _period_start(day)
         hour_end, day_end = hour_start + timedelta(hours=1), day_start + timedelta(days=1)
-        plim = self.limits.per_provider.get(provider, ProviderLimits())
+        plim = ProviderLimits(*self.limits.per_provider.get(provider, ProviderLimits()))
         limits = (self.limits.per_hour, self.limits.per_day, plim.per_hour, plim.per_day)
         out = []
         for (name, period), limit, is_hour in zip(

@@ -42,6 +42,7 @@ connection, and one SCRIPT LOAD per script and client).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -95,7 +96,7 @@ class RedisLedger(_LedgerBase):
             raise ValueError("pass exactly one of redis_url, client or redis")
         self._hub = redis
         """The Director's shared client factory (one pool per loop, one outage state)."""
-        import redis.asyncio
+        importlib.import_module("redis.asyncio")  # now, not on the first (timed) reservation
 
         self._url = redis_url
         self._timeout_s = timeout_s
@@ -134,7 +135,7 @@ class RedisLedger(_LedgerBase):
         # redis-py's own retries are off: only our idempotent scripts may be re-sent.
         return _Client(
             aioredis.Redis.from_url(
-                self._url,
+                self._url or "",
                 decode_responses=True,
                 socket_timeout=self._timeout_s,
                 socket_connect_timeout=self._timeout_s,
@@ -171,7 +172,7 @@ class RedisLedger(_LedgerBase):
         import director_llm.budget.lua as budget_lua
 
         retryable: tuple[type[BaseException], ...] = (RedisConnectionError,)
-        delays = _REQUEST_PATH_RETRY_DELAYS_S
+        delays: tuple[float, ...] = _REQUEST_PATH_RETRY_DELAYS_S
         if background:
             retryable += (RedisTimeoutError,)
             delays = _RETRY_DELAYS_S

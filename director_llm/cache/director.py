@@ -234,10 +234,10 @@ class DirectorCache:
         value, layer = await tiered.get_or_compute(key, compute)
         if fresh:  # this caller made the upstream call: hand back LiteLLM's own object (and route)
             return fresh[0]
-        import litellm
+        from director_llm.router.dispatch import model_response
 
         try:
-            response = litellm.ModelResponse(**value)
+            response = model_response(value)
         except Exception as exc:  # noqa: BLE001 - an entry LiteLLM cannot read: a miss, not an error
             self._warn("reading a cached chat completion", exc)
             await tiered.delete(key)
@@ -312,7 +312,7 @@ class DirectorCache:
         route = value.route.model_copy(
             update={"cache": hit.layer, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         )
-        return value.model_copy(update={"route": route})  # type: ignore[no-any-return]
+        return value.model_copy(update={"route": route})
 
     async def store_classification(
         self,

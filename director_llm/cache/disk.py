@@ -63,7 +63,7 @@ def is_corruption(exc: BaseException) -> bool:
 def _disk_class() -> type:
     import diskcache
 
-    class _NoPickleDisk(diskcache.Disk):  # type: ignore[misc]
+    class _NoPickleDisk(diskcache.Disk):
         def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
             if mode == diskcache.core.MODE_PICKLE:
                 return b""  # not our envelope: reads as corrupt

@@ -397,7 +397,7 @@ class TieredCache:
         full = self._prefix + key
         await self.flush()
         for layer in ("memory", "redis", "disk"):
-            await self._delete_in(layer, full)  # type: ignore[arg-type]
+            await self._delete_in(layer, full)
 
     async def clear(self) -> None:
         """Remove every entry of this namespace from every layer (other namespaces are kept)."""

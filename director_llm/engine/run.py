@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from director_llm.errors import (
@@ -118,7 +118,7 @@ class Slot:
 
     async def stream(
         self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], *, first_token_s: float, idle_s: float
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """One streamed call: yields text pieces. Before the first piece the wait is bounded by
         ``first_token_s`` (within the deadline), after it each piece by ``idle_s`` and the whole
         stream by the deadline. Use with ``contextlib.aclosing``."""

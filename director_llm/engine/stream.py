@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -114,7 +114,7 @@ class ResponseStream:
         parts = [c.text async for c in self if isinstance(c, TextDelta)]
         return "".join(parts)
 
-    async def _run(self) -> AsyncIterator[StreamChunk]:
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         parts, call, llm = self._parts, self._call, self._parts.llm
         plan = await parts.planner.plan(call)
         run = await Run.start(parts, call, plan, deadline_s=llm.max_stream_seconds or llm.timeout_seconds)

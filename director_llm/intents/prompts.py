@@ -89,9 +89,12 @@ def flow_set(intents: IntentsConfig) -> FlowSet:
         for name, fc in intents.flows.items():
             specs[name] = FlowSpec(name, fc.description, tuple(fc.examples), tuple(getattr(fc, "aliases", ()) or ()))
     else:
-        for name, fc in _builtin_flows().items():
+        for name, builtin in _builtin_flows().items():
             specs[name] = FlowSpec(
-                name, str(fc.get("description", name)), tuple(fc.get("examples", ())), tuple(fc.get("aliases", ()))
+                name,
+                str(builtin.get("description", name)),
+                tuple(builtin.get("examples", ())),
+                tuple(builtin.get("aliases", ())),
             )
     instructions = intents.system_prompt or DEFAULT_INSTRUCTIONS
     material = json.dumps(

@@ -269,8 +269,7 @@ class CircuitBreaker:
         fallback chain run without any HTTP call."""
         self._maybe_refresh()
         if not self._view:
-            for d in deployments:
-                self._known.add(_name(d))
+            self._known.update(n for n in map(_name, deployments) if n is not None)
             return deployments
         kept = []
         for d in deployments:

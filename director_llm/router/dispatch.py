@@ -43,7 +43,7 @@ from director_llm.errors import redact
 from director_llm.providers import DeploymentInfo
 from director_llm.resilience.retry_after import retry_after_of
 
-__all__ = ["Dispatcher", "Reply", "ReplyStream", "UpstreamError", "import_litellm"]
+__all__ = ["Dispatcher", "Reply", "ReplyStream", "UpstreamError", "import_litellm", "model_response"]
 
 FailureKind = Literal["provider", "credential", "caller", "request", "local"]
 
@@ -315,6 +315,11 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
             raise translate(exc, caller_key=caller_key) from None
         return ReplyStream(chunks)
+
+
+def model_response(data: dict[str, Any]) -> Any:
+    """A LiteLLM ``ModelResponse`` rebuilt from its JSON form (a cached chat completion)."""
+    return import_litellm().ModelResponse(**data)
 
 
 def _reply(response: Any) -> Reply:

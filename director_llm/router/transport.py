@@ -104,7 +104,8 @@ class Clients:
                 base_url=request.get("api_base"),
                 max_retries=0,
                 timeout=request.get("timeout"),
-                http_client=httpx.AsyncClient(transport=self._transport(), follow_redirects=True),
+                # The OpenAI SDK types its client as httpx2's; LiteLLM hands it httpx clients too.
+                http_client=httpx.AsyncClient(transport=self._transport(), follow_redirects=True),  # type: ignore[arg-type]
             )
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 

@@ -94,7 +94,7 @@ def estimate_complexity(messages: Sequence[Any] | str, *, local_confidence: floa
         last, turns = "", 0
         for m in reversed(messages):
             role = m.get("role") if isinstance(m, dict) else None
-            if role == "user" and not last:
+            if role == "user" and not last and isinstance(m, dict):
                 last = _text(m.get("content"))
             elif role in ("user", "assistant"):
                 turns += 1
