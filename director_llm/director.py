@@ -1,27 +1,48 @@
-"""The facade: ``Director`` wires config, deployments, Router, hooks, cache, budget and intents.
+"""The facade: ``Director`` builds the parts from one config and owns their lifetime.
 
-Construction is cheap and never imports LiteLLM; the Router is built on first use
-(``director.router``), so the local tier and ``check-config`` stay fast.
+Every public call goes through the one request engine (``director_llm.engine``):
+validate -> cache -> plan -> for each deployment: reserve, attempt, settle, record ->
+one ``Route``. Construction is cheap and never imports LiteLLM: that happens off the
+event loop on the first LLM call (or ``await director.warmup()``), so the local tier and
+``check-config`` stay fast.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from director_llm.budget.guard import BudgetGuard, ledger_from_config
+from director_llm.cache.director import DirectorCache
 from director_llm.config.loading import load_config, resolve_config_path
 from director_llm.config.models import DirectorConfig
-from director_llm.errors import DirectorError, InputError, ProviderError, redact
-from director_llm.hooks import DirectorHooks
+from director_llm.engine.core import Engine
+from director_llm.engine.parts import Parts
+from director_llm.engine.stream import ResponseStream
+from director_llm.errors import DirectorClosedError, InputError
 from director_llm.observability import Metrics
 from director_llm.providers import DeploymentInfo, build_deployments
-from director_llm.routing import answered_by
+from director_llm.request import Call, check_params, check_strategy, needs_of, validate_messages
+from director_llm.resilience.breaker import DEFAULT_PREFIX, CircuitBreaker
+from director_llm.route import Route
+from director_llm.router.dispatch import Dispatcher, UpstreamError
+from director_llm.selection.planner import Planner
+from director_llm.selection.topology import Topology
+
+if TYPE_CHECKING:
+    from director_llm.budget.ledger import SpendReport
+    from director_llm.cache.stats import CacheStats
+    from director_llm.engine.classify import Classifier
+    from director_llm.intents.models import IntentClassification
+    from director_llm.local_tier import LocalTier
+    from director_llm.redis_clients import RedisClients
+    from director_llm.router.build import BuiltRouter
+
+__all__ = ["Director"]
 
 
 class Director:
@@ -32,44 +53,57 @@ class Director:
     ``aclose()``) so background writes are flushed and connections closed.
     """
 
-    def __init__(self, config: DirectorConfig, *, source: str | None = None,
-                 state_prefix: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        config: DirectorConfig,
+        *,
+        source: str | None = None,
+        state_prefix: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = config
         self.source = source
-        self.metrics = Metrics()
-        self.hooks = DirectorHooks(self.metrics)
-        from director_llm.breaker import DEFAULT_PREFIX, CircuitBreaker
-
-        self.breaker = CircuitBreaker.from_config(
-            config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX)
-        """Circuit breaker per deployment (shared through Redis when ``redis_state_url`` is set).
-        ``state_prefix`` namespaces its Redis keys (tests, several apps on one Redis)."""
-        self.hooks.filters.append(self.breaker.filter)
-        from director_llm.cascade import local_for_classification_only
-
-        self.hooks.filters.append(local_for_classification_only)  # chat never falls back to local
-        self.hooks.observers.append(self.breaker)
-        all_deployments = build_deployments(config)
-        self.providers: dict[str, DeploymentInfo] = {d.name: d for d in all_deployments}
+        self.providers: dict[str, DeploymentInfo] = {d.name: d for d in build_deployments(config)}
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
-        self._built: Any = None
-        self._closed = False
-        from director_llm.budget_hooks import BudgetHooks, ledger_from_config
+        self.metrics = Metrics()
+        """In-process counters per deployment (requests, failures, latency, cost)."""
+        self._redis: RedisClients | None = None
+        if config.redis_state_url:
+            from director_llm.redis_clients import RedisClients
 
-        self.budget = BudgetHooks(
-            ledger_from_config(config, clock=clock, prefix=state_prefix),
-            lambda: self.providers, default_max_tokens=config.llm.default_max_tokens)
-        """Budget ledger in the Router's hooks (reserve per attempt, settle, filter, fallback
-        check); ``self.budget.ledger`` is shared through Redis when ``redis_state_url`` is set.
-        ``clock`` (UTC datetimes) is injectable for tests."""
-        self.hooks.filters.append(self.budget.filter)
-        self.hooks.guards.append(self.budget.guard)
-        self.hooks.observers.append(self.budget)
-        self.hooks.fallback_checks.append(self.budget.allow_fallback)
-        from director_llm.cache.director import DirectorCache
-
+            self._redis = RedisClients(config.redis_state_url)
+        self.breaker = CircuitBreaker.from_config(
+            config, prefix=f"{state_prefix}breaker:" if state_prefix else DEFAULT_PREFIX, redis=self._redis
+        )
+        """Circuit breaker per deployment (shared through Redis when ``redis_state_url`` is set)."""
+        self.budget = BudgetGuard(
+            ledger_from_config(config, clock=clock, prefix=state_prefix, redis=self._redis),
+            default_max_tokens=config.llm.default_max_tokens,
+        )
+        """Reservations and settlements against the budget ledger (``budget.ledger``)."""
         self.cache = DirectorCache(config)
         """The ``[caching]`` layers (memory -> Redis -> disk) in this config's namespace."""
+        self.topology = Topology.build(config, self.usable_deployments())
+        """Groups (tiers, deployment names) and fallback chains of the usable deployments."""
+        self.breaker.watch(n for n, d in self.topology.deployments.items() if d.kind != "local")
+        self.dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
+        planner = Planner(self.topology, self.budget, is_open=self.breaker.is_open, p50_ms=self._p50)
+        self.engine = Engine(
+            Parts(
+                planner=planner,
+                dispatcher=self.dispatcher,
+                budget=self.budget,
+                breaker=self.breaker,
+                metrics=self.metrics,
+                llm=config.llm,
+            )
+        )
+        """The request engine every call goes through."""
+        self._built: BuiltRouter | None = None
+        self._local_tier: LocalTier | None = None
+        self._local_loaded = False
+        self._classifier: Classifier | None = None
+        self._closed = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Director:
@@ -78,235 +112,317 @@ class Director:
         p = resolve_config_path(path)
         return cls(load_config(p), source=str(p), **kwargs)
 
-    # -- Router -----------------------------------------------------------------------------
+    # -- deployments -----------------------------------------------------------------------
     def usable_deployments(self) -> list[DeploymentInfo]:
         """Deployments that can be called now: keys present (missing keys are skipped)."""
         return [d for d in self.providers.values() if d.key_status() != "missing"]
 
+    def groups(self) -> dict[str, list[str]]:
+        """Groups a request may ask for (tiers and deployment names) -> deployment names."""
+        return {g: list(m) for g, m in self.topology.groups.items()}
+
+    def _p50(self, name: str) -> float | None:
+        stats = self.metrics.deployments.get(name)
+        return stats.p50_latency_ms if stats is not None else None
+
     @property
-    def built(self) -> Any:
+    def built(self) -> BuiltRouter:
+        """The LiteLLM Router build (``router``, groups, fallbacks), built on first access."""
         if self._built is None:
-            from director_llm.routing import build_router
+            from director_llm.router.build import build_router
 
-            self._built = build_router(self.config, self.usable_deployments(), self.hooks)
-            if self.local_tier is not None and self._built.router is not None:
-                from director_llm.local.provider import register_tier
-
-                register_tier(self._built.instance_id, self.local_tier)
+            self._built = build_router(self.config, self.topology)
         return self._built
 
     @property
     def router(self) -> Any:
-        """The ``litellm.Router`` built from the config (built on first access)."""
+        """A ``litellm.Router`` with the config's deployments, groups and fallback chains.
+
+        Director's own calls do not go through it; calls made directly through it are plain
+        LiteLLM calls (no Director budget, breaker, cache or metrics). Raises ``ProviderError``
+        when no LLM deployment is usable."""
         router = self.built.router
         if router is None:
-            raise ProviderError("no LLM deployment is usable: every provider is disabled, local-only or "
-                                "missing its API key (see `director-llm check-config`)")
+            from director_llm.errors import ProviderError
+
+            raise ProviderError(
+                "no LLM deployment is usable: every provider is disabled, local-only or "
+                "missing its API key (see `director-llm check-config`)"
+            )
         return router
 
-    def groups(self) -> dict[str, list[str]]:
-        """Router model groups (tiers and deployment names) -> deployment names."""
-        return self.built.groups
-
-    # -- Completions --------------------------------------------------------------------------
     def choose_group(self, model: str | None, tier: str | None, strategy: str | None) -> tuple[str, str]:
-        """(Router group, reason): the pinned deployment or tier when given (``InputError`` if
-        unknown), else the strategy's first tier without a request at hand."""
-        groups = self.groups()
-        if model is not None:
-            if model not in groups:
-                raise InputError(f"unknown model or tier {model!r}; known: {', '.join(groups) or 'none'}")
-            return model, "pinned by caller"
-        if tier is not None:
-            if tier not in groups:
-                raise InputError(f"tier {tier!r} has no usable deployment; known: {', '.join(groups) or 'none'}")
-            return tier, "tier requested by caller"
-        from director_llm.selection import choose_tier
+        """(group, reason) a request would start with: the pinned deployment or tier
+        (``InputError`` if unknown), else the strategy's first tier without a request at hand."""
+        call = Call(
+            entry="complete",
+            messages=[],
+            params={},
+            strategy=check_strategy(strategy, self.config.llm.default_strategy),
+            model=model,
+            tier=tier,
+        )
+        pinned = self.engine.planner.pinned(call)
+        if pinned is not None:
+            return pinned
+        from director_llm.selection.strategies import TierOption, select
 
-        return choose_tier(self, strategy=strategy or self.config.llm.default_strategy)
+        if self.topology.empty:
+            from director_llm.errors import ProviderError
 
-    def _metadata(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        director = {"instance": self.built.instance_id, "request_id": uuid.uuid4().hex}
-        if extra:
-            director.update(extra)
-        return {"director": director}
+            raise ProviderError("no LLM tier has a usable deployment (see `director-llm check-config`)")
+        options = [
+            TierOption(tier=t, healthy=not all(self.breaker.is_open(n) for n in self.topology.members(t)))
+            for t in self.topology.tiers
+        ]
+        sel = select(call.strategy, options)
+        return sel.chain[0], sel.reason
 
-    async def acompletion(self, messages: list[dict[str, Any]], *, model: str | None = None,
-                          tier: str | None = None, strategy: str | None = None,
-                          cache: bool | None = None, **kwargs: Any) -> Any:
-        """Send a chat completion through the Router and return LiteLLM's response.
+    # -- completions -----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DirectorClosedError("this Director was closed with aclose(); build a new one")
 
-        ``model`` pins a deployment (``openai/gpt-4o``) or tier group; otherwise the tier comes
-        from ``strategy`` (default: the config's). Fallbacks, retries and the request deadline
-        (``llm.timeout_seconds``) apply. Failures raise ``ProviderError`` (or a subclass).
+    def _call(
+        self,
+        entry: Any,
+        messages: Any,
+        *,
+        model: str | None,
+        tier: str | None,
+        strategy: str | None,
+        cache: bool | None,
+        kwargs: dict[str, Any],
+    ) -> Call:
+        self._check_open()
+        llm = self.config.llm
+        chosen = check_strategy(strategy, llm.default_strategy)
+        checked = validate_messages(messages, max_chars=llm.max_input_chars)
+        params = check_params(kwargs, entry=entry)
+        return Call(
+            entry=entry,
+            messages=checked,
+            params=params,
+            strategy=chosen,
+            model=model,
+            tier=tier,
+            needs=needs_of(params),
+            cache=cache,
+            deadline_s=llm.timeout_seconds,
+        )
+
+    async def acompletion(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        tier: str | None = None,
+        strategy: str | None = None,
+        cache: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Send a chat completion and return LiteLLM's ``ModelResponse``.
+
+        ``model`` pins a deployment (``openai/gpt-4o``) or tier; otherwise the strategy (default:
+        the config's) plans over complexity x remaining budget x health x capabilities. Every
+        usable deployment of the chosen tier is tried, then the fallback chain, within
+        ``llm.timeout_seconds``. ``director.route_of(response)`` says how it was served.
+        Raises ``InputError`` (bad messages or parameters; ``stream=True`` belongs to
+        ``stream_response``), ``BudgetExceededError`` or ``ProviderError``.
 
         Cached (``[caching] cache_chat``) when ``temperature=0`` or ``cache=True``, never with
-        ``cache=False``; ``response._hidden_params["director_route"]["cache"]`` is the layer
-        that answered (None: a model did). Identical concurrent misses make one upstream call.
+        ``cache=False``; identical concurrent misses make one upstream call.
         """
-        if not messages:
-            raise InputError("messages must not be empty")
-        router = self.router
-        extra: dict[str, Any] = {}
-        strategy = strategy or self.config.llm.default_strategy
-        if model is None and tier is None:
-            from director_llm.selection import plan_route
+        call = self._call("complete", messages, model=model, tier=tier, strategy=strategy, cache=cache, kwargs=kwargs)
+        served: dict[str, Route] = {}
 
-            selection, budget_meta = await plan_route(self, messages, strategy=strategy, request_kwargs=kwargs)
-            group, reason = selection.tier, selection.reason
-            # The strategy's order replaces the static chain; the config's own chain follows it.
-            chain = list(selection.chain[1:]) + [g for g in self.built.fallbacks.get(group, [])
-                                                 if g not in selection.chain]
-            if "fallbacks" not in kwargs:
-                extra["fallbacks"] = [{group: chain}] if chain else []
-        else:
-            group, reason = self.choose_group(model, tier, strategy)
-            budget_meta = {}
-        metadata = self._metadata({"group": group, "reason": reason, **budget_meta})
-        user_meta = kwargs.pop("metadata", None)
-        if isinstance(user_meta, dict):
-            # Callers may add keys under "director" (exclude, classify_id); ours win on clashes.
-            ours = {**(user_meta.get("director") or {}), **metadata["director"]}
-            metadata = {**user_meta, **metadata, "director": ours}
-        deadline = self.config.llm.timeout_seconds
+        async def upstream() -> Any:
+            reply, route = await self.engine.complete(call)
+            served["route"] = route
+            _hidden(reply.response)["director_route"] = route
+            return reply.response
 
-        async def call() -> Any:
-            empty: list[str] = []  # deployments that answered with no content: try the others
+        group = call.group or f"auto:{call.strategy}"
+        response = await self.cache.complete(call.messages, group=group, params=call.params, cache=cache, call=upstream)
+        hidden = _hidden(response)
+        route = served.get("route")
+        if route is None or hidden.get("director_route") is not route:
+            # Served by the cache (or by an identical call in flight): no call, nothing spent.
+            previous = hidden.get("director_route")
+            layer = previous.get("cache") if isinstance(previous, (dict, Route)) else None
+            route = Route(
+                cache=layer,
+                group=group,
+                strategy=call.strategy,
+                reason="cache" if layer else "shared",
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            )
+            hidden["director_route"] = route
+        return response
+
+    @staticmethod
+    def route_of(response: Any) -> Route:
+        """The ``Route`` of a response from ``acompletion`` (deployment, tier, reason, cache,
+        cost, latency, attempts)."""
+        route = _hidden(response).get("director_route")
+        if isinstance(route, Route):
+            return route
+        if isinstance(route, dict):
+            return Route.model_validate(route)
+        raise InputError("this response did not come from director.acompletion (it has no route)")
+
+    def stream_response(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        tier: str | None = None,
+        strategy: str | None = None,
+        resume: bool = False,
+        **kwargs: Any,
+    ) -> ResponseStream:
+        """Stream an answer: an async iterator (and async context manager) of ``TextDelta``
+        chunks then one ``StreamEnd`` (usage, cost, route). Planned like ``acompletion``;
+        failures before the first token move to the next deployment unseen; after it they
+        raise ``StreamInterruptedError(partial_text=...)``, or with ``resume=True`` continue on
+        the next deployment. See ``director_llm.engine.stream``."""
+        call = self._call("stream", messages, model=model, tier=tier, strategy=strategy, cache=False, kwargs=kwargs)
+        return self.engine.stream(call, resume=resume)
+
+    async def warmup(self) -> None:
+        """Do the slow first-use work now: import LiteLLM (off the event loop) and load the
+        local tier's model. ``serve`` and the CLI call it; a library user may too."""
+        self._check_open()
+        await self.engine.warmup()
+        if self.local_tier is not None:
+            await self.local_tier.aload()
+
+    # -- health and spend ------------------------------------------------------------------
+    async def health(self, *, probe: bool = False, probe_timeout: float | None = None) -> dict[str, Any]:
+        """Each deployment's state (healthy / degraded / cooling down / half-open), recent error
+        rate, p50 latency and last error (redacted); ``probe=True`` also sends each a tiny
+        request with a short timeout of its own."""
+        from director_llm.resilience.health import PROBE_MESSAGES, deployment_health
+
+        names = [d.name for d in self.usable_deployments() if d.kind != "local"]
+
+        async def send(name: str, timeout: float) -> None:
+            # A probe's outcome is evidence like any attempt's: it feeds the breaker.
             try:
-                async with asyncio.timeout(deadline):
-                    while True:
-                        started = time.perf_counter()
-                        meta = metadata
-                        if empty:
-                            exclude = [*(metadata["director"].get("exclude") or []), *empty]
-                            meta = {**metadata, "director": {**metadata["director"], "exclude": exclude}}
-                        response = await router.acompletion(model=group, messages=messages, metadata=meta,
-                                                            **kwargs, **extra)
-                        name = answered_by(response)
-                        if kwargs.get("stream") or has_content(response) or name is None or name in empty:
-                            break  # (a stream's emptiness shows only while it is read)
-                        empty.append(name)
-                        await self._record_empty_answer(name)
-                    _attach_route(self, response, reason=reason, strategy=strategy, started=started)
-                    return response
-            except TimeoutError:
-                raise ProviderError(f"no answer within the request deadline of {deadline:g}s (group {group}); "
-                                    "raise llm.timeout_seconds or check the providers with `director-llm health`") from None
-            except DirectorError:
+                await self.dispatcher.complete(self.providers[name], PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout)
+            except UpstreamError as exc:
+                if exc.feeds_breaker:
+                    await self.breaker.record_failure(name, exc)
                 raise
-            except Exception as exc:  # the one boundary where LiteLLM's errors become ours
-                if empty:
-                    raise ProviderError(
-                        f"no usable answer for {group}: {', '.join(empty)} answered with no content and "
-                        f"no other deployment could serve ({type(exc).__name__})",
-                        attempts=[(n, "EmptyResponse", "no choices or empty message") for n in empty]) from exc
-                raise provider_error(exc, group) from exc
+            await self.breaker.record_success(name)
 
-        return await self.cache.complete(messages, group=group, params=kwargs, cache=cache, call=call)
+        if probe and names:
+            await self.engine.warmup()  # the import is not the probe's time
+        timeout = probe_timeout or min(5.0, self.config.llm.attempt_timeout_seconds)
+        return await deployment_health(
+            names, breaker=self.breaker, metrics=self.metrics, probe=send if probe else None, probe_timeout=timeout
+        )
 
-    async def _record_empty_answer(self, name: str) -> None:
-        """An answer with no content is a failure of that deployment (metrics and breaker)."""
-        self.metrics.for_deployment(name).record_failure(0.0, "EmptyResponse", "no choices or empty message")
-        await self.breaker.record_failure(name)
+    async def spend(self, *, by: str | None = None) -> SpendReport:
+        """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
+        remaining and reset time, and requests/tokens/cost of the last 24 h grouped ``by``
+        ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend."""
+        if by not in (None, "provider", "model", "hour"):
+            raise InputError(f"by must be 'provider', 'model' or 'hour', not {by!r}")
+        await self.budget.flush()  # this process's batched usage first
+        return await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
 
-    # -- Streaming and health (issue 7) ---------------------------------------------------------
-    def stream_response(self, messages: list[dict[str, Any]], *, model: str | None = None,
-                        tier: str | None = None, strategy: str | None = None, resume: bool = False,
-                        **kwargs: Any) -> Any:
-        """Stream an answer: an async iterator (and async context manager) of
-        ``streaming.TextDelta`` chunks then one ``streaming.StreamEnd`` (usage, cost, route).
-
-        Failures before the first token fall back silently (next deployment, then the group's
-        fallback chain) within ``llm.timeout_seconds``; after it they raise
-        ``StreamInterruptedError(partial_text=...)``, or with ``resume=True`` continue on the
-        next deployment. See ``director_llm.streaming``.
-        """
-        from director_llm.streaming import open_stream
-
-        if not messages:
-            raise InputError("messages must not be empty")
-        self.router  # noqa: B018 - raises ProviderError now when nothing is usable
-        group, reason = self.choose_group(model, tier, strategy)
-        return open_stream(self, messages, group=group, reason=reason, resume=resume, **kwargs)
-
-    async def health(self, *, probe: bool = False) -> dict[str, Any]:
-        """Each deployment's state (healthy / cooling down / open), recent error rate, p50
-        latency and last error (redacted); ``probe=True`` also sends each a tiny request."""
-        from director_llm.health import deployment_health
-
-        return await deployment_health(self, probe=probe)
-
-    # -- Intents ------------------------------------------------------------------------------
+    # -- intents ---------------------------------------------------------------------------
     @property
-    def classifier(self) -> Any:
-        """The ``intents.Classifier`` (built on first use; holds the cache and cascade seams)."""
-        if getattr(self, "_classifier", None) is None:
-            from director_llm.intents.classifier import Classifier
-
-            self._classifier = Classifier(self)
-            from director_llm.cascade import attach_cascade
-
-            attach_cascade(self, self._classifier)  # after the cache lookup: a hit still wins
-        return self._classifier
-
-    @property
-    def local_tier(self) -> Any:
+    def local_tier(self) -> LocalTier | None:
         """The embedded ``local_tier.LocalTier`` of the config's ``kind = "local"`` provider
         (None without one). Built cheaply; the model trains or loads on first prediction."""
-        if not hasattr(self, "_local_tier"):
+        if not self._local_loaded:
             from director_llm.local_tier import LocalTier
 
             base = Path(self.source).resolve().parent if self.source else None
             self._local_tier = LocalTier.from_config(self.config, base_dir=base)
+            self._local_loaded = True
         return self._local_tier
 
-    async def classify_intent(self, text: str, history: list[Any] | None = None, *,
-                              strategy: str | None = None, cache: bool | None = None) -> Any:
+    @property
+    def classifier(self) -> Classifier:
+        """The classification entry on the engine (built on first use)."""
+        if self._classifier is None:
+            from director_llm.engine.classify import Classifier
+
+            tier = self.local_tier
+            info = next(
+                (
+                    d
+                    for d in self.providers.values()
+                    if d.kind == "local" and tier is not None and d.name == tier.deployment
+                ),
+                None,
+            )
+            self._classifier = Classifier(
+                self.config, engine=self.engine, cache=self.cache, local=tier, local_info=info
+            )
+        return self._classifier
+
+    async def classify_intent(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        cache: bool | None = None,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> IntentClassification:
         """Classify ``text`` into one of the configured flows: an ``IntentClassification``.
 
-        ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings).
-        Raises ``InputError`` (empty/too long text), ``ClassificationError`` (no deployment gave
-        a valid answer) or ``ProviderError`` (every deployment failed). Results are cached
-        (``route.cache`` names the layer that answered); ``cache=False`` skips the cache.
+        ``history`` is a list of earlier turns (``{"role", "content"}`` dicts or strings);
+        ``tier`` / ``model`` ask a tier or deployment first (the local tier stays the last
+        resort). Raises ``InputError`` (empty/too long text, bad history, unknown strategy),
+        ``ClassificationError`` (no deployment gave a valid answer) or ``ProviderError``.
+        Results are cached (``route.cache`` names the layer); ``cache=False`` skips the cache.
         """
-        return await self.classifier.classify(text, history, strategy=strategy, cache=cache is not False)
+        self._check_open()
+        return await self.classifier.classify(
+            text, history, strategy=strategy, cache=cache is not False, tier=tier, model=model
+        )
 
-    def stream_intent(self, text: str, history: list[Any] | None = None, *,
-                      strategy: str | None = None) -> Any:
+    def stream_intent(
+        self,
+        text: str,
+        history: list[Any] | None = None,
+        *,
+        strategy: str | None = None,
+        tier: str | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[Any]:
         """Classify while the answer streams: an async iterator of ``intents.StreamItem``
         (partial results and routing events; the last item is final, ``done=True``)."""
-        from director_llm.intents.streaming import stream_classification
+        self._check_open()
+        return self.classifier.stream(text, history, strategy=strategy, tier=tier, model=model)
 
-        return stream_classification(self.classifier, text, history, strategy=strategy)
-
-    # -- Cache --------------------------------------------------------------------------------
-    async def spend(self, *, by: str | None = None) -> Any:
-        """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
-        remaining and reset time, and requests/tokens/cost of the last 24 h grouped ``by``
-        ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend."""
-        return await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
-
-    def cache_stats(self) -> Any:
+    # -- cache -----------------------------------------------------------------------------
+    def cache_stats(self) -> CacheStats | None:
         """``cache.CacheStats`` (hits/misses per layer, hit rate, bytes in L1, Redis state) of
         this process, or None when caching is off or nothing was looked up yet."""
         return self.cache.stats()
 
-    # -- Lifecycle ----------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
-        """Flush background work and release connections. Safe to call twice."""
+        """Flush background work and release connections. Safe to call twice; a closed
+        Director refuses new requests (``DirectorClosedError``)."""
         if self._closed:
             return
         self._closed = True
-        # First: settlements run in LiteLLM's callbacks, after the response was returned.
         await self.budget.drain()
         await self.budget.release_all()
         await self.budget.ledger.aclose()
         await self.cache.aclose()
         await self.breaker.aclose()
-        if self._built is not None:
-            from director_llm.routing import _Dispatcher
-
-            _Dispatcher.unregister(self._built.instance_id)
+        await self.dispatcher.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     async def __aenter__(self) -> Director:
         return self
@@ -318,40 +434,12 @@ class Director:
         return f"Director(source={self.source!r}, deployments={list(self.providers)})"
 
 
-def _attach_route(director: Director, response: Any, *, reason: str, strategy: str | None, started: float) -> None:
-    """``response._hidden_params["director_route"]``: tier, model, reason, reserved and actual cost."""
-    from director_llm.selection import describe_route
-
+def _hidden(response: Any) -> dict[str, Any]:
     hidden = getattr(response, "_hidden_params", None)
-    if isinstance(hidden, dict):
-        route = hidden.setdefault("director_route", {})
-        route.update(describe_route(director, response, reason=reason, strategy=strategy, started=started))
-
-
-def has_content(response: Any) -> bool:
-    """True when a chat completion carries text or tool calls (an empty answer is a failure)."""
-    choices = getattr(response, "choices", None)
-    if not choices:
-        return False
-    message = getattr(choices[0], "message", None)
-    if message is None:
-        return False
-    return bool(getattr(message, "content", None) or getattr(message, "tool_calls", None)
-                or getattr(message, "function_call", None))
-
-
-def provider_error(exc: BaseException, group: str) -> ProviderError:
-    """Translate a LiteLLM exception into a ``ProviderError`` with status and Retry-After."""
-    status = getattr(exc, "status_code", None)
-    retry_after = None
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        ra = headers.get("retry-after") if hasattr(headers, "get") else None
-        retry_after = float(ra) if ra is not None else None
-    except (TypeError, ValueError):
-        retry_after = None
-    message = redact(str(exc)).split("\n")[0][:500]
-    return ProviderError(f"every deployment for {group} failed: {type(exc).__name__}: {message}",
-                         status_code=status if isinstance(status, int) else None, retry_after=retry_after,
-                         attempts=[(group, type(exc).__name__, message)])
+    if not isinstance(hidden, dict):
+        hidden = {}
+        try:
+            response._hidden_params = hidden
+        except AttributeError:
+            pass
+    return hidden

@@ -4,12 +4,20 @@ The hierarchy::
 
     DirectorError
     ├── ConfigError                 you misconfigured: file, line or key, and the fix (CLI exit 2)
+    │   ├── TrainingDataError       a local-tier training file is unreadable (path, line)
+    │   └── LocalModelError         the local tier cannot be trained from what it was given
     ├── InputError                  the text/messages given are unusable (CLI exit 2)
+    ├── DirectorClosedError         the Director was closed (``aclose``); build a new one
     ├── BudgetExceededError         no tier can be afforded in some budget window
+    │   └── AttemptOverBudgetError  one attempt did not fit (the request moved on, or ran out)
+    ├── BudgetBackendError          the budget store (Redis) failed; spend could not be checked
+    │   └── BudgetStoreDownError    ... so no priced deployment could be served safely
+    ├── ReservationClosedError      a budget reservation was settled twice (a bug in the caller)
     ├── ProviderError               the world failed: every deployment that could serve failed (exit 1)
     │   ├── ClassificationError     no deployment produced a valid classification
     │   └── StreamInterruptedError  a stream broke after tokens were delivered
-    └── CacheError                  internal; never escapes a request (caches degrade to misses)
+    ├── CacheError                  internal; never escapes a request (caches degrade to misses)
+    └── RedisUnavailableError       tests: no redis-server to start (``director_llm.testing``)
 
 Errors carry data (typed attributes) plus a message that says what to do next. Secrets are
 never part of a message: ``redact`` is applied to anything that may echo a provider's reply.
@@ -19,17 +27,27 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from director_llm.route import Route
 
 __all__ = [
+    "AttemptOverBudgetError",
+    "BudgetBackendError",
     "BudgetExceededError",
+    "BudgetStoreDownError",
     "CacheError",
     "ClassificationError",
     "ConfigError",
+    "DirectorClosedError",
     "DirectorError",
     "InputError",
     "ProviderError",
+    "RedisUnavailableError",
+    "ReservationClosedError",
     "StreamInterruptedError",
     "redact",
 ]
@@ -66,6 +84,8 @@ class DirectorError(Exception):
     """Root of every error director-llm raises on purpose."""
 
     exit_code: int = 1
+    route: Route | None = None
+    """How far the request got (attempts, tokens and cost so far), when it got anywhere."""
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -136,16 +156,30 @@ class BudgetExceededError(DirectorError):
 
 
 class ProviderError(DirectorError):
-    """Every deployment that could serve the request failed. ``attempts`` lists
-    ``(deployment, error class, short message)`` for each try."""
+    """Every deployment that could serve the request failed. ``attempts`` lists each
+    deployment tried or skipped (``route.Attempt``: deployment, outcome, redacted message;
+    it still unpacks as the old ``(deployment, error class, message)`` tuple)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, *, attempts: list[tuple[str, str, str]] | None = None,
-                 status_code: int | None = None, retry_after: float | None = None) -> None:
-        self.attempts = [(d, c, redact(m)) for d, c, m in (attempts or [])]
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[Any] | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        route: Route | None = None,
+    ) -> None:
+        from director_llm.route import Attempt
+
+        self.attempts = [
+            a if isinstance(a, Attempt) else Attempt(a[0], a[1], redact(a[2]) if len(a) > 2 else "")
+            for a in (attempts or [])
+        ]
         self.status_code = status_code
         self.retry_after = retry_after
+        self.route = route
         super().__init__(message)
 
 
@@ -153,24 +187,69 @@ class ClassificationError(ProviderError):
     """No deployment produced a valid classification; ``raw_outputs`` holds what each
     returned (secrets redacted) and ``usage`` the tokens spent on the way."""
 
-    def __init__(self, message: str, *, raw_outputs: list[str] | None = None,
-                 attempts: list[tuple[str, str, str]] | None = None,
-                 usage: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_outputs: list[str] | None = None,
+        attempts: Sequence[Any] | None = None,
+        usage: dict[str, Any] | None = None,
+        route: Route | None = None,
+    ) -> None:
         self.raw_outputs = [redact(r) for r in (raw_outputs or [])]
         self.usage = usage or {}
-        super().__init__(message, attempts=attempts)
+        super().__init__(message, attempts=attempts, route=route)
 
 
 class StreamInterruptedError(ProviderError):
     """A stream failed after tokens reached the caller. ``partial_text`` is what was
     delivered; the caller decides whether to show it, retry, or resume."""
 
-    def __init__(self, message: str, *, partial_text: str, deployment: str | None = None,
-                 attempts: list[tuple[str, str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str,
+        deployment: str | None = None,
+        attempts: Sequence[Any] | None = None,
+        route: Route | None = None,
+    ) -> None:
         self.partial_text = partial_text
         self.deployment = deployment
-        super().__init__(message, attempts=attempts)
+        super().__init__(message, attempts=attempts, route=route)
 
 
 class CacheError(DirectorError):
     """A cache layer failed. Internal: the cache turns it into a miss and a warning."""
+
+
+class AttemptOverBudgetError(BudgetExceededError):
+    """One attempt's worst-case cost does not fit a budget window (the request moves on to a
+    cheaper deployment; raised to the caller only when nothing affordable is left)."""
+
+
+class DirectorClosedError(DirectorError):
+    """The Director was closed with ``aclose()``; a closed Director serves nothing (its
+    budget ledger and connections are gone). Build a new one."""
+
+
+class BudgetBackendError(DirectorError):
+    """The ledger's store (Redis) failed, so spend could not be checked or booked."""
+
+
+class BudgetStoreDownError(BudgetBackendError):
+    """The shared ledger is unreachable and ``[llm] budget_store_failure = "closed"`` (or no
+    local allowance is left), so priced deployments are refused; zero-cost ones still serve."""
+
+
+class ReservationClosedError(DirectorError):
+    """``settle`` was called on a reservation that was already settled or released;
+    booking it twice would double-count the spend."""
+
+
+class RedisUnavailableError(DirectorError):
+    """Tests: no ``redis-server`` binary, or it did not come up. ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}. Install redis-server (apt-get install redis-server) or put it on PATH.")
+        self.reason = reason

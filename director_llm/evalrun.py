@@ -146,11 +146,9 @@ async def _remote_answers(director: Director, group: str, texts: Sequence[str], 
 
     async def one(text: str) -> Answer:
         async with sem:
-            req = classifier.prepare(text, cache=False)
-            req.route_plan = (group, "eval: remote tier")
             started = time.perf_counter()
             try:
-                r = await classifier.classify_llm(req)
+                r = await classifier.classify_llm(text, group=group)
                 answer = Answer(flow=r.flow, confidence=r.confidence, cost_usd=r.route.cost_usd,
                                 latency_ms=(time.perf_counter() - started) * 1000)
             except DirectorError as exc:

@@ -63,8 +63,10 @@ def parse_spec(spec: str) -> list[SimModel]:
         elif key.startswith("accuracy_") and key[9:] in SIMULATED_MODELS and 0 <= number <= 1:
             acc[key[9:]] = number
         else:
-            raise InputError(f"--simulate-remote: unknown {key!r} (use accuracy_mini, accuracy_4o, latency_ms; "
-                             "accuracies between 0 and 1)")
+            raise InputError(
+                f"--simulate-remote: unknown {key!r} (use accuracy_mini, accuracy_4o, latency_ms; "
+                "accuracies between 0 and 1)"
+            )
     if not acc:
         raise InputError("--simulate-remote needs at least one accuracy_<model>=X (mini, 4o)")
     return [SimModel(**{**vars(SIMULATED_MODELS[k]), "accuracy": v, "latency_ms": latency}) for k, v in acc.items()]
@@ -124,8 +126,11 @@ class SimulatedRemotes:
             text = found[-1] if found else raw
             flow, conf = self.answer(m, text)
             prompt_chars = sum(len(str(msg.get("content", ""))) for msg in request.messages if isinstance(msg, dict))
-            return Reply(json={"flow": flow, "confidence": conf, "reasoning": "simulated oracle", "entities": {}},
-                         usage=(max(1, prompt_chars // 4), _ANSWER_TOKENS), delay=m.latency_ms / 1000)
+            return Reply(
+                json={"flow": flow, "confidence": conf, "reasoning": "simulated oracle", "entities": {}},
+                usage=(max(1, prompt_chars // 4), _ANSWER_TOKENS),
+                delay=m.latency_ms / 1000,
+            )
 
         return respond
 
@@ -133,16 +138,31 @@ class SimulatedRemotes:
         """``config`` with its LLM providers replaced by the simulated deployments (the local
         tier and the intents are kept)."""
         assert self.server is not None, "start() first"
-        lines = [f"[providers.{SECTION}]", 'kind = "openai_compatible"', f'base_url = "{self.server.base_url}/v1"',
-                 f"models = [{', '.join(repr(m.model).replace(chr(39), chr(34)) for m in self.models)}]"]
+        lines = [
+            f"[providers.{SECTION}]",
+            'kind = "openai_compatible"',
+            f'base_url = "{self.server.base_url}/v1"',
+            f"models = [{', '.join(repr(m.model).replace(chr(39), chr(34)) for m in self.models)}]",
+        ]
         for m in self.models:
-            lines += [f'[providers.{SECTION}.overrides."{m.model}"]', f'tier = "{m.tier}"',
-                      f"input_price_per_million = {m.input_per_million}",
-                      f"output_price_per_million = {m.output_per_million}", "supports_json_schema = true"]
+            lines += [
+                f'[providers.{SECTION}.overrides."{m.model}"]',
+                f'tier = "{m.tier}"',
+                f"input_price_per_million = {m.input_per_million}",
+                f"output_price_per_million = {m.output_per_million}",
+                "supports_json_schema = true",
+            ]
         sim = parse_config_text("\n".join(lines) + "\n")
         keep = {n: p for n, p in config.providers.items() if p.kind == "local"}
-        llm = config.llm.model_copy(update={"budget_per_hour": None, "budget_per_day": None, "num_retries": 0,
-                                            "fallbacks": {}, "derive_fallbacks": False})
+        llm = config.llm.model_copy(
+            update={
+                "budget_per_hour": None,
+                "budget_per_day": None,
+                "num_retries": 0,
+                "fallbacks": {},
+                "derive_fallbacks": False,
+            }
+        )
         caching = config.caching.model_copy(update={"enabled": False})
         return config.model_copy(update={"providers": {**keep, **sim.providers}, "llm": llm, "caching": caching})
 

@@ -58,10 +58,13 @@ class DeploymentStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "requests": self.requests, "failures": self.failures,
+            "requests": self.requests,
+            "failures": self.failures,
             "consecutive_failures": self.consecutive_failures,
-            "error_rate": round(self.error_rate, 4), "p50_latency_ms": self.p50_latency_ms,
-            "cost_usd": round(self.cost_usd, 8), "prompt_tokens": self.prompt_tokens,
+            "error_rate": round(self.error_rate, 4),
+            "p50_latency_ms": self.p50_latency_ms,
+            "cost_usd": round(self.cost_usd, 8),
+            "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "last_error": None if self.last_error is None else f"{self.last_error_class}: {self.last_error}",
         }

@@ -30,7 +30,9 @@ class Price:
         return self.input_per_token is not None and self.output_per_token is not None
 
     def per_million(self) -> tuple[float | None, float | None]:
-        f = (lambda v: None if v is None else round(v * 1_000_000, 6))
+        def f(v: float | None) -> float | None:
+            return None if v is None else round(v * 1_000_000, 6)
+
         return f(self.input_per_token), f(self.output_per_token)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:

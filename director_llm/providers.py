@@ -110,14 +110,24 @@ class DeploymentInfo:
         """JSON-friendly description (for ``check-config --json`` and ``director.providers``)."""
         pin, pout = self.price.per_million()
         return {
-            "name": self.name, "provider": self.provider, "kind": self.kind, "model": self.model,
-            "litellm_model": self.litellm_model, "provider_type": self.provider_type, "tier": self.tier,
-            "base_url": self.base_url, "api_key_env": self.api_key_env, "key_status": self.key_status(),
+            "name": self.name,
+            "provider": self.provider,
+            "kind": self.kind,
+            "model": self.model,
+            "litellm_model": self.litellm_model,
+            "provider_type": self.provider_type,
+            "tier": self.tier,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "key_status": self.key_status(),
             "price_per_million": {"input": pin, "output": pout, "source": self.price.source},
             "supports_json_schema": self.supports_json_schema,
             "supports_function_calling": self.supports_function_calling,
-            "timeout_seconds": self.timeout_seconds, "rpm": self.rpm, "tpm": self.tpm,
-            "max_tokens": self.max_tokens, "context_window": self.context_window,
+            "timeout_seconds": self.timeout_seconds,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_tokens": self.max_tokens,
+            "context_window": self.context_window,
         }
 
 
@@ -136,7 +146,9 @@ def _provider_type(p: ProviderConfig) -> ProviderType:
     return "cloud"
 
 
-def _price(p: ProviderConfig, model: str, ov: ModelOverride, ptype: ProviderType) -> tuple[Price, dict[str, Any] | None]:
+def _price(
+    p: ProviderConfig, model: str, ov: ModelOverride, ptype: ProviderType
+) -> tuple[Price, dict[str, Any] | None]:
     found = lookup([k.format(m=model) for k in KINDS[p.kind].price_keys])
     entry = found[1] if found else None
     if ov.input_price_per_million is not None or ov.output_price_per_million is not None:
@@ -144,11 +156,15 @@ def _price(p: ProviderConfig, model: str, ov: ModelOverride, ptype: ProviderType
         pout = ov.output_price_per_million
         base_in = entry.get("input_cost_per_token") if entry else None
         base_out = entry.get("output_cost_per_token") if entry else None
-        return Price(pin / 1e6 if pin is not None else base_in, pout / 1e6 if pout is not None else base_out, "config"), entry
+        return Price(
+            pin / 1e6 if pin is not None else base_in, pout / 1e6 if pout is not None else base_out, "config"
+        ), entry
     if p.kind in ("ollama", "local") or (p.kind == "openai_compatible" and ptype == "local"):
         return Price(0.0, 0.0, "local (free)"), entry
-    if entry is not None and entry.get("input_cost_per_token") is not None:
-        return Price(entry.get("input_cost_per_token"), entry.get("output_cost_per_token"), f"litellm:{found[0]}"), entry
+    if found is not None and entry is not None and entry.get("input_cost_per_token") is not None:
+        return Price(
+            entry.get("input_cost_per_token"), entry.get("output_cost_per_token"), f"litellm:{found[0]}"
+        ), entry
     return Price(None, None, "unknown"), entry
 
 
@@ -164,6 +180,7 @@ def _tier(p: ProviderConfig, ov: ModelOverride, price: Price) -> str:
 
 
 def _base_url(p: ProviderConfig) -> str | None:
+    url: str | None
     if p.base_url:
         url = p.base_url
     elif p.kind == "gemini" and p.use_openai_compatibility:
@@ -196,16 +213,27 @@ def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> lis
         key_env = p.api_key_env or spec.default_key_env
         if p.kind in ("ollama", "local"):
             key_env = p.api_key_env  # local servers need no key unless the user says so
-        out.append(DeploymentInfo(
-            name=f"{name}/{model}", provider=name, kind=p.kind, model=model,
-            litellm_model=ov.litellm_model or f"{prefix}/{model}",
-            provider_type=ptype, tier=_tier(p, ov, price), base_url=_base_url(p),
-            api_key_env=key_env, price=price,
-            supports_json_schema=supports_schema, supports_function_calling=supports_tools,
-            timeout_seconds=p.timeout_seconds or config.llm.attempt_timeout_seconds,
-            rpm=ov.rpm, tpm=ov.tpm, max_tokens=ov.max_tokens,
-            context_window=ov.context_window or (entry or {}).get("max_input_tokens"),
-        ))
+        out.append(
+            DeploymentInfo(
+                name=f"{name}/{model}",
+                provider=name,
+                kind=p.kind,
+                model=model,
+                litellm_model=ov.litellm_model or f"{prefix}/{model}",
+                provider_type=ptype,
+                tier=_tier(p, ov, price),
+                base_url=_base_url(p),
+                api_key_env=key_env,
+                price=price,
+                supports_json_schema=supports_schema,
+                supports_function_calling=supports_tools,
+                timeout_seconds=p.timeout_seconds or config.llm.attempt_timeout_seconds,
+                rpm=ov.rpm,
+                tpm=ov.tpm,
+                max_tokens=ov.max_tokens,
+                context_window=ov.context_window or (entry or {}).get("max_input_tokens"),
+            )
+        )
     return out
 
 

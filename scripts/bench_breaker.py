@@ -47,10 +47,12 @@ async def timed(fn, n: int) -> tuple[float, float, float]:
 
 
 def director(base: str, dead: str, threshold: int) -> Director:
-    return Director(parse_config_text(f"""
+    return Director(
+        parse_config_text(f"""
 [llm]
 num_retries = 0
 timeout_seconds = 5
+attempt_timeout_seconds = 5
 [llm.circuit_breaker]
 failure_threshold = {threshold}
 cooldown_seconds = 600
@@ -63,7 +65,8 @@ base_url = "{dead}"
 models = ["gpt-4o-mini"]
 base_url = "{base}/v1"
 api_key_env = "BENCH_KEY"
-"""))
+""")
+    )
 
 
 async def main(n: int) -> None:
@@ -74,21 +77,51 @@ async def main(n: int) -> None:
     litellm = import_litellm()
     rows = []
     healthy = director(srv.base_url, dead, 10**6)
-    rows.append(("Director, healthy deployment (baseline)",
-                 *await timed(lambda: healthy.acompletion(MSG, model="openai/gpt-4o-mini"), n)))
+    rows.append(
+        (
+            "Director, healthy deployment (baseline)",
+            *await timed(lambda: healthy.acompletion(MSG, model="openai/gpt-4o-mini"), n),
+        )
+    )
     closed = director(srv.base_url, dead, 10**6)  # breaker never opens
-    rows.append(("Director, dead primary, breaker closed",
-                 *await timed(lambda: closed.acompletion(MSG, model="ollama/llama3.2:1b"), n)))
+    rows.append(
+        (
+            "Director, dead primary, breaker closed",
+            *await timed(lambda: closed.acompletion(MSG, model="ollama/llama3.2:1b"), n),
+        )
+    )
     opened = director(srv.base_url, dead, 1)
-    rows.append(("Director, dead primary, breaker open",
-                 *await timed(lambda: opened.acompletion(MSG, model="ollama/llama3.2:1b"), n)))
-    bare = litellm.Router(model_list=[
-        {"model_name": "dead", "litellm_params": {"model": "ollama_chat/llama3.2:1b", "api_base": dead, "timeout": 5}},
-        {"model_name": "ok", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": srv.base_url + "/v1",
-                                                "api_key": os.environ["BENCH_KEY"], "timeout": 5}}],
-        fallbacks=[{"dead": ["ok"]}], num_retries=0)
-    rows.append(("bare LiteLLM Router, dead primary, num_retries=0",
-                 *await timed(lambda: bare.acompletion(model="dead", messages=MSG), n)))
+    rows.append(
+        (
+            "Director, dead primary, breaker open",
+            *await timed(lambda: opened.acompletion(MSG, model="ollama/llama3.2:1b"), n),
+        )
+    )
+    bare = litellm.Router(
+        model_list=[
+            {
+                "model_name": "dead",
+                "litellm_params": {"model": "ollama_chat/llama3.2:1b", "api_base": dead, "timeout": 5},
+            },
+            {
+                "model_name": "ok",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": srv.base_url + "/v1",
+                    "api_key": os.environ["BENCH_KEY"],
+                    "timeout": 5,
+                },
+            },
+        ],
+        fallbacks=[{"dead": ["ok"]}],
+        num_retries=0,
+    )
+    rows.append(
+        (
+            "bare LiteLLM Router, dead primary, num_retries=0",
+            *await timed(lambda: bare.acompletion(model="dead", messages=MSG), n),
+        )
+    )
     base = rows[0][2]
     print(f"| path (n={n}) | first request ms | median ms | p95 ms | median over healthy ms |")
     print("| --- | --- | --- | --- | --- |")

@@ -66,8 +66,7 @@ async def _evalsha_calls(client: aioredis.Redis) -> int:
 
 async def bench(url: str, n: int, concurrency: int, warmup: int) -> dict[str, Any]:
     prefix = f"bench-budget:{uuid.uuid4().hex[:8]}:"
-    pool = aioredis.ConnectionPool.from_url(url, decode_responses=True,
-                                            connection_class=CountingConnection)
+    pool = aioredis.ConnectionPool.from_url(url, decode_responses=True, connection_class=CountingConnection)
     client = aioredis.Redis(connection_pool=pool)
     limits = BudgetLimits(per_hour=1e6, per_day=1e7, per_provider={"bench": (1e6, None)})
     ledger = RedisLedger(client=client, prefix=prefix, limits=limits)

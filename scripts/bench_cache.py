@@ -92,15 +92,23 @@ class Table:
     def render(self) -> str:
         widths = [max(len(str(r[i])) for r in [self.header, *self.rows]) for i in range(len(self.header))]
         line = "  ".join("-" * w for w in widths)
-        out = [f"\n{self.title}", line, "  ".join(h.ljust(w) for h, w in zip(self.header, widths)), line]
-        out += ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                for r in self.rows]
+        out = [f"\n{self.title}", line, "  ".join(h.ljust(w) for h, w in zip(self.header, widths, strict=False)), line]
+        out += [
+            "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            )
+            for r in self.rows
+        ]
         out += [line, *self.notes]
         return "\n".join(out)
 
 
 async def measure_latency(
-    call: Callable[[], Awaitable[Any]], *, n: int, name: str = "", warmup: int = 200,
+    call: Callable[[], Awaitable[Any]],
+    *,
+    n: int,
+    name: str = "",
+    warmup: int = 200,
     check: Callable[[Any], bool] | None = None,
 ) -> Latency:
     """Await ``call()`` ``n`` times (after ``warmup``); percentiles of the wall time of each await.
@@ -119,8 +127,11 @@ async def measure_latency(
             raise AssertionError(f"{name}: unexpected result {result!r:.200}")
     samples.sort()
     return Latency(
-        name=name, n=n, p50_us=samples[n // 2] / 1e3,
-        p99_us=samples[min(n - 1, int(n * 0.99))] / 1e3, mean_us=statistics.fmean(samples) / 1e3,
+        name=name,
+        n=n,
+        p50_us=samples[n // 2] / 1e3,
+        p99_us=samples[min(n - 1, int(n * 0.99))] / 1e3,
+        mean_us=statistics.fmean(samples) / 1e3,
     )
 
 
@@ -143,9 +154,7 @@ def zipf_stream(*, requests: int, distinct: int, s: float = 1.0, seed: int = 42)
     return random.Random(seed).choices(range(distinct), weights=weights, k=requests)
 
 
-async def measure_hit_rate(
-    call: Callable[[int], Awaitable[tuple[Any, str | None]]], stream: Sequence[int]
-) -> float:
+async def measure_hit_rate(call: Callable[[int], Awaitable[tuple[Any, str | None]]], stream: Sequence[int]) -> float:
     """Run ``call(rank)`` for each rank of ``stream``; return the share served from cache.
 
     ``call`` returns ``(value, layer)`` like ``TieredCache.get_or_compute`` (layer None = computed).
@@ -175,24 +184,31 @@ async def bench_our_layers(args: argparse.Namespace) -> tuple[Table, dict[str, L
                 await cache.flush()
                 next_key = cycling(keys)
                 results[layer] = await measure_latency(
-                    lambda: cache.get(next_key()), n=args.n, name=f"ours {layer}",
+                    lambda: cache.get(next_key()),
+                    n=args.n,
+                    name=f"ours {layer}",
                     check=lambda hit, layer=layer: hit is not None and hit.layer == layer,
                 )
                 if layer == "memory":
+
                     async def compute() -> dict[str, Any]:
                         raise AssertionError("must be a hit")
 
                     results["memory get_or_compute"] = await measure_latency(
-                        lambda: cache.get_or_compute(next_key(), compute), n=args.n,
-                        name="ours memory get_or_compute", check=lambda r: r[1] == "memory",
+                        lambda: cache.get_or_compute(next_key(), compute),
+                        n=args.n,
+                        name="ours memory get_or_compute",
+                        check=lambda r: r[1] == "memory",
                     )
                 if layer == "redis":
                     await cache.clear()
                     if cache.stats().redis_state != "up":
                         raise SystemExit(f"Redis at {args.redis_url} is not reachable")
-    table = Table("Our layers: get() hit latency (us), value = classification dict",
-                  ["layer", "p50", "p99", "mean"],
-                  [[name.removeprefix("ours "), *lat.row()] for name, lat in results.items()])
+    table = Table(
+        "Our layers: get() hit latency (us), value = classification dict",
+        ["layer", "p50", "p99", "mean"],
+        [[name.removeprefix("ours "), *lat.row()] for name, lat in results.items()],
+    )
     table.notes.append("targets: memory p50 < 50 us, Redis p50 < 1000 us, disk p50 < 2000 us")
     return table, results
 
@@ -215,7 +231,9 @@ async def bench_litellm(args: argparse.Namespace, ours: dict[str, Latency]) -> T
         await in_memory.async_set_cache(key, dict(CLASSIFICATION), ttl=600)
     next_key = cycling(keys)
     results["InMemoryCache.async_get_cache"] = await measure_latency(
-        lambda: in_memory.async_get_cache(next_key()), n=args.n, name="litellm InMemoryCache",
+        lambda: in_memory.async_get_cache(next_key()),
+        n=args.n,
+        name="litellm InMemoryCache",
         check=lambda v: v is not None,
     )
 
@@ -228,7 +246,9 @@ async def bench_litellm(args: argparse.Namespace, ours: dict[str, Latency]) -> T
         await local.async_add_cache(dict(CLASSIFICATION), cache_key=key)
     next_local_key = cycling(local_keys)
     results["Cache(local).async_get_cache"] = await measure_latency(
-        lambda: local.async_get_cache(cache_key=next_local_key()), n=args.n, name="litellm Cache(local)",
+        lambda: local.async_get_cache(cache_key=next_local_key()),
+        n=args.n,
+        name="litellm Cache(local)",
         check=lambda v: v is not None,
     )
 
@@ -239,7 +259,9 @@ async def bench_litellm(args: argparse.Namespace, ours: dict[str, Latency]) -> T
         for key in keys:
             await redis_cache.async_set_cache(key, dict(CLASSIFICATION), ttl=600)
         results["RedisCache.async_get_cache"] = await measure_latency(
-            lambda: redis_cache.async_get_cache(next_key()), n=args.n, name="litellm RedisCache",
+            lambda: redis_cache.async_get_cache(next_key()),
+            n=args.n,
+            name="litellm RedisCache",
             check=lambda v: v is not None,
         )
     finally:
@@ -257,11 +279,16 @@ async def bench_litellm(args: argparse.Namespace, ours: dict[str, Latency]) -> T
     for name, lat in results.items():
         mine = ours[pairs[name]]
         rows.append([name, *lat.row(), f"ours {pairs[name]}", f"{mine.p50_us / lat.p50_us:.2f}"])
-    table = Table("LiteLLM 1.110.2 caches: async get hit latency (us), same value",
-                  ["cache", "p50", "p99", "mean", "compared with", "ours/theirs p50"], rows)
+    table = Table(
+        "LiteLLM 1.110.2 caches: async get hit latency (us), same value",
+        ["cache", "p50", "p99", "mean", "compared with", "ours/theirs p50"],
+        rows,
+    )
     table.notes.append(f"import litellm.caching: {import_s:.1f} s (paid once, at first use)")
-    table.notes.append("InMemoryCache returns the stored object itself (shared, mutable); ours decodes a private "
-                       "copy from bytes on every hit, which is most of its ~2 us.")
+    table.notes.append(
+        "InMemoryCache returns the stored object itself (shared, mutable); ours decodes a private "
+        "copy from bytes on every hit, which is most of its ~2 us."
+    )
     table.notes.append("LiteLLM's local cache is bounded by item count: Cache(type='local') keeps 200 entries.")
     table.notes.append("LiteLLM has no disk layer any more (disk_cache_dir is ignored), so disk has no peer.")
     return table
@@ -277,8 +304,9 @@ async def bench_hit_rate(args: argparse.Namespace) -> Table:
     ceiling = 1 - len(set(stream)) / requests
     rows = []
     for mb in args.memory_mb:
-        cache = TieredCache(memory_bytes=int(mb * 2**20), redis_url=None, disk_path=None,
-                            ttl_seconds=600, namespace="hitrate")
+        cache = TieredCache(
+            memory_bytes=int(mb * 2**20), redis_url=None, disk_path=None, ttl_seconds=600, namespace="hitrate"
+        )
 
         async def call(rank: int, cache: TieredCache = cache) -> tuple[Any, str | None]:
             async def compute() -> dict[str, str]:
@@ -288,15 +316,25 @@ async def bench_hit_rate(args: argparse.Namespace) -> Table:
 
         rate = await measure_hit_rate(call, stream)
         stats = cache.stats()
-        rows.append([f"{mb:g}", f"{rate:.1%}", f"{stats.memory_bytes / 1024:,.0f}",
-                     f"{stats.layers['memory'].entries}", f"{stats.memory_bytes / stats.memory_max_bytes:.0%}"])
+        rows.append(
+            [
+                f"{mb:g}",
+                f"{rate:.1%}",
+                f"{stats.memory_bytes / 1024:,.0f}",
+                f"{stats.layers['memory'].entries}",
+                f"{stats.memory_bytes / stats.memory_max_bytes:.0%}",
+            ]
+        )
         await cache.aclose()
     table = Table(
         f"Memory layer hit rate: Zipf(s={args.zipf_s}) stream, {requests:,} requests over {distinct:,} keys",
-        ["memory_size_mb", "hit rate", "L1 KiB used", "entries", "of limit"], rows,
+        ["memory_size_mb", "hit rate", "L1 KiB used", "entries", "of limit"],
+        rows,
     )
-    table.notes.append(f"values 100 B-4 kB, {total_kib:,.0f} KiB in all; "
-                       f"{len(set(stream))} distinct keys requested, so the hit-rate ceiling is {ceiling:.1%}")
+    table.notes.append(
+        f"values 100 B-4 kB, {total_kib:,.0f} KiB in all; "
+        f"{len(set(stream))} distinct keys requested, so the hit-rate ceiling is {ceiling:.1%}"
+    )
     return table
 
 
@@ -305,17 +343,21 @@ E2E_ANSWER = {"flow": "cancel", "confidence": 0.93, "reasoning": "wants to cance
 E2E_KEY_ENV = "BENCH_OPENAI_KEY"
 
 
-def _e2e_config(base: str, *, token: str, memory_mb: float | None = None, redis_url: str | None = None,
-                disk: Path | None = None) -> Any:
+def _e2e_config(
+    base: str, *, token: str, memory_mb: float | None = None, redis_url: str | None = None, disk: Path | None = None
+) -> Any:
     from director_llm.config.loading import parse_config_text
 
-    caching = [f"memory_size_mb = {memory_mb}" if memory_mb else "",
-               f'redis_url = "{redis_url}"' if redis_url else "",
-               f'disk_cache_path = "{disk}"' if disk else ""]
+    caching = [
+        f"memory_size_mb = {memory_mb}" if memory_mb else "",
+        f'redis_url = "{redis_url}"' if redis_url else "",
+        f'disk_cache_path = "{disk}"' if disk else "",
+    ]
     return parse_config_text(
         f'[llm]\nnum_retries = 0\n[providers.openai]\nmodels = ["gpt-4o-mini"]\nbase_url = "{base}/v1"\n'
         f'api_key_env = "{E2E_KEY_ENV}"\n[intents]\nsystem_prompt = "bench {token}"\n'
-        "[caching]\n" + "\n".join(c for c in caching if c) + "\n")
+        "[caching]\n" + "\n".join(c for c in caching if c) + "\n"
+    )
 
 
 async def _litellm_router_hits(base: str, args: argparse.Namespace, n: int) -> dict[str, Latency]:
@@ -333,12 +375,27 @@ async def _litellm_router_hits(base: str, args: argparse.Namespace, n: int) -> d
         if kind == "local":
             litellm.cache = Cache(type="local")
         else:
-            litellm.cache = Cache(type="redis", host=parts.hostname, port=str(parts.port or 6379),
-                                  namespace=f"bench-litellm-{uuid.uuid4().hex[:8]}", ttl=120)
+            litellm.cache = Cache(
+                type="redis",
+                host=parts.hostname,
+                port=str(parts.port or 6379),
+                namespace=f"bench-litellm-{uuid.uuid4().hex[:8]}",
+                ttl=120,
+            )
         router = litellm.Router(
-            model_list=[{"model_name": "g", "litellm_params": {
-                "model": "openai/gpt-4o-mini", "api_base": f"{base}/v1", "api_key": "sk-bench-0123456789"}}],
-            cache_responses=True, num_retries=0, timeout=10,
+            model_list=[
+                {
+                    "model_name": "g",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o-mini",
+                        "api_base": f"{base}/v1",
+                        "api_key": "sk-bench-0123456789",
+                    },
+                }
+            ],
+            cache_responses=True,
+            num_retries=0,
+            timeout=10,
         )
         await router.acompletion(model="g", messages=messages, temperature=0)
         await asyncio.sleep(0.2)  # LiteLLM writes its cache from a background task
@@ -347,8 +404,12 @@ async def _litellm_router_hits(base: str, args: argparse.Namespace, n: int) -> d
             return bool((getattr(r, "_hidden_params", None) or {}).get("cache_hit"))
 
         results[kind] = await measure_latency(
-            lambda router=router: router.acompletion(model="g", messages=messages, temperature=0), n=n,
-            name=f"litellm {kind}", warmup=50, check=hit_check)
+            lambda router=router: router.acompletion(model="g", messages=messages, temperature=0),
+            n=n,
+            name=f"litellm {kind}",
+            warmup=50,
+            check=hit_check,
+        )
     litellm.cache = None
     return results
 
@@ -371,8 +432,9 @@ async def bench_end_to_end(args: argparse.Namespace) -> Table:
         with tempfile.TemporaryDirectory(prefix="director-bench-e2e-") as tmp:
             disk = Path(tmp) / "disk"
             # Fill Redis and disk once (one model call per text), then read each layer alone.
-            async with Director(_e2e_config(base, token=token, memory_mb=64, redis_url=args.redis_url,
-                                            disk=disk)) as filler:
+            async with Director(
+                _e2e_config(base, token=token, memory_mb=64, redis_url=args.redis_url, disk=disk)
+            ) as filler:
                 for text in texts:
                     await filler.classify_intent(text)
                 await filler.acompletion(chat, temperature=0)
@@ -385,20 +447,32 @@ async def bench_end_to_end(args: argparse.Namespace) -> Table:
                             await d.classify_intent(text)
                     next_text = cycling(texts)
                     lat[f"classify_intent from {layer}"] = await measure_latency(
-                        lambda d=d, next_text=next_text: d.classify_intent(next_text()), n=n, name=f"classify {layer}",
-                        check=lambda r, layer=layer: r.route.cache == layer)
+                        lambda d=d, next_text=next_text: d.classify_intent(next_text()),
+                        n=n,
+                        name=f"classify {layer}",
+                        check=lambda r, layer=layer: r.route.cache == layer,
+                    )
                     if layer == "memory":
                         await d.acompletion(chat, temperature=0)
                         lat["acompletion (chat) from memory"] = await measure_latency(
-                            lambda: d.acompletion(chat, temperature=0), n=n, name="chat memory",
-                            check=lambda r: r._hidden_params["director_route"]["cache"] == "memory")
+                            lambda: d.acompletion(chat, temperature=0),
+                            n=n,
+                            name="chat memory",
+                            check=lambda r: r._hidden_params["director_route"]["cache"] == "memory",
+                        )
                         lat["classify_intent uncached (fake provider)"] = await measure_latency(
                             lambda d=d, next_text=next_text: d.classify_intent(next_text(), cache=False),
                             n=max(50, n // 10),
-                            name="classify uncached", warmup=20, check=lambda r: r.route.cache is None)
+                            name="classify uncached",
+                            warmup=20,
+                            check=lambda r: r.route.cache is None,
+                        )
                         lat["acompletion uncached (fake provider)"] = await measure_latency(
-                            lambda: d.acompletion(chat, temperature=0, cache=False), n=max(50, n // 10),
-                            name="chat uncached", warmup=20)
+                            lambda: d.acompletion(chat, temperature=0, cache=False),
+                            n=max(50, n // 10),
+                            name="chat uncached",
+                            warmup=20,
+                        )
                     if layer == "redis":
                         await d.cache.clear()
             if not args.no_litellm:
@@ -423,11 +497,16 @@ async def bench_end_to_end(args: argparse.Namespace) -> Table:
             litellm_peer = lat["LiteLLM Router cache hit, " + ("redis" if layer == "redis" else "local")]
             peer = f"{l.p50_us / litellm_peer.p50_us:.2f}"
         rows.append([name, *l.row(), f"{l.p50_us / uncached:.4f}", peer, verdict])
-    table = Table(f"End to end through Director (n={n}, {len(texts)} distinct texts), latency in us",
-                  ["path", "p50", "p99", "mean", "/ uncached classify", "/ LiteLLM Router hit", "target p50"], rows)
-    table.notes.append(f"uncached = a real HTTP call to the local fake provider (no model time): "
-                       f"the saving against a real provider is larger. Latency saved by an L1 hit: "
-                       f"{1 - lat['classify_intent from memory'].p50_us / uncached:.1%} of the uncached call.")
+    table = Table(
+        f"End to end through Director (n={n}, {len(texts)} distinct texts), latency in us",
+        ["path", "p50", "p99", "mean", "/ uncached classify", "/ LiteLLM Router hit", "target p50"],
+        rows,
+    )
+    table.notes.append(
+        f"uncached = a real HTTP call to the local fake provider (no model time): "
+        f"the saving against a real provider is larger. Latency saved by an L1 hit: "
+        f"{1 - lat['classify_intent from memory'].p50_us / uncached:.1%} of the uncached call."
+    )
     table.notes.append(zipf)
     return table
 
@@ -444,10 +523,12 @@ async def _e2e_hit_rate(base: str, token: str, args: argparse.Namespace) -> str:
             hits += (await d.classify_intent(f"mensagem numero {rank}: quero cancelar")).route.cache is not None
         stats = d.cache_stats()
     ceiling = 1 - len(set(stream)) / len(stream)
-    return (f"Zipf(s={args.zipf_s}) {len(stream):,} classify_intent calls over {args.e2e_zipf_distinct:,} texts, "
-            f"memory_size_mb={mb:g}: hit rate {hits / len(stream):.1%} (ceiling {ceiling:.1%}), "
-            f"L1 {stats.memory_bytes / 1024:,.0f} KiB in {stats.layers['memory'].entries} entries "
-            f"({stats.memory_bytes / stats.memory_max_bytes:.0%} of the limit).")
+    return (
+        f"Zipf(s={args.zipf_s}) {len(stream):,} classify_intent calls over {args.e2e_zipf_distinct:,} texts, "
+        f"memory_size_mb={mb:g}: hit rate {hits / len(stream):.1%} (ceiling {ceiling:.1%}), "
+        f"L1 {stats.memory_bytes / 1024:,.0f} KiB in {stats.layers['memory'].entries} entries "
+        f"({stats.memory_bytes / stats.memory_max_bytes:.0%} of the limit)."
+    )
 
 
 #: Extra sections (coroutines taking the parsed args and returning a Table); see docstring.

@@ -1,106 +1,128 @@
-"""director.acompletion vs a bare litellm.Router.acompletion, same local server, same run.
+"""Director's request engine vs a bare ``litellm.Router``, same fake server, same run.
 
-    .venv/bin/python scripts/bench_router.py [--requests 300] [--concurrency 32] [--rounds 3]
+    .venv/bin/python scripts/bench_router.py [--requests 400] [--concurrency 32] [--rounds 3] [--profile]
 
-Both send the same request to the same fake OpenAI-compatible server on 127.0.0.1. Rounds
-alternate (bare, director, bare, director...) so machine noise hits both alike; during the
-bare rounds our process-wide LiteLLM callback is detached, so the bare Router pays nothing of
-ours. Prints c=1 latency (p50/p99) and c=N throughput with the ratio. Target: within 5%.
+The fake OpenAI-compatible server runs in another process. Rounds alternate (bare Router,
+bare ``litellm.acompletion``, Director, ...) so machine noise hits all alike. Prints, per
+path: c=1 median and p99 latency, c=N throughput, CPU per request; the ratios
+Director/Router (targets: latency <= 1.05, throughput >= 0.95); the CPU Director adds per
+request over a bare ``litellm.acompletion`` (what the engine costs); and the p50 of a
+classification served from the memory cache (target <= 50 us). ``--profile`` prints the
+top of a cProfile of Director's calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import os
+import pstats
 import statistics
 import time
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from director_llm import Director  # noqa: E402
-from director_llm.config.loading import parse_config_text  # noqa: E402
-from director_llm.testing import FakeProviderServer, Reply  # noqa: E402
+from benchlib import fake_server, latencies, pct, throughput
 
 MESSAGES = [{"role": "user", "content": "quero criar uma tarefa para amanhã"}]
 
 
-async def latency(call, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-async def throughput(call, n: int, concurrency: int) -> float:
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one():
-        async with sem:
-            await call()
-
-    t = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    return n / (time.perf_counter() - t)
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
-
-
 async def main(args: argparse.Namespace) -> None:
-    with FakeProviderServer() as server:
-        server.set_default(Reply(text="ok, tarefa criada", usage=(20, 5)))
-        os.environ["BENCH_OPENAI_KEY"] = "sk-bench-000000000000"
+    os.environ["BENCH_OPENAI_KEY"] = "sk-bench-000000000000"
+    from director_llm import Director
+    from director_llm.config.loading import parse_config_text
+
+    setup = (
+        'server.respond_with("intent-model", lambda r: Reply(json={"flow": "create_task", "confidence": 0.9, '
+        '"reasoning": "asks for a task", "entities": {}}))'
+    )
+    with fake_server(setup) as (base, _):
         cfg = parse_config_text(
             f'[llm]\nnum_retries = 0\n[providers.openai]\nmodels = ["gpt-4o-mini"]\n'
-            f'base_url = "{server.base_url}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n')
+            f'base_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n[caching]\nenabled = false\n'
+        )
         director = Director(cfg)
+        await director.warmup()
         import litellm
 
-        _ = director.router  # builds the Router and installs our callback
-        ours = list(litellm.callbacks)
         info = director.providers["openai/gpt-4o-mini"]
-        bare = litellm.Router(model_list=[{"model_name": "m", "litellm_params": info.litellm_params()}], num_retries=0)
+        params = info.litellm_params()
+        bare = litellm.Router(model_list=[{"model_name": "m", "litellm_params": dict(params)}], num_retries=0)
 
-        async def bare_call():
+        async def router_call() -> object:
             return await bare.acompletion(model="m", messages=MESSAGES)
 
-        async def director_call():
+        async def litellm_call() -> object:
+            return await litellm.acompletion(messages=MESSAGES, num_retries=0, max_retries=0, **params)
+
+        async def director_call() -> object:
             return await director.acompletion(MESSAGES)
 
-        def attach(on: bool) -> None:
-            litellm.callbacks[:] = ours if on else [c for c in ours if type(c).__name__ != "DirectorCallbacks"]
-
-        for on, call in ((False, bare_call), (True, director_call)):  # warm up both paths
-            attach(on)
-            await latency(call, 20)
-        lat = {"bare": [], "director": []}
-        tput = {"bare": [], "director": []}
+        paths = {
+            "litellm.Router.acompletion": router_call,
+            "litellm.acompletion": litellm_call,
+            "director.acompletion": director_call,
+        }
+        for call in paths.values():  # warm up every path (clients, lazy imports)
+            await latencies(call, 30)
+        lat: dict[str, list[float]] = {k: [] for k in paths}
+        tput: dict[str, list[float]] = {k: [] for k in paths}
+        cpu: dict[str, list[float]] = {k: [] for k in paths}
+        per_round = max(1, args.requests // args.rounds)
         for _ in range(args.rounds):
-            for name, on, call in (("bare", False, bare_call), ("director", True, director_call)):
-                attach(on)
-                lat[name] += await latency(call, args.requests // args.rounds)
+            for name, call in paths.items():
+                c0 = time.process_time()
+                lat[name] += await latencies(call, per_round)
+                cpu[name].append((time.process_time() - c0) / per_round)
                 tput[name].append(await throughput(call, args.requests, args.concurrency))
-        attach(True)
+
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            await latencies(director_call, 300)
+            prof.disable()
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+            print(out.getvalue())
+
+        # Classification from the memory cache (L1): the engine's cache path end to end.
+        cached = Director(
+            parse_config_text(
+                f'[providers.openai]\nmodels = ["intent-model"]\nbase_url = "{base}/v1"\napi_key_env = "BENCH_OPENAI_KEY"\n'
+                "[providers.openai.overrides.intent-model]\ninput_price_per_million = 0.1\noutput_price_per_million = 0.4\n"
+                "[caching]\nmemory_size_mb = 16\n"
+            )
+        )
+        await cached.classify_intent("quero criar uma tarefa para amanhã")
+        l1 = await latencies(lambda: cached.classify_intent("quero criar uma tarefa para amanhã"), 2000)
+        await cached.aclose()
         await director.aclose()
 
-    print(f"{'path':28} {'c=1 p50 ms':>11} {'c=1 p99 ms':>11} {f'c={args.concurrency} req/s':>12}")
-    for name in ("bare", "director"):
-        label = "litellm.Router.acompletion" if name == "bare" else "director.acompletion"
-        print(f"{label:28} {pct(lat[name], .5):11.2f} {pct(lat[name], .99):11.2f} {statistics.median(tput[name]):12.1f}")
-    r_lat = pct(lat["director"], .5) / pct(lat["bare"], .5)
-    r_tput = statistics.median(tput["director"]) / statistics.median(tput["bare"])
-    print(f"ratio director/bare: c=1 p50 latency x{r_lat:.3f} ({(r_lat - 1) * 100:+.1f}%), "
-          f"c={args.concurrency} throughput x{r_tput:.3f} ({(r_tput - 1) * 100:+.1f}%)")
+    print(f"{'path':30} {'c=1 p50 ms':>11} {'c=1 p99 ms':>11} {f'c={args.concurrency} req/s':>12} {'CPU us/req':>11}")
+    for name in paths:
+        print(
+            f"{name:30} {pct(lat[name], 0.5) * 1000:11.2f} {pct(lat[name], 0.99) * 1000:11.2f} "
+            f"{statistics.median(tput[name]):12.1f} {statistics.median(cpu[name]) * 1e6:11.0f}"
+        )
+    router, director_name = "litellm.Router.acompletion", "director.acompletion"
+    r_lat = pct(lat[director_name], 0.5) / pct(lat[router], 0.5)
+    r_tput = statistics.median(tput[director_name]) / statistics.median(tput[router])
+    added = (statistics.median(cpu[director_name]) - statistics.median(cpu["litellm.acompletion"])) * 1e6
+    print(
+        f"director/Router: c=1 p50 latency x{r_lat:.3f} (target <= 1.05), "
+        f"c={args.concurrency} throughput x{r_tput:.3f} (target >= 0.95)"
+    )
+    print(f"CPU Director adds per request over a bare litellm.acompletion: {added:.0f} us")
+    print(
+        f"classify_intent from the memory cache: p50 {pct(l1, 0.5) * 1e6:.1f} us, p99 {pct(l1, 0.99) * 1e6:.1f} us "
+        "(target p50 <= 50 us)"
+    )
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
     asyncio.run(main(ap.parse_args()))

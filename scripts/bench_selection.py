@@ -31,16 +31,20 @@ DIFFICULTY = {"simple": 1, "medium": 2, "complex": 3}
 OUTPUT_TOKENS = {"simple": 40, "medium": 250, "complex": 700}
 
 SIMPLE = ["hi", "thanks!", "ok, bye", "What time is it in Lisbon?", "Oi, tudo bem?", "Is the build green?"]
-MEDIUM = ["Summarize this paragraph about the printing press and explain why it mattered.",
-          "Translate this sentence into French and explain the grammar: the cat sat on the mat.",
-          "Write a short polite email declining a meeting next Tuesday and propose Thursday instead.",
-          "Compare Python lists and tuples for a beginner."]
-COMPLEX = ["Explain step by step why this function leaks memory and compare two fixes:\n```python\n"
-           "def f(xs):\n    cache = {}\n    for x in xs:\n        cache[x] = list(range(x))\n    return cache\n```\n"
-           "1. What is the leak?\n2. How would you refactor it?\n3. How would you test it?",
-           "Design an architecture for a multi-region event pipeline. Analyze the trade-offs between "
-           "exactly-once and at-least-once delivery, explain schema evolution, compare Kafka with Pulsar? "
-           "What would you monitor? How would you plan the migration from the batch system?"]
+MEDIUM = [
+    "Summarize this paragraph about the printing press and explain why it mattered.",
+    "Translate this sentence into French and explain the grammar: the cat sat on the mat.",
+    "Write a short polite email declining a meeting next Tuesday and propose Thursday instead.",
+    "Compare Python lists and tuples for a beginner.",
+]
+COMPLEX = [
+    "Explain step by step why this function leaks memory and compare two fixes:\n```python\n"
+    "def f(xs):\n    cache = {}\n    for x in xs:\n        cache[x] = list(range(x))\n    return cache\n```\n"
+    "1. What is the leak?\n2. How would you refactor it?\n3. How would you test it?",
+    "Design an architecture for a multi-region event pipeline. Analyze the trade-offs between "
+    "exactly-once and at-least-once delivery, explain schema evolution, compare Kafka with Pulsar? "
+    "What would you monitor? How would you plan the migration from the batch system?",
+]
 
 
 def workload(n: int, seed: int = 7) -> list[tuple[str, str]]:
@@ -115,6 +119,7 @@ tier = "balanced"
                 return await fn(*a, **k)
             finally:
                 current[0] += time.perf_counter() - t0
+
         return wrapper
 
     d.hooks.filters[d.hooks.filters.index(d.budget.filter)] = timed(d.budget.filter)
@@ -146,16 +151,20 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' for the in-memory ledger")
     args = ap.parse_args()
     h = asyncio.run(hook_overhead(args.requests, args.redis or None))
-    print(f"budget hooks + selector per request ({'Redis' if args.redis else 'memory'} ledger, "
-          f"{args.requests} requests): p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, "
-          f"{h['round_trips']:.2f} ledger round trips")
+    print(
+        f"budget hooks + selector per request ({'Redis' if args.redis else 'memory'} ledger, "
+        f"{args.requests} requests): p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, "
+        f"{h['round_trips']:.2f} ledger round trips"
+    )
     reqs = workload(2000)
     strongest = simulate("strongest", reqs)
     for strategy in ("adaptive", "cost"):
         r = simulate(strategy, reqs)
-        print(f"{strategy}: cost ${r['cost']:.4f} vs always-strongest ${strongest['cost']:.4f} -> ratio "
-              f"{r['cost'] / strongest['cost']:.3f} ({(1 - r['cost'] / strongest['cost']) * 100:.1f}% saved); "
-              f"first-try success {r['first_try_success']:.1%}, final 100% (failures escalated to strong)")
+        print(
+            f"{strategy}: cost ${r['cost']:.4f} vs always-strongest ${strongest['cost']:.4f} -> ratio "
+            f"{r['cost'] / strongest['cost']:.3f} ({(1 - r['cost'] / strongest['cost']) * 100:.1f}% saved); "
+            f"first-try success {r['first_try_success']:.1%}, final 100% (failures escalated to strong)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from director_llm.testing import FakeProviderServer, Reply
 ANSWER = {
     "flow": "create_task",
     "confidence": 0.93,
-    "reasoning": ("The user asks to be reminded to call Ana tomorrow morning. That is a request to create "
-                  "a reminder, which the create_task flow handles. No other flow fits better."),
+    "reasoning": (
+        "The user asks to be reminded to call Ana tomorrow morning. That is a request to create "
+        "a reminder, which the create_task flow handles. No other flow fits better."
+    ),
     "entities": {"person": "Ana", "when": "amanhã 9h", "action": "ligar"},
 }
 SECTIONS = {
@@ -61,8 +63,10 @@ async def main(rate: float, runs: int) -> None:
     reply = Reply(json=ANSWER, token_delay=1.0 / rate)
     server.set_default(reply)
     tokens = len(reply.chunks())
-    print(f"answer: {tokens} streamed tokens at {rate:g} tokens/s (~{tokens / rate:.2f} s of generation); "
-          f"{runs} runs per protocol, median shown\n")
+    print(
+        f"answer: {tokens} streamed tokens at {rate:g} tokens/s (~{tokens / rate:.2f} s of generation); "
+        f"{runs} runs per protocol, median shown\n"
+    )
     print("| protocol  | time to flow (ms) | total (ms) | flow known at | saved (ms) |")
     print("|-----------|------------------:|-----------:|--------------:|-----------:|")
     try:

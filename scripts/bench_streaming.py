@@ -1,6 +1,6 @@
 """Time to first token and total time: Director.stream_response vs the OpenAI SDK, same server, same run.
 
-    .venv/bin/python scripts/bench_streaming.py [-n 50]
+.venv/bin/python scripts/bench_streaming.py [-n 50]
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ async def main(n: int) -> None:
     srv = FakeProviderServer()
     srv.start()
     srv.set_default(Reply(TEXT, token_delay=0.001))
-    d = Director(parse_config_text(f"""
+    d = Director(
+        parse_config_text(f"""
 [llm]
 num_retries = 0
 [providers.openai]
 models = ["gpt-4o-mini"]
 base_url = "{srv.base_url}/v1"
 api_key_env = "BENCH_KEY"
-"""))
+""")
+    )
     client = openai.AsyncOpenAI(base_url=srv.base_url + "/v1", api_key=os.environ["BENCH_KEY"])
 
     async def via_director() -> float:

@@ -15,20 +15,31 @@ change an answer), the group (tier or pinned deployment) and the request paramet
 change the answer. Parameters that only steer transport or bookkeeping (``metadata``,
 ``timeout``, ``fallbacks``, ``user``...) are left out; any parameter we do not know is
 *kept* in the key, because a spurious miss costs one call while a wrong hit serves another
-request's answer. A parameter that has no JSON form (a client object) turns caching off for
-that call rather than being stringified into a colliding key.
+request's answer. Parameters that carry a credential or choose an endpoint (``api_key``,
+``api_base``, ``extra_headers``...: ``identity.SECRET_PARAMS``) are in the key as a keyed
+digest, never in clear: a per-call key the provider would reject is never answered from
+another key's entry. A parameter that has no JSON form (a client object) turns caching off
+for that call rather than being stringified into a colliding key.
 
-*Classifications* (``classify``): the text folded with ``normalize_for_classification``
-(case and whitespace do not change an intent), the history as shown to the model, the tier
-or pinned model and the strategy. Flows, prompts and the prompt version are in the
-namespace.
+*Classifications* (``lookup_classification`` / ``store_classification``): the text folded
+with ``normalize_for_classification`` (case and whitespace do not change an intent), the
+history as shown to the model, the tier or pinned model, the strategy and the flows'
+fingerprint. A hit is used only if its flow is one the current config may answer and it
+passes the model's bounds (``cache.classification``).
 
-The namespace (``config_namespace``) is a fingerprint of everything in the config that
-shapes an answer: providers and their models, tiers and base URLs, fallbacks, default
-``max_tokens`` and strategy, the whole ``[intents]`` section and the classifier's prompt
-version. Editing any of them starts a fresh namespace, so a config change never serves
-another config's answers; budgets, timeouts, API key variables and the cache settings
-themselves are left out (changing them cannot change an answer).
+The namespace (``config_namespace``) is a fingerprint of everything that shapes an answer:
+providers and their models, tiers and base URLs, fallbacks, default ``max_tokens`` and
+strategy, the whole ``[intents]`` section, the classifier's prompt version, and the
+*credential identity* (``cache.identity``): a keyed digest of the API keys every enabled
+provider uses (the values of its ``api_key_env`` / key pool) and of the endpoints the
+environment chooses. Two configs that differ only in their keys never share an answer.
+Budgets, timeouts, the names of the key variables and the cache settings themselves are
+left out (changing them cannot change an answer).
+
+Trust. Entries in Redis and on disk are not trusted (module doc of ``cache.tiered``); with
+``DIRECTOR_CACHE_SECRET`` set every entry is signed and an unsigned or forged one is a
+miss. The cache never fails a request: a layer that cannot be opened is left out with a
+warning, and every error later is a miss.
 """
 
 from __future__ import annotations
@@ -36,20 +47,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from director_llm.cache.keys import (
-    fingerprint,
-    make_key,
-    normalize_for_classification,
-    normalize_for_completion,
+from director_llm.cache.classification import (
+    ClassificationCodec,
+    classification_cache_key,
 )
+from director_llm.cache.identity import cache_secret, signing_key
+from director_llm.cache.scope import NON_ANSWER_PARAMS, chat_cache_key, config_namespace
 from director_llm.cache.stats import CacheStats
+from director_llm.errors import ConfigError
 
 if TYPE_CHECKING:
     from director_llm.cache.tiered import TieredCache
     from director_llm.config.models import DirectorConfig
+    from director_llm.intents.models import IntentClassification
 
 __all__ = [
     "NON_ANSWER_PARAMS",
@@ -60,136 +73,19 @@ __all__ = [
 ]
 
 _log = logging.getLogger("director_llm.cache")
+#: At most one warning per interval for failures of the classification/chat paths.
+_WARN_EVERY_S = 60.0
 
-#: Request parameters that never change what the model answers: transport, retries,
-#: routing and bookkeeping. Everything else a caller passes is part of the chat key.
-NON_ANSWER_PARAMS = frozenset({
-    "metadata", "timeout", "request_timeout", "stream_timeout", "num_retries", "max_retries",
-    "fallbacks", "context_window_fallbacks", "user", "extra_headers", "headers", "api_key",
-    "litellm_logging_obj", "litellm_call_id", "litellm_trace_id", "mock_testing_fallbacks",
-    "stream_options", "cache", "caching", "no-log", "proxy_server_request",
-})
-#: Provider fields that cannot change an answer (left out of the namespace fingerprint).
-_PROVIDER_FIELDS_IGNORED = {"api_key_env", "timeout_seconds", "budget_per_hour", "budget_per_day"}
-_OVERRIDE_FIELDS_IGNORED = {"rpm", "tpm"}
-_CHAT_NS = {"kind": "chat", "v": 1}
 #: Route fields of a classification served from the cache (no call, no cost).
-_HIT_ROUTE = {"attempts": 0, "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
-              "reserved_cost_usd": None, "tried": [], "repaired": False}
-_CLASSIFY_NS = {"kind": "classify", "v": 1}
-
-
-def _prompt_version() -> str | None:
-    # The classifier's prompt text is code, not config: its version must be in the
-    # namespace too. Looked up lazily so this module works before (or without) intents.
-    try:
-        from director_llm.intents import prompts
-    except ImportError:
-        return None
-    return getattr(prompts, "PROMPT_VERSION", None)
-
-
-def config_namespace(config: DirectorConfig, *, prompt_version: str | None = None) -> str:
-    """The cache namespace of ``config``: a fingerprint of what shapes answers (module doc)."""
-    providers = {}
-    for name, section in config.providers.items():
-        dumped = section.model_dump(mode="json", exclude=_PROVIDER_FIELDS_IGNORED)
-        dumped["overrides"] = {
-            model: {k: v for k, v in override.items() if k not in _OVERRIDE_FIELDS_IGNORED}
-            for model, override in dumped.get("overrides", {}).items()
-        }
-        providers[name] = dumped
-    llm = config.llm
-    shaping = {
-        "providers": providers,
-        "llm": {
-            "fallbacks": llm.fallbacks,
-            "derive_fallbacks": llm.derive_fallbacks,
-            "default_max_tokens": llm.default_max_tokens,
-            "default_strategy": llm.default_strategy,
-        },
-        "intents": config.intents.model_dump(mode="json"),
-        "prompt_version": prompt_version if prompt_version is not None else _prompt_version(),
-    }
-    return f"cfg-{fingerprint(shaping)}"
-
-
-# --------------------------------------------------------------------------------- keys
-def _normalize_message(message: Any) -> Any:
-    if not isinstance(message, Mapping):
-        return message  # make_key rejects what has no JSON form: the call goes uncached
-    out = dict(message)
-    content = out.get("content")
-    if isinstance(content, str):
-        out["content"] = normalize_for_completion(content)
-    elif isinstance(content, list):
-        out["content"] = [
-            {**part, "text": normalize_for_completion(part["text"])}
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str) else part
-            for part in content
-        ]
-    return out
-
-
-def _jsonable_param(value: Any) -> Any:
-    # A pydantic model class as response_format: its JSON schema is what reaches the model.
-    schema = getattr(value, "model_json_schema", None)
-    if isinstance(value, type) and callable(schema):
-        return {"pydantic_schema": schema(), "name": value.__name__}
-    return value
-
-
-def chat_cache_key(messages: Sequence[Any], *, group: str, params: Mapping[str, Any]) -> str | None:
-    """Key of a chat completion, or None when a part has no JSON form (call goes uncached)."""
-    payload = {
-        "messages": [_normalize_message(m) for m in messages],
-        "group": group,
-        "params": {k: _jsonable_param(v) for k, v in params.items() if k not in NON_ANSWER_PARAMS},
-    }
-    try:
-        return make_key(_CHAT_NS, payload)
-    except (TypeError, ValueError):
-        return None
-
-
-def _normalize_turn(turn: Any) -> Any:
-    if isinstance(turn, str):
-        return normalize_for_classification(turn)
-    if isinstance(turn, Mapping):
-        content = turn.get("content")
-        return {
-            "role": turn.get("role"),
-            "content": normalize_for_classification(content) if isinstance(content, str) else content,
-        }
-    return turn
-
-
-def classification_cache_key(
-    text: str,
-    *,
-    history: Sequence[Any] | None = None,
-    tier: str | None = None,
-    model: str | None = None,
-    strategy: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> str | None:
-    """Key of a classification, or None when a part has no JSON form (call goes uncached).
-
-    ``history`` should be what the prompt will show (strings or ``{"role", "content"}``);
-    ``extra`` holds anything else a caller varies per call (e.g. a flow subset).
-    """
-    payload = {
-        "text": normalize_for_classification(text),
-        "history": [_normalize_turn(t) for t in history or ()],
-        "tier": tier,
-        "model": model,
-        "strategy": strategy,
-        "extra": dict(extra) if extra else None,
-    }
-    try:
-        return make_key(_CLASSIFY_NS, payload)
-    except (TypeError, ValueError):
-        return None
+_HIT_ROUTE: dict[str, Any] = {
+    "calls": 0,
+    "attempts": [],
+    "cost_usd": 0.0,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "reserved_cost_usd": None,
+    "repaired": False,
+}
 
 
 # --------------------------------------------------------------------------------- cache
@@ -197,23 +93,31 @@ class DirectorCache:
     """The Director's cache: per-loop ``TieredCache`` + the chat and classification paths.
 
     ``enabled`` is False when ``[caching] enabled = false`` or no layer is configured; then
-    every method calls straight through.
+    every method calls straight through. ``environ`` (default ``os.environ``) is where the
+    credentials of the namespace and ``DIRECTOR_CACHE_SECRET`` are read, once, here.
     """
 
-    def __init__(self, config: DirectorConfig, *, namespace: str | None = None) -> None:
+    def __init__(
+        self, config: DirectorConfig, *, namespace: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         caching = config.caching
         self.settings = caching
         self._memory_bytes = int(caching.memory_size_mb * 2**20) if caching.memory_size_mb else None
-        self.enabled = caching.enabled and bool(
-            self._memory_bytes or caching.redis_url or caching.disk_cache_path
-        )
+        self.enabled = caching.enabled and bool(self._memory_bytes or caching.redis_url or caching.disk_cache_path)
         self.cache_chat = self.enabled and caching.cache_chat
         self._config = config
         self._namespace = namespace
+        self._environ = environ
+        self._secret = cache_secret(environ)
+        self.signed = self._secret is not None
+        """Whether entries are signed (and unsigned ones refused): ``DIRECTOR_CACHE_SECRET`` is set."""
         self._caches: dict[asyncio.AbstractEventLoop, TieredCache] = {}
         self._last: tuple[asyncio.AbstractEventLoop | None, TieredCache | None] = (None, None)
-        self._classification_codec: Any = None
+        self._codecs: dict[frozenset[str], ClassificationCodec] = {}
         self._stats_source: TieredCache | None = None
+        self._warned_at = -_WARN_EVERY_S
+        self.layer_errors: dict[str, str] = {}
+        """Layers left out because they could not be opened (``"disk"`` -> why)."""
         self.redis_backoff_s: float | None = None
         """Seconds between reconnection probes while Redis is down (None: the cache's default).
         Read when a loop's cache is built; tests shorten it."""
@@ -222,7 +126,7 @@ class DirectorCache:
     def namespace(self) -> str:
         """This config's namespace (computed on first use: it hashes the config)."""
         if self._namespace is None:
-            self._namespace = config_namespace(self._config)
+            self._namespace = config_namespace(self._config, environ=self._environ, secret=self._secret)
         return self._namespace
 
     def tiered(self) -> TieredCache | None:
@@ -246,15 +150,30 @@ class DirectorCache:
         from director_llm.cache.tiered import TieredCache
 
         s = self.settings
-        return TieredCache(
-            memory_bytes=self._memory_bytes,
-            redis_url=s.redis_url,
-            disk_path=s.disk_cache_path,
-            ttl_seconds=s.ttl_seconds,
-            namespace=self.namespace,
-            redis_timeout_s=s.redis_timeout_ms / 1000,
-            **({"redis_backoff_s": self.redis_backoff_s} if self.redis_backoff_s is not None else {}),
-        )
+        layers: dict[str, Any] = {"redis_url": s.redis_url, "disk_path": s.disk_cache_path}
+        options: dict[str, Any] = {
+            "redis_timeout_s": s.redis_timeout_ms / 1000,
+            "signing_key": signing_key(self._secret),
+        }
+        if self.redis_backoff_s is not None:
+            options["redis_backoff_s"] = self.redis_backoff_s
+        while True:
+            try:
+                return TieredCache(
+                    memory_bytes=self._memory_bytes,
+                    ttl_seconds=s.ttl_seconds,
+                    namespace=self.namespace,
+                    **layers,
+                    **options,
+                )
+            except ConfigError as exc:
+                # The cache never fails a request: leave the layer out, say so once.
+                layer = {"caching.disk_cache_path": "disk_path", "caching.redis_url": "redis_url"}.get(exc.key or "")
+                if layer is None or layers[layer] is None:
+                    raise
+                layers[layer] = None
+                self.layer_errors["disk" if layer == "disk_path" else "redis"] = str(exc)
+                _log.warning("cache: %s; running without that layer", exc)
 
     def _forget_closed_loops(self) -> None:
         # A cache whose loop has closed cannot be awaited any more; drop it (its pending
@@ -268,15 +187,24 @@ class DirectorCache:
                 except Exception as exc:  # noqa: BLE001 - best effort: a leaked handle must not fail a request
                     _log.debug("cache: closing the disk layer of a closed loop failed: %s", exc)
 
+    def _warn(self, what: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_S:
+            self._warned_at = now
+            _log.warning("cache: %s failed (%s: %s); treated as a miss", what, type(exc).__name__, exc)
+        else:
+            _log.debug("cache: %s failed (%s: %s)", what, type(exc).__name__, exc)
+
     # ------------------------------------------------------------------------------- chat
-    def chat_key(self, messages: Sequence[Any], *, group: str, params: Mapping[str, Any],
-                 cache: bool | None) -> str | None:
+    def chat_key(
+        self, messages: Sequence[Any], *, group: str, params: Mapping[str, Any], cache: bool | None
+    ) -> str | None:
         """The key to use for this chat call, or None when it must not be cached."""
         if not self.cache_chat or cache is False or params.get("stream"):
             return None
         if cache is not True and params.get("temperature") != 0:
             return None
-        return chat_cache_key(messages, group=group, params=params)
+        return chat_cache_key(messages, group=group, params=params, secret=self._secret)
 
     async def complete(
         self,
@@ -295,9 +223,7 @@ class DirectorCache:
         key = self.chat_key(messages, group=group, params=params, cache=cache)
         tiered = self.tiered() if key is not None else None
         if tiered is None or key is None:
-            response = await call()
-            _route(response)["cache"] = None
-            return response
+            return await call()
         fresh: list[Any] = []
 
         async def compute() -> dict[str, Any]:
@@ -306,13 +232,18 @@ class DirectorCache:
             return response.model_dump(mode="json", exclude_none=False)
 
         value, layer = await tiered.get_or_compute(key, compute)
-        if fresh:  # this caller made the upstream call: hand back LiteLLM's own object
-            response = fresh[0]
+        if fresh:  # this caller made the upstream call: hand back LiteLLM's own object (and route)
+            return fresh[0]
+        from director_llm.router.dispatch import model_response
+
+        try:
+            response = model_response(value)
+        except Exception as exc:  # noqa: BLE001 - an entry LiteLLM cannot read: a miss, not an error
+            self._warn("reading a cached chat completion", exc)
+            await tiered.delete(key)
+            response = await call()
             _route(response)["cache"] = None
             return response
-        import litellm
-
-        response = litellm.ModelResponse(**value)
         route = _route(response)
         route.update({"cache": layer, "group": group})
         if layer is None:
@@ -321,59 +252,108 @@ class DirectorCache:
         return response
 
     # ------------------------------------------------------------------------ classification
-    def attach(self, classifier: Any) -> None:
-        """Register the lookup (first pre-LLM step) and the store (post-LLM step) on an
-        ``intents.Classifier``; ``ClassifyRequest.cache = False`` bypasses both."""
-        if not self.enabled:
-            return
-        classifier.pre_llm.insert(0, self._lookup_classification)
-        classifier.post_llm.append(self._store_classification)
-
-    def _request_key(self, req: Any) -> str | None:
-        from director_llm.intents.prompts import history_lines
-
+    def classification_key(
+        self,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
+    ) -> str | None:
+        """Key of a classification: ``text`` as cleaned, ``history`` as the prompt shows it
+        (``intents.prompts.history_lines``), the tier asked (None: chosen by strategy), the
+        strategy (None: the config's default) and the flows' fingerprint. None: uncacheable."""
         return classification_cache_key(
-            req.text,
-            history=history_lines(req.history, req.history_turns),  # what the model is shown
-            tier=req.tier,
-            strategy=req.strategy or self._config.llm.default_strategy,
-            extra={"flows": req.flows.fingerprint},
+            text,
+            history=list(history),
+            tier=tier,
+            strategy=strategy or self._config.llm.default_strategy,
+            extra={"flows": flows_fingerprint},
         )
 
-    async def _lookup_classification(self, req: Any) -> Any:
-        if not req.cache:
+    async def lookup_classification(
+        self,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
+        valid_flows: Iterable[str],
+        started: float | None = None,
+    ) -> IntentClassification | None:
+        """The cached classification of this request, or None (a miss).
+
+        ``valid_flows`` are the flows the current config may answer (its flows and the
+        fallback flow): an entry naming another flow, out of range or past the bounds is a
+        miss, deleted and later overwritten. ``started`` (``time.perf_counter()`` when the
+        request began) sets ``route.latency_ms``. Never raises: a failure is a miss."""
+        started = time.perf_counter() if started is None else started
+        try:
+            tiered = self.tiered()
+            key = (
+                self.classification_key(
+                    text, history=history, tier=tier, strategy=strategy, flows_fingerprint=flows_fingerprint
+                )
+                if tiered is not None
+                else None
+            )
+            if tiered is None or key is None:
+                return None
+            hit = await tiered.get(key, codec=self._codec(valid_flows))
+        except Exception as exc:  # noqa: BLE001 - the cache never fails a request
+            self._warn("a classification lookup", exc)
             return None
-        tiered = self.tiered()
-        key = self._request_key(req) if tiered is not None else None
-        if key is None:
-            return None
-        hit = await tiered.get(key, codec=self._codec())  # type: ignore[union-attr]
         if hit is None:
             return None
-        value = hit.value
+        value = hit.value  # shared with other readers (the codec keeps it): annotate a copy
         # Attempts, cost and tokens were zeroed when stored: a hit only says who answered.
-        value.route.cache = hit.layer
-        value.route.latency_ms = round((time.perf_counter() - req.started) * 1000, 3)
-        return value
+        route = value.route.model_copy(
+            update={"cache": hit.layer, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        )
+        return value.model_copy(update={"route": route})
 
-    async def _store_classification(self, req: Any, result: Any) -> None:
-        if not req.cache or result.route.cache is not None:
+    async def store_classification(
+        self,
+        result: IntentClassification,
+        text: str,
+        *,
+        history: Sequence[Any] = (),
+        tier: str | None = None,
+        strategy: str | None = None,
+        flows_fingerprint: str | None = None,
+        valid_flows: Iterable[str],
+    ) -> None:
+        """Store ``result`` (a model's answer) under this request's key, in the background
+        for Redis and disk. A cache hit (``route.cache`` set) or a result outside
+        ``valid_flows`` is not stored. Never raises."""
+        if result.route.cache is not None:
             return
-        tiered = self.tiered()
-        key = self._request_key(req) if tiered is not None else None
-        if key is not None:
+        try:
+            tiered = self.tiered()
+            key = (
+                self.classification_key(
+                    text, history=history, tier=tier, strategy=strategy, flows_fingerprint=flows_fingerprint
+                )
+                if tiered is not None
+                else None
+            )
+            if tiered is None or key is None:
+                return
             # What a hit reports: no attempts, nothing spent (done here, on the miss path, so
             # that a hit only sets ``cache`` and ``latency_ms``); the caller's object is untouched.
             route = result.route.model_copy(update=_HIT_ROUTE)
-            await tiered.set(key, result.model_copy(update={"route": route}), codec=self._codec())  # type: ignore[union-attr]
+            await tiered.set(key, result.model_copy(update={"route": route}), codec=self._codec(valid_flows))
+        except Exception as exc:  # noqa: BLE001 - the cache never fails a request
+            self._warn("storing a classification", exc)
 
-    def _codec(self) -> Any:
-        if self._classification_codec is None:
-            from director_llm.cache.codec import PydanticCodec
-            from director_llm.intents.models import IntentClassification
-
-            self._classification_codec = PydanticCodec(IntentClassification)
-        return self._classification_codec
+    def _codec(self, valid_flows: Iterable[str]) -> ClassificationCodec:
+        flows = frozenset(valid_flows)
+        codec = self._codecs.get(flows)
+        if codec is None:
+            codec = self._codecs[flows] = ClassificationCodec(flows)
+        return codec
 
     # --------------------------------------------------------------------------- management
     def disable(self) -> None:

@@ -53,9 +53,7 @@ _WHITESPACE = re.compile(r"\s+")
 def _canonical_json(obj: Any) -> bytes:
     # No ``default=``: an object without a JSON form must be an error, not ``str(obj)``,
     # which could map two different objects to the same key.
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def make_key(namespace_parts: Mapping[str, Any], payload: Mapping[str, Any]) -> str:

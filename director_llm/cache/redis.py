@@ -184,7 +184,10 @@ class RedisLayer:
             self._warned_at = now
         log(
             "cache: Redis layer %s unreachable (%s: %s); skipping it and retrying every %.1f s",
-            self.url, type(exc).__name__, exc, self._backoff_s,
+            self.url,
+            type(exc).__name__,
+            exc,
+            self._backoff_s,
         )
         if not self._closed and (self._probe is None or self._probe.done()):
             self._probe = asyncio.get_running_loop().create_task(
@@ -200,7 +203,7 @@ class RedisLayer:
                 await self._pool.disconnect()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
-            except Exception as exc:  # whatever it is, the probe must live on, or the layer stays down for good
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the probe must live on, or the layer stays down for good
                 self._log.debug("cache: Redis %s still unreachable: %s", self.url, exc)
                 continue
             self.state = "up"

@@ -22,8 +22,13 @@ class LayerCounters:
 
     def freeze(self, *, entries: int | None, state: str) -> LayerStats:
         return LayerStats(
-            hits=self.hits, misses=self.misses, errors=self.errors, corrupt=self.corrupt,
-            skipped=self.skipped, entries=entries, state=state,
+            hits=self.hits,
+            misses=self.misses,
+            errors=self.errors,
+            corrupt=self.corrupt,
+            skipped=self.skipped,
+            entries=entries,
+            state=state,
         )
 
 

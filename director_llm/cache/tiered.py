@@ -7,7 +7,15 @@ I/O to *store* an answer; ``flush()``/``aclose()`` wait for those writes.
 
 Every layer failure becomes a miss: a dead Redis, a locked SQLite file and an entry that
 does not decode all give ``None`` (corrupt entries are deleted), and are counted in
-``stats()``. Only a misconfiguration at construction raises (``ConfigError``).
+``stats()``. Only a misconfiguration at construction raises (``ConfigError``); a corrupt
+disk database is moved aside and rebuilt (``cache.disk``).
+
+What a layer returns is not trusted: anyone who can write to Redis or the disk directory
+can plant bytes. An entry is used only if its envelope is intact (and, with a
+``signing_key``, validly signed for its key: ``cache.codec``) and the codec accepts it; a
+codec may validate (the classification codec checks flows, confidence and bounds). Anything
+else is a miss, deleted from that layer (so the next answer overwrites it), counted as
+``corrupt`` and reported by a warning at most once a minute per layer.
 
 Keys are namespaced ``director:v1:<namespace>:<key>`` in every layer; the caller derives
 ``namespace`` from a fingerprint of the config (``keys.fingerprint``), so a config change
@@ -23,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from director_llm.cache.codec import Codec, EnvelopeError, JsonCodec, pack, unpack
 from director_llm.cache.memory import MemoryLayer
@@ -43,7 +51,16 @@ DEFAULT_REDIS_BACKOFF_S = 5.0
 MAX_PENDING_WRITES = 10_000
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _DISK_WARN_EVERY_S = 60.0
-_CORRUPT = object()
+_CORRUPT_WARN_EVERY_S = 60.0
+
+
+class _Corrupt:
+    """A payload the codec refused, and why (for the warning)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,7 @@ class TieredCache:
         disk_size_limit_bytes: int | None = None,
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.time,
+        signing_key: bytes | None = None,
     ) -> None:
         if not _NAMESPACE.fullmatch(namespace):
             raise ConfigError(
@@ -88,6 +106,7 @@ class TieredCache:
         self.ttl_seconds = float(ttl_seconds)
         self._prefix = f"{KEY_PREFIX}{namespace}:"
         self._codec: Codec[Any] = codec or JsonCodec()
+        self._signing_key = signing_key
         self._clock = clock
         self._log = logger or logging.getLogger("director_llm.cache")
         self._memory = MemoryLayer(memory_bytes, clock=clock) if memory_bytes else None
@@ -95,20 +114,23 @@ class TieredCache:
         if redis_url:
             from director_llm.cache.redis import RedisLayer
 
-            self._redis = RedisLayer(
-                redis_url, timeout_s=redis_timeout_s, backoff_s=redis_backoff_s, logger=self._log
-            )
+            self._redis = RedisLayer(redis_url, timeout_s=redis_timeout_s, backoff_s=redis_backoff_s, logger=self._log)
         self._disk = None
         if disk_path:
             from director_llm.cache.disk import DEFAULT_SIZE_LIMIT_BYTES, DiskLayer
 
-            self._disk = DiskLayer(disk_path, size_limit_bytes=disk_size_limit_bytes or DEFAULT_SIZE_LIMIT_BYTES)
+            self._disk = DiskLayer(
+                disk_path, size_limit_bytes=disk_size_limit_bytes or DEFAULT_SIZE_LIMIT_BYTES, logger=self._log
+            )
         self._counters: dict[LayerName, LayerCounters] = {
-            "memory": LayerCounters(), "redis": LayerCounters(), "disk": LayerCounters()
+            "memory": LayerCounters(),
+            "redis": LayerCounters(),
+            "disk": LayerCounters(),
         }
         self._lookups = self._hits = self._computes = self._coalesced = 0
         self._dropped_writes = self._encode_errors = 0
         self._disk_warned_at = -_DISK_WARN_EVERY_S
+        self._corrupt_warned_at: dict[LayerName, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[str, asyncio.Task[tuple[Any, bytes | None, LayerName | None]]] = {}
 
@@ -135,10 +157,11 @@ class TieredCache:
             counters.misses += 1
             return None
         value = self._decode(codec, found[0])
-        if value is _CORRUPT:  # e.g. read with another codec than it was written with
+        if isinstance(value, _Corrupt):  # e.g. read with another codec, or refused by a validating one
             self._memory.delete(full)
             counters.corrupt += 1
             counters.misses += 1
+            self._warn_corrupt("memory", full, value.reason)
             return None
         counters.hits += 1
         return value, found[0], "memory"
@@ -173,7 +196,7 @@ class TieredCache:
                 value, payload, expires_at = found
                 self._promote_memory(full, payload, expires_at)
                 if redis is not None and redis.available:
-                    self._spawn(self._write_redis(full, pack(payload, expires_at), expires_at))
+                    self._spawn(self._write_redis(full, self._pack(full, payload, expires_at), expires_at))
                 return value, payload, "disk"
         return None
 
@@ -186,18 +209,18 @@ class TieredCache:
             counters.misses += 1
             return None
         try:
-            expires_at, payload = unpack(blob)
-        except EnvelopeError:
-            value: Any = _CORRUPT
+            expires_at, payload = unpack(blob, key=full, signing_key=self._signing_key)
+        except EnvelopeError as exc:
+            value: Any = _Corrupt(str(exc))
         else:
             if expires_at <= self._clock():
                 counters.misses += 1  # the layer's own TTL lags a little; ours is authoritative
                 return None
             value = self._decode(codec, payload)
-        if value is _CORRUPT:
+        if isinstance(value, _Corrupt):
             counters.corrupt += 1
             counters.misses += 1
-            self._log.debug("cache: dropping undecodable %s entry %s", layer, full)
+            self._warn_corrupt(layer, full, value.reason)
             self._spawn(self._delete_in(layer, full))
             return None
         counters.hits += 1
@@ -207,8 +230,24 @@ class TieredCache:
     def _decode(codec: Codec[Any], payload: bytes) -> Any:
         try:
             return codec.loads(payload)
-        except Exception:  # codecs are pluggable: any failure to decode means "corrupt"
-            return _CORRUPT
+        except Exception as exc:  # noqa: BLE001 - codecs are pluggable: any failure to decode means "corrupt"
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            return _Corrupt(f"{type(exc).__name__}: {first_line[:200]}")
+
+    def _pack(self, full: str, payload: bytes, expires_at: float) -> bytes:
+        return pack(payload, expires_at, key=full, signing_key=self._signing_key)
+
+    def _warn_corrupt(self, layer: LayerName, full: str, reason: str) -> None:
+        # A warning, not debug: an invalid entry in a shared store may be an attack. At most
+        # one per layer per interval, so a flood of planted entries cannot flood the log.
+        now = time.monotonic()
+        if now - self._corrupt_warned_at.get(layer, -_CORRUPT_WARN_EVERY_S) >= _CORRUPT_WARN_EVERY_S:
+            self._corrupt_warned_at[layer] = now
+            self._log.warning(
+                "cache: ignoring and deleting an invalid %s entry %s (%s); treated as a miss", layer, full, reason
+            )
+        else:
+            self._log.debug("cache: dropping invalid %s entry %s (%s)", layer, full, reason)
 
     def _promote_memory(self, full: str, payload: bytes, expires_at: float) -> None:
         if self._memory is not None:
@@ -225,7 +264,7 @@ class TieredCache:
         codec = codec or self._codec
         try:
             payload = codec.dumps(value)
-        except Exception as exc:  # pluggable codec; an unencodable answer must not fail the request
+        except Exception as exc:  # noqa: BLE001 - pluggable codec; an unencodable answer must not fail the request
             self._encode_errors += 1
             self._log.warning("cache: cannot encode %s for key %s: %s", type(value).__name__, key, exc)
             return
@@ -237,7 +276,7 @@ class TieredCache:
             self._memory.set(full, payload, expires_at)
         if self._redis is None and self._disk is None:
             return
-        blob = pack(payload, expires_at)
+        blob = self._pack(full, payload, expires_at)
         if self._redis is not None and self._redis.available:
             self._spawn(self._write_redis(full, blob, expires_at))
         if self._disk is not None:
@@ -282,6 +321,8 @@ class TieredCache:
         task.add_done_callback(self._tasks.discard)
 
     def _warn_disk(self, exc: BaseException) -> None:
+        if getattr(exc, "logged", False):
+            return  # the disk layer rebuilt a corrupt database and said so
         now = time.monotonic()
         if now - self._disk_warned_at >= _DISK_WARN_EVERY_S:
             self._disk_warned_at = now
@@ -337,11 +378,11 @@ class TieredCache:
         value = await compute()
         try:
             payload: bytes | None = codec.dumps(value)
-        except Exception as exc:  # still return the answer; just do not cache it
+        except Exception as exc:  # noqa: BLE001 - still return the answer; just do not cache it
             self._encode_errors += 1
             self._log.warning("cache: cannot encode %s: %s", type(value).__name__, exc)
             return value, None, None
-        self._store(full, payload, ttl)
+        self._store(full, payload, ttl)  # type: ignore[arg-type]  # bytes: dumps returned
         return value, payload, None
 
     def _end_flight(self, full: str, task: asyncio.Task[Any]) -> None:
@@ -356,7 +397,7 @@ class TieredCache:
         full = self._prefix + key
         await self.flush()
         for layer in ("memory", "redis", "disk"):
-            await self._delete_in(layer, full)  # type: ignore[arg-type]
+            await self._delete_in(layer, full)
 
     async def clear(self) -> None:
         """Remove every entry of this namespace from every layer (other namespaces are kept)."""
@@ -410,7 +451,7 @@ class TieredCache:
         if self._disk is not None:
             try:
                 entries: int | None = len(self._disk)
-            except Exception:  # stats must never raise; a broken store has no count
+            except Exception:  # noqa: BLE001 - stats must never raise; a broken store has no count
                 entries = None
             layers["disk"] = self._counters["disk"].freeze(entries=entries, state="up")
         return CacheStats(
@@ -437,7 +478,7 @@ class TieredCache:
             # thread, so closing here closes the one this loop's reads used.
             self._disk.close()
 
-    async def __aenter__(self) -> TieredCache:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

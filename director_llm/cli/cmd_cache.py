@@ -14,10 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
+from director_llm.cli.render import esc
 from director_llm.errors import DirectorError
 
-cache_app = typer.Typer(name="cache", help="Inspect or clear the response cache of a config.",
-                        no_args_is_help=True)
+cache_app = typer.Typer(name="cache", help="Inspect or clear the response cache of a config.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
@@ -41,13 +41,15 @@ async def _inspect(cache: Any) -> dict[str, Any]:
         await tiered.aclose()
     layers = report["layers"]
     if "memory" in counts:
-        layers["memory"] = {"max_bytes": stats.memory_max_bytes, "entries": counts["memory"],
-                            "note": "in-process: empty in a new process"}
+        layers["memory"] = {
+            "max_bytes": stats.memory_max_bytes,
+            "entries": counts["memory"],
+            "note": "in-process: empty in a new process",
+        }
     if "redis" in counts:
         from director_llm.cache.redis import redacted_url
 
-        layers["redis"] = {"url": redacted_url(s.redis_url), "state": stats.redis_state,
-                           "entries": counts["redis"]}
+        layers["redis"] = {"url": redacted_url(s.redis_url), "state": stats.redis_state, "entries": counts["redis"]}
     if "disk" in counts:
         layers["disk"] = {"path": s.disk_cache_path, "entries": counts["disk"]}
     report["ttl_seconds"] = s.ttl_seconds
@@ -61,7 +63,7 @@ def stats(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     try:
         report = asyncio.run(_inspect(_load(config)))
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(report))
         return
@@ -70,16 +72,19 @@ def stats(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"cache namespace {report['namespace']}", title_justify="left")
+    table = Table(title=f"cache namespace {esc(report['namespace'])}", title_justify="left")
     for column in ("layer", "where", "state", "entries"):
         table.add_column(column, justify="right" if column == "entries" else "left")
     for name, layer in report["layers"].items():
         where = layer.get("url") or layer.get("path") or f"{layer['max_bytes'] / 2**20:g} MiB in process"
         entries = "?" if layer["entries"] is None else f"{layer['entries']:,}"
-        table.add_row(name, str(where), layer.get("state", "up"), entries)
+        table.add_row(esc(name), esc(where), esc(layer.get("state", "up")), entries)
     out.print(table)
-    out.print(f"ttl {report['ttl_seconds']:g} s; chat completions cached: {report['cache_chat']}. "
-              "Hit rates are per serving process: director.cache_stats().", highlight=False)
+    out.print(
+        f"ttl {report['ttl_seconds']:g} s; chat completions cached: {report['cache_chat']}. "
+        "Hit rates are per serving process: director.cache_stats().",
+        highlight=False,
+    )
 
 
 @cache_app.command("clear")
@@ -108,14 +113,14 @@ def clear(
     try:
         result = asyncio.run(run(_load(config)))
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(result))
     elif not result["enabled"]:
         out.print("cache: [yellow]off[/]; nothing to clear")
     else:
         parts = ", ".join(f"{k} {'?' if v is None else v}" for k, v in result["removed"].items())
-        out.print(f"cleared namespace {result['namespace']}: {parts}", highlight=False)
+        out.print(f"cleared namespace {esc(result['namespace'])}: {esc(parts)}", highlight=False)
     if result.get("redis_state") == "down":
         err.print("[yellow]warning[/]: Redis was unreachable; its entries were not cleared")
         raise typer.Exit(1)

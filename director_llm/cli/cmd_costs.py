@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
-from director_llm.errors import ConfigError, DirectorError
+from director_llm.cli.render import esc
+from director_llm.errors import DirectorError, InputError
 
-ByOpt = Annotated[Optional[str], typer.Option("--by", help="Group usage by provider, model or hour.",
-                                              show_default=False)]
-PrefixOpt = Annotated[Optional[str], typer.Option(
-    "--state-prefix", envvar="DIRECTOR_STATE_PREFIX", show_default=False,
-    help="Redis key prefix of the shared state, if the application sets one (Director(state_prefix=...)).")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Group usage by provider, model or hour.", show_default=False)]
+PrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--state-prefix",
+        envvar="DIRECTOR_STATE_PREFIX",
+        show_default=False,
+        help="Redis key prefix of the shared state, if the application sets one (Director(state_prefix=...)).",
+    ),
+]
 
 
 async def _report(config: Any, by: str | None, prefix: str | None) -> dict[str, Any]:
-    from director_llm.budget_hooks import ledger_from_config
+    from director_llm.budget.guard import ledger_from_config
 
     ledger = ledger_from_config(config, prefix=prefix)
     try:
@@ -38,18 +44,17 @@ async def _report(config: Any, by: str | None, prefix: str | None) -> dict[str, 
 
 
 @app.command("costs")
-def costs(config: ConfigOpt = None, as_json: JsonOpt = False, by: ByOpt = None,
-          state_prefix: PrefixOpt = None) -> None:
+def costs(config: ConfigOpt = None, as_json: JsonOpt = False, by: ByOpt = None, state_prefix: PrefixOpt = None) -> None:
     """Show spend and remaining budget per window (hour, day, per provider) and usage."""
     from director_llm.config.loading import load_config, resolve_config_path
 
-    if by not in (None, "provider", "model", "hour"):
-        raise fail(ConfigError(f"--by must be provider, model or hour, got {by!r}"))
     try:
+        if by not in (None, "provider", "model", "hour"):
+            raise InputError(f"--by must be provider, model or hour, got {by!r}")
         cfg = load_config(resolve_config_path(config))
         report = asyncio.run(_report(cfg, by, state_prefix))
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
@@ -69,17 +74,31 @@ def _render(report: dict[str, Any]) -> None:
     for col in ("window", "period", "limit", "spent", "held", "remaining", "resets at"):
         windows.add_column(col)
     for w in report["windows"].values():
-        windows.add_row(w["window"], w["period"], _money(w["limit_usd"]), _money(w["spent_usd"]),
-                        _money(w["reserved_usd"]), _money(w["remaining_usd"]), w["resets_at"])
+        windows.add_row(
+            esc(w["window"]),
+            esc(w["period"]),
+            _money(w["limit_usd"]),
+            _money(w["spent_usd"]),
+            _money(w["reserved_usd"]),
+            _money(w["remaining_usd"]),
+            esc(w["resets_at"]),
+        )
     out.print(windows)
     total = report["total"]
-    out.print(f"last 24 h: {total['requests']} requests, {total['prompt_tokens']} prompt + "
-              f"{total['completion_tokens']} completion tokens, {_money(total['cost_usd'])}")
+    out.print(
+        f"last 24 h: {total['requests']} requests, {total['prompt_tokens']} prompt + "
+        f"{total['completion_tokens']} completion tokens, {_money(total['cost_usd'])}"
+    )
     if report.get("usage"):
-        usage = Table(title=f"Usage by {report['by']} (last 24 h)")
+        usage = Table(title=f"Usage by {esc(report['by'])} (last 24 h)")
         for col in (report["by"], "requests", "prompt tokens", "completion tokens", "cost"):
-            usage.add_column(col)
+            usage.add_column(esc(col))
         for key, u in report["usage"].items():
-            usage.add_row(key, str(u["requests"]), str(u["prompt_tokens"]), str(u["completion_tokens"]),
-                          _money(u["cost_usd"]))
+            usage.add_row(
+                esc(key),
+                str(u["requests"]),
+                str(u["prompt_tokens"]),
+                str(u["completion_tokens"]),
+                _money(u["cost_usd"]),
+            )
         out.print(usage)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from director_llm.cli.app import ConfigOpt, JsonOpt, app, fail, out
+from director_llm.cli.render import esc
 from director_llm.errors import DirectorError
 
 
@@ -31,7 +32,7 @@ def health(
     try:
         report = asyncio.run(run())
     except DirectorError as exc:
-        raise fail(exc) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps({"deployments": report}, indent=2))
     else:
@@ -41,8 +42,15 @@ def health(
         for name, h in report.items():
             p = h.get("probe")
             probe_txt = "" if p is None else (f"ok {p['latency_ms']} ms" if p["ok"] else f"failed: {p['error']}")
-            table.add_row(name, h["state"], str(h["requests"]), f"{h['error_rate']:.0%}",
-                          str(h["p50_latency_ms"] or ""), probe_txt, h["last_error"] or "")
+            table.add_row(
+                esc(name),
+                esc(h["state"]),
+                str(h["requests"]),
+                f"{h['error_rate']:.0%}",
+                str(h["p50_latency_ms"] or ""),
+                esc(probe_txt),
+                esc(h["last_error"] or ""),
+            )
         out.print(table)
     if probe and report and not any((h.get("probe") or {}).get("ok") for h in report.values()):
         raise typer.Exit(1)

@@ -1,11 +1,23 @@
-"""All rich output of the CLI lives here; commands only gather data."""
+"""All rich output of the CLI lives here; commands only gather data.
+
+Every value interpolated into a markup string goes through ``esc`` (rich's ``escape``):
+config values, names and messages may contain ``[...]`` (``[providers.*]``, an upstream
+error body, a model's reasoning) that rich would otherwise swallow or choke on.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+
+def esc(value: object) -> str:
+    """``value`` as text that rich prints literally inside a markup string."""
+    return escape(str(value))
+
 
 _TIER_STYLE = {"local": "green", "small": "cyan", "balanced": "yellow", "strong": "magenta"}
 
@@ -16,7 +28,7 @@ def _money(v: float | None) -> str:
 
 def render_config_report(console: Console, report: dict[str, Any]) -> None:
     """The ``check-config`` view: deployments, budgets, fallbacks, cache, problems."""
-    table = Table(title=f"Deployments in {report['source']}", title_justify="left", expand=False)
+    table = Table(title=f"Deployments in {esc(report['source'])}", title_justify="left", expand=False)
     for col in ("deployment", "LiteLLM model", "tier", "type", "$/1M in / out", "price from", "capabilities", "key"):
         table.add_column(col, overflow="fold")
     for d in report["deployments"]:
@@ -24,43 +36,65 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         tier = d["tier"]
         key = d["key_status"]
         key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]-[/]")
-        caps = [c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v]
+        caps = [
+            c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v
+        ]
         table.add_row(
-            d["name"], d["litellm_model"], f"[{_TIER_STYLE.get(tier, 'white')}]{tier}[/]", d["provider_type"],
+            esc(d["name"]),
+            esc(d["litellm_model"]),
+            f"[{_TIER_STYLE.get(tier, 'white')}]{esc(tier)}[/]",
+            esc(d["provider_type"]),
             f"{_money(p['input'])} / {_money(p['output'])}",
-            p["source"] if p["source"] != "unknown" else "[red]unknown[/]", ", ".join(caps) or "-", key_cell,
+            esc(p["source"]) if p["source"] != "unknown" else "[red]unknown[/]",
+            ", ".join(caps) or "-",
+            key_cell,
         )
     if not report["deployments"]:
         table.add_row("[dim]none[/]", "", "", "", "", "", "", "")
     console.print(table)
 
     b = report["budgets"]
-    console.print(f"[bold]Budgets[/]: per hour {_limit(b['per_hour_usd'])}, per day {_limit(b['per_day_usd'])}"
-                  + "".join(f"; {n}: {_limit(v['per_hour_usd'])}/h {_limit(v['per_day_usd'])}/day"
-                            for n, v in b["per_provider"].items()))
+    console.print(
+        f"[bold]Budgets[/]: per hour {_limit(b['per_hour_usd'])}, per day {_limit(b['per_day_usd'])}"
+        + "".join(
+            f"; {esc(n)}: {_limit(v['per_hour_usd'])}/h {_limit(v['per_day_usd'])}/day"
+            for n, v in b["per_provider"].items()
+        )
+    )
     t = report["timeouts"]
     cb = report["circuit_breaker"]
-    console.print(f"[bold]Strategy[/]: {report['strategy']}   [bold]Deadline[/]: {t['request_deadline_s']}s per request, "
-                  f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
-                  f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s")
+    console.print(
+        f"[bold]Strategy[/]: {esc(report['strategy'])}   "
+        f"[bold]Deadline[/]: {t['request_deadline_s']}s per request, "
+        f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
+        f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s"
+    )
     tiers = report["tiers"]
-    console.print("[bold]Tiers[/]: " + (", ".join(f"{k} ({len(v)})" for k, v in tiers.items()) or "none"))
+    console.print("[bold]Tiers[/]: " + (", ".join(f"{esc(k)} ({len(v)})" for k, v in tiers.items()) or "none"))
     fb = report["fallbacks"]
-    console.print("[bold]Fallbacks[/]: " + ("; ".join(f"{k} -> {' -> '.join(v)}" for k, v in fb.items()) or "none"))
+    console.print(
+        "[bold]Fallbacks[/]: " + ("; ".join(f"{esc(k)} -> {esc(' -> '.join(v))}" for k, v in fb.items()) or "none")
+    )
     c = report["cache"]
     parts = []
     for layer in ("memory", "redis", "disk"):
         info = c[layer]
         if info["enabled"]:
             detail = {"memory": f"{info.get('size_mb')} MB", "redis": info.get("url"), "disk": info.get("path")}[layer]
-            parts.append(f"{layer} ({detail})")
+            parts.append(f"{layer} ({esc(detail)})")
     console.print("[bold]Cache[/]: " + (" -> ".join(parts) + f", ttl {c['ttl_seconds']}s" if parts else "off"))
     i = report["intents"]
-    console.print(f"[bold]Flows[/] ({i['source']}): {', '.join(i['flows'])}; fallback {i['fallback_flow']} "
-                  f"below {i['confidence_threshold']}")
+    flows = i["flows"]
+    listed = ", ".join(flows[:30]) + (f", ... ({len(flows)} in all)" if len(flows) > 30 else "")
+    size = i.get("prompt_tokens_estimate")
+    console.print(
+        f"[bold]Flows[/] ({esc(i['source'])}): {esc(listed)}; fallback {esc(i['fallback_flow'])} "
+        f"below {i['confidence_threshold']}" + (f"; classification prompt ~{size:,} tokens (chars/4)" if size else ""),
+        highlight=False,
+    )
     for p in report["problems"]:
         color = "red" if p["level"] == "error" else "yellow"
-        console.print(f"[{color}]{p['level']}[/]: {p['key']}: {p['message']}")
+        console.print(f"[{color}]{p['level']}[/]: {esc(p['key'])}: {esc(p['message'])}", highlight=False)
     if report["valid"]:
         console.print("[green]config is valid[/]")
 

@@ -11,95 +11,69 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from director_llm.config.models import DirectorConfig
+from director_llm.config.models import DirectorConfig, FlowConfig, ModelOverride, ProviderConfig
+from director_llm.config.parsing import excerpt, parse_text
+from director_llm.config.sources import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_PATH,
+    packaged_default_path,
+    read_config_file,
+    resolve_config_path,
+)
 from director_llm.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path("configs/director.toml")
-CONFIG_ENV_VAR = "DIRECTOR_CONFIG"
-_SUFFIXES = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "load_config",
+    "packaged_default_path",
+    "parse_config_text",
+    "resolve_config_path",
+    "validate_config_dict",
+]
 
-
-def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """``path``, else ``$DIRECTOR_CONFIG``, else ``configs/director.toml``."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get(CONFIG_ENV_VAR)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
+MAX_LISTED_PROBLEMS = 20
+"""A config with hundreds of mistakes gets the first ones and a count, not a wall of text."""
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> DirectorConfig:
     """Read, parse and validate a config file (TOML or YAML, by suffix).
 
-    Raises ``ConfigError`` naming the file and the line or key on any problem, including
-    semantic ones LiteLLM would only find at run time (bad fallback targets, cycles).
+    ``path`` None: ``$DIRECTOR_CONFIG``, else ``./configs/director.toml``, else the default
+    config shipped in the package. Raises ``ConfigError`` naming the file and the line or
+    key on any problem, including semantic ones LiteLLM would only find at run time (bad
+    fallback targets, cycles, a fallback flow that is not a flow, timeouts).
     """
     p = resolve_config_path(path)
-    if not p.exists():
-        hint = f" (set ${CONFIG_ENV_VAR} or pass a path)" if path is None else ""
-        raise ConfigError(f"{p}: file not found{hint}", path=str(p))
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, expected a .toml or .yaml file", path=str(p))
-    fmt = _SUFFIXES.get(p.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"{p}: unknown file type {p.suffix!r}; use .toml, .yaml or .yml", path=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(p)) from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read file: {exc.strerror}", path=str(p)) from None
+    hint = f" (from ${CONFIG_ENV_VAR})" if path is None and os.environ.get(CONFIG_ENV_VAR) else ""
+    text, fmt = read_config_file(p, hint=hint)
     return parse_config_text(text, fmt=fmt, source=str(p))
 
 
 def parse_config_text(text: str, *, fmt: str = "toml", source: str = "<config>") -> DirectorConfig:
     """Parse and validate config text; ``source`` names it in error messages."""
-    data = _parse(text, fmt, source)
+    data = parse_text(text, fmt, source)
     config = validate_config_dict(data, source=source)
-    # Semantic checks need the deployments; imported here to keep the import graph acyclic.
-    from director_llm.config.semantics import check_semantics
+    from director_llm.config.semantics import check_semantics  # needs the deployments (providers.py)
 
     base_dir = Path(source).parent if source and not source.startswith("<") else None
     errors = [p for p in check_semantics(config, base_dir=base_dir) if p.level == "error"]
     if errors:
-        lines = [f"{source}: {p.key}: {p.message}" for p in errors]
-        raise ConfigError("\n".join(lines), path=source, key=errors[0].key, problems=lines)
+        raise _error(source, [f"{p.key}: {p.message}" for p in errors], key=errors[0].key)
     return config
 
 
-def _parse(text: str, fmt: str, source: str) -> dict[str, Any]:
-    if fmt == "toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            msg = str(exc)
-            m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-            line = int(m.group(1)) if m else None
-            what = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-            where = f"line {m.group(1)}, column {m.group(2)}" if m else "syntax"
-            raise ConfigError(f"{source}: {where}: invalid TOML: {what}", path=source, line=line) from None
-        return data
-    import yaml  # only YAML users pay for the import
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        where = f"line {line}, column {mark.column + 1}" if mark else "syntax"
-        raise ConfigError(f"{source}: {where}: invalid YAML: {exc.problem or exc}", path=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}", path=source) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {_kind(data)}", path=source)
-    return data
+def _error(source: str, problems: list[str], *, key: str | None) -> ConfigError:
+    lines = [f"{source}: {p}" for p in problems]
+    shown = lines[:MAX_LISTED_PROBLEMS]
+    if len(lines) > MAX_LISTED_PROBLEMS:
+        shown.append(f"{source}: ... and {len(lines) - MAX_LISTED_PROBLEMS} more problems")
+    return ConfigError("\n".join(shown), path=source, key=key, problems=lines)
 
 
 def validate_config_dict(data: dict[str, Any], *, source: str = "<config>") -> DirectorConfig:
@@ -107,12 +81,11 @@ def validate_config_dict(data: dict[str, Any], *, source: str = "<config>") -> D
     try:
         return DirectorConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(err, data) for err in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
         # Deduplicate while keeping order (unions can repeat the same complaint).
-        problems = list(dict.fromkeys(problems))
-        lines = [f"{source}: {p}" for p in problems]
-        first_key = _dotted(exc.errors()[0]["loc"]) if exc.errors() else None
-        raise ConfigError("\n".join(lines), path=source, key=first_key, problems=lines) from None
+        problems = list(dict.fromkeys(_describe(err) for err in errors))
+        first_key = _dotted(tuple(errors[0]["loc"])) if errors else None
+        raise _error(source, problems, key=first_key) from None
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -120,30 +93,26 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "<root>"
 
 
-def _kind(value: object) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
-
-
 def _show(value: object) -> str:
+    """A found value for an error message: short, whatever its size."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{excerpt(value, 60)}"'
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        return f"a list ({len(value)} items)" if len(value) > 3 else repr(value)
-    return repr(value).lower() if isinstance(value, bool) else repr(value)
+        return f"a list ({len(value)} items)" if len(value) > 3 or len(repr(value)) > 60 else repr(value)
+    return repr(value).lower() if isinstance(value, bool) else excerpt(repr(value), 60)
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model class that owns the key at ``loc`` (for "did you mean")."""
-    from director_llm.config import models as m
-
     model: type[BaseModel] | None = DirectorConfig
     path = list(loc[:-1])
-    mapping_fields = {("DirectorConfig", "providers"): m.ProviderConfig,
-                      ("ProviderConfig", "overrides"): m.ModelOverride,
-                      ("IntentsConfig", "flows"): m.FlowConfig}
+    mapping_fields: dict[tuple[str, str], type[BaseModel]] = {
+        ("DirectorConfig", "providers"): ProviderConfig,
+        ("ProviderConfig", "overrides"): ModelOverride,
+        ("IntentsConfig", "flows"): FlowConfig,
+    }
     i = 0
     while i < len(path) and model is not None:
         name = str(path[i])
@@ -155,25 +124,47 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             model, i = item_model, i + 2  # skip the user's key (provider/model/flow name)
             continue
         ann = field.annotation
-        model = next((t for t in getattr(ann, "__args__", (ann,)) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        model = next(
+            (t for t in getattr(ann, "__args__", (ann,)) if isinstance(t, type) and issubclass(t, BaseModel)), None
+        )
         i += 1
     return model
 
 
 _EXPECTED = {
-    "float_parsing": "a number", "float_type": "a number", "int_parsing": "an integer",
-    "int_type": "an integer", "int_from_float": "an integer", "bool_parsing": "true or false",
-    "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
-    "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "finite_number": "a finite number",
 }
 
 
-def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
+#: Unknown keys that mean "an API key was pasted into the config".
+_SECRET_KEYS = re.compile(r"(?i)^(api[_-]?key|key|apikey|token|secret|password|access[_-]?token|auth)$")
+
+
+def _describe(err: Any) -> str:
     loc = tuple(err["loc"])
     key = _dotted(loc)
     kind = err["type"]
     found = err.get("input")
     ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden" and _SECRET_KEYS.match(str(loc[-1])) and "providers" in loc[:1]:
+        # Never echo the value. Worded so that the secret redactor leaves the advice intact.
+        return (
+            f"{key}: do not write API keys in a config file (the value is not shown). Move the key "
+            "into an environment variable and name that variable here instead, e.g. "
+            'api_key_env = "OPENAI_API_KEY"'
+        )
     if kind == "extra_forbidden":
         model = _model_at(loc)
         options = sorted(model.model_fields) if model else []
@@ -182,8 +173,10 @@ def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
         return f"{key}: unknown key{hint}"
     if kind == "missing":
         if loc and loc[-1] == "kind":
-            return (f"{key}: required for a provider section with a custom name; set kind to one of "
-                    "ollama, openai, gemini, anthropic, openai_compatible, local")
+            return (
+                f"{key}: required for a provider section with a custom name; set kind to one of "
+                "ollama, openai, gemini, anthropic, openai_compatible, local"
+            )
         return f"{key}: required key is missing"
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
@@ -201,8 +194,8 @@ def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
     if kind == "string_too_short":
         return f"{key}: must not be empty"
     if kind == "value_error":
-        return f"{key}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
-    return f"{key}: {err.get('msg', kind)}, got {_show(found)}"
+        return f"{key}: {excerpt(str(err.get('msg', '')).removeprefix('Value error, '), 300)}"
+    return f"{key}: {excerpt(err.get('msg', kind), 200)}, got {_show(found)}"
 
 
 def _bound_hint(loc: tuple[Any, ...]) -> str:

@@ -1,16 +1,20 @@
 """The config schema: one pydantic model per section of ``director.toml`` / ``.yaml``.
 
 Every model is frozen and forbids unknown keys (a typo is an error with a "did you mean").
-Field docstrings are the reference documentation (``check-config --schema`` prints them).
+Field docstrings are the reference documentation: ``docs/configuration.md`` and the JSON
+Schema (``director-llm schema``, ``docs/director.schema.json``) are generated from them.
 The seed's sample (``[llm]``, ``[providers.ollama|openai|gemini]``, ``[caching]``) is valid
 as is; everything else is optional with defaults.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from director_llm.config.urls import http_url_problem, redis_url_problem
 
 #: Tiers from cheapest to strongest. ``local`` is the embedded, free classifier tier.
 TIERS: tuple[str, ...] = ("local", "small", "balanced", "strong")
@@ -19,10 +23,14 @@ Strategy = Literal["cost", "latency", "quality", "adaptive"]
 ProviderKind = Literal["ollama", "openai", "gemini", "anthropic", "openai_compatible", "local"]
 #: Section names that imply their ``kind`` (``[providers.openai]`` needs no ``kind``).
 KNOWN_KINDS: tuple[str, ...] = ("ollama", "openai", "gemini", "anthropic", "openai_compatible", "local")
+#: What an environment variable name looks like (``api_key_env`` holds a name, never a key).
+ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: TOML has ``inf`` / ``nan`` literals, and a NaN budget compares
+    # false with everything (never exceeded).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class ModelOverride(_Section):
@@ -63,8 +71,9 @@ class ProviderConfig(_Section):
     """Model names as the provider knows them (``gpt-4o``, ``llama3.2:1b``)."""
     base_url: str | None = None
     """Server URL. Default: the provider's public endpoint (Ollama: http://localhost:11434)."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the API key (read at run time, never printed)."""
+    api_key_env: str | None = Field(default=None, json_schema_extra={"pattern": ENV_VAR_NAME})
+    """Name of the environment variable holding the API key (read at run time, never printed).
+    Never the key itself: keys do not belong in a config file."""
     timeout_seconds: float | None = Field(default=None, gt=0)
     """Timeout of one attempt against this provider. Default: ``llm.attempt_timeout_seconds``."""
     tier: Tier | None = None
@@ -90,6 +99,23 @@ class ProviderConfig(_Section):
     calibrated to mean the chance the answer is right, like an LLM's). Escalation to the LLM
     tiers is ``intents.tier_thresholds.local``."""
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str | None) -> str | None:
+        problem = None if value is None else http_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env_is_a_name(cls, value: str | None) -> str | None:
+        # The value is never echoed: a pasted key must not end up in an error message.
+        if value is not None and not re.match(ENV_VAR_NAME, value):
+            raise ValueError("expects the NAME of an environment variable (like OPENAI_API_KEY), not a key: "
+                             "put the key in an environment variable and write its name here")
+        return value
+
 
 class CircuitBreakerConfig(_Section):
     """When a deployment is considered dead and skipped."""
@@ -97,7 +123,11 @@ class CircuitBreakerConfig(_Section):
     failure_threshold: int = Field(default=3, ge=1)
     """Consecutive failures (connection errors included) before the breaker opens."""
     cooldown_seconds: float = Field(default=30.0, gt=0)
-    """How long an open breaker skips the deployment before one trial request."""
+    """How long an open breaker skips the deployment before one trial request (doubled after
+    each failed trial)."""
+    max_cooldown_seconds: float = Field(default=300.0, gt=0)
+    """The longest a breaker stays open: caps the doubling and any ``Retry-After`` a provider
+    sends (a ``Retry-After: 999999999`` must not take a deployment out for years)."""
 
 
 class LLMConfig(_Section):
@@ -115,6 +145,15 @@ class LLMConfig(_Section):
     """Timeout of a single attempt against one deployment."""
     first_token_timeout_seconds: float = Field(default=10.0, gt=0)
     """Streams: a deployment that sends no token within this time is abandoned for the next."""
+    max_stream_seconds: float | None = Field(default=None, gt=0)
+    """Streams: the longest a stream may run, first token to last (default: ``timeout_seconds``,
+    the request deadline). Raise it for long answers; a stream past it is cut
+    (``StreamInterruptedError`` with the text delivered)."""
+    max_input_chars: int = Field(default=200_000, gt=0)
+    """Largest request accepted, in characters over all messages (bigger: ``InputError``)."""
+    max_response_bytes: int = Field(default=16 * 2**20, gt=0)
+    """Largest response body accepted from a provider (bigger: that attempt fails and the
+    request moves on), so a misbehaving endpoint cannot fill the process's memory."""
     num_retries: int = Field(default=0, ge=0, le=10)
     """Retries of a retryable error on the same model group before falling back. LiteLLM backs
     off ~1 s between retries, so the default (0) moves to the next deployment at once."""
@@ -128,6 +167,11 @@ class LLMConfig(_Section):
     """Circuit-breaker settings shared by all deployments."""
     state_redis_url: str | None = None
     """Redis for shared state (budget ledger, breakers). Default: ``caching.redis_url``."""
+
+    @field_validator("state_redis_url")
+    @classmethod
+    def _state_redis_url_is_usable(cls, value: str | None) -> str | None:
+        return _checked_redis_url(value)
 
 
 class CachingConfig(_Section):
@@ -147,6 +191,18 @@ class CachingConfig(_Section):
     """Socket timeout for the Redis layer; a slower Redis is skipped, never waited on."""
     cache_chat: bool = True
     """Also cache chat completions that are deterministic (temperature 0) or opted in per call."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_usable(cls, value: str | None) -> str | None:
+        return _checked_redis_url(value)
+
+
+def _checked_redis_url(value: str | None) -> str | None:
+    problem = None if value is None else redis_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class FlowConfig(_Section):

@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
-from director_llm.config.models import DirectorConfig
 from director_llm.cache.redis import redacted_url
-from director_llm.config.semantics import Problem, check_semantics, resolve_fallbacks
+from director_llm.config.models import DirectorConfig
+from director_llm.config.semantics import LLM_TIERS, Problem, check_semantics, resolve_fallbacks
+
+CHARS_PER_TOKEN = 4
+"""Prompt size estimate without a tokenizer (no tokenizer import in check-config): ~4
+characters per token, close for English and a little low for Portuguese."""
+
+
+def prompt_tokens_estimate(config: DirectorConfig) -> int:
+    """Tokens of the classification prompt at the longest allowed input: the system prompt
+    (instructions, every flow with up to three examples, output format) plus
+    ``intents.max_input_chars`` of user text, at ``CHARS_PER_TOKEN``."""
+    from director_llm.intents.prompts import flow_set, system_prompt
+
+    chars = len(system_prompt(flow_set(config.intents))) + config.intents.max_input_chars
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def _prompt_problem(estimate: int, deployments: list[Any]) -> Problem | None:
+    windows = [(d.context_window, d.name) for d in deployments if d.tier in LLM_TIERS and d.context_window]
+    if not windows:
+        return None
+    smallest, name = min(windows)
+    if estimate <= smallest:
+        return None
+    return Problem(
+        "warning",
+        "intents.flows",
+        f"the classification prompt is ~{estimate:,} tokens (estimated as characters / "
+        f"{CHARS_PER_TOKEN}, at intents.max_input_chars of input) but {name} accepts {smallest:,}: "
+        "it will be refused by that deployment. Use fewer flows or shorter descriptions, or set "
+        "providers.<name>.overrides.<model>.context_window if the window is larger",
+    )
 
 
 def config_report(config: DirectorConfig, *, source: str, strict: bool = False) -> dict[str, Any]:
@@ -15,15 +48,20 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
 
     deployments = build_deployments(config)
     tiers = tiers_in_use(deployments)
-    from pathlib import Path
-
     problems: list[Problem] = check_semantics(config, base_dir=Path(source).parent)
+    estimate = prompt_tokens_estimate(config)
+    too_big = _prompt_problem(estimate, deployments)
+    if too_big is not None:
+        problems.append(too_big)
     if strict:
         problems = [Problem("error", p.key, p.message) for p in problems]
     c = config.caching
     layers = {
         "memory": {"enabled": bool(c.enabled and c.memory_size_mb), "size_mb": c.memory_size_mb},
-        "redis": {"enabled": bool(c.enabled and c.redis_url), "url": redacted_url(c.redis_url) if c.redis_url else None},
+        "redis": {
+            "enabled": bool(c.enabled and c.redis_url),
+            "url": redacted_url(c.redis_url) if c.redis_url else None,
+        },
         "disk": {"enabled": bool(c.enabled and c.disk_cache_path), "path": c.disk_cache_path},
         "ttl_seconds": c.ttl_seconds,
     }
@@ -40,19 +78,31 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
         "valid": not any(p.level == "error" for p in problems),
         "deployments": [d.as_dict() for d in deployments],
         "tiers": {t: [d.name for d in deployments if d.tier == t] for t in tiers},
-        "budgets": {"per_hour_usd": config.llm.budget_per_hour, "per_day_usd": config.llm.budget_per_day,
-                    "per_provider": {n: {"per_hour_usd": p.budget_per_hour, "per_day_usd": p.budget_per_day}
-                                     for n, p in config.providers.items()
-                                     if p.budget_per_hour is not None or p.budget_per_day is not None}},
+        "budgets": {
+            "per_hour_usd": config.llm.budget_per_hour,
+            "per_day_usd": config.llm.budget_per_day,
+            "per_provider": {
+                n: {"per_hour_usd": p.budget_per_hour, "per_day_usd": p.budget_per_day}
+                for n, p in config.providers.items()
+                if p.budget_per_hour is not None or p.budget_per_day is not None
+            },
+        },
         "strategy": config.llm.default_strategy,
-        "timeouts": {"request_deadline_s": config.llm.timeout_seconds,
-                     "attempt_s": config.llm.attempt_timeout_seconds,
-                     "first_token_s": config.llm.first_token_timeout_seconds,
-                     "num_retries": config.llm.num_retries},
+        "timeouts": {
+            "request_deadline_s": config.llm.timeout_seconds,
+            "attempt_s": config.llm.attempt_timeout_seconds,
+            "first_token_s": config.llm.first_token_timeout_seconds,
+            "num_retries": config.llm.num_retries,
+        },
         "circuit_breaker": config.llm.circuit_breaker.model_dump(),
         "fallbacks": resolve_fallbacks(config, [d.name for d in deployments], tiers),
         "cache": layers,
-        "intents": {"flows": flow_names, "source": flow_source, "fallback_flow": intents.fallback_flow,
-                    "confidence_threshold": intents.confidence_threshold},
+        "intents": {
+            "flows": flow_names,
+            "source": flow_source,
+            "fallback_flow": intents.fallback_flow,
+            "confidence_threshold": intents.confidence_threshold,
+            "prompt_tokens_estimate": estimate,
+        },
         "problems": [{"level": p.level, "key": p.key, "message": p.message} for p in problems],
     }

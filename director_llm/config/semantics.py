@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlparse
 
 from director_llm.config.models import TIERS, DirectorConfig
+from director_llm.config.problems import Problem
+from director_llm.config.runtime_checks import check_flows, check_something_answers, check_timeouts
 
 LLM_TIERS = tuple(t for t in TIERS if t != "local")
 _LOCAL_ONLY_FIELDS = ("training_file", "features", "cache_dir", "confidence_threshold")
-
-
-@dataclass(frozen=True)
-class Problem:
-    level: Literal["error", "warning"]
-    key: str
-    message: str
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
@@ -38,7 +30,7 @@ def resolve_fallbacks(config: DirectorConfig, deployment_names: list[str], tiers
     llm_tiers = [t for t in tiers if t in LLM_TIERS]
     if config.llm.derive_fallbacks:
         for i, tier in enumerate(llm_tiers):
-            chain = llm_tiers[i + 1:] + list(reversed(llm_tiers[:i]))
+            chain = llm_tiers[i + 1 :] + list(reversed(llm_tiers[:i]))
             if chain:
                 graph[tier] = chain
     graph.update({k: list(v) for k, v in config.llm.fallbacks.items()})
@@ -55,7 +47,7 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if state.get(nxt) is None:
                 found = visit(nxt)
                 if found:
@@ -77,29 +69,38 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     relative paths in it (``training_file``) are found there or in the working directory."""
     from director_llm.providers import build_deployments, tiers_in_use
 
-    problems: list[Problem] = []
-    problems += _check_providers(config, base_dir)
+    problems: list[Problem] = _check_providers(config, base_dir)
     if any(p.level == "error" for p in problems):
         return problems  # deployments cannot be built from a broken provider section
+    problems += check_something_answers(config)
     deployments = build_deployments(config)
     names = [d.name for d in deployments]
     tiers = tiers_in_use(deployments)
     problems += _check_fallbacks(config, names, tiers)
     problems += _check_caching(config)
     problems += _check_intents(config, tiers)
-    if not deployments:
-        problems.append(Problem("warning", "providers", "no enabled provider: only the embedded local tier can "
-                                "answer; add a [providers.*] section (see configs/examples/)"))
+    problems += check_flows(config)
+    problems += check_timeouts(config, deployments)
     for d in deployments:
         key = f"providers.{d.provider}"
         if d.needs_key and d.key_status() == "missing":
-            problems.append(Problem("warning", f"{key}.api_key_env",
-                                    f"${d.api_key_env} is not set: {d.name} is skipped at run time"))
+            problems.append(
+                Problem(
+                    "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
+                )
+            )
         if not d.price.known:
-            problems.append(Problem("warning", f"{key}.overrides.{d.model}",
-                                    f"price of {d.name} is unknown to LiteLLM's cost map: set "
-                                    "input_price_per_million and output_price_per_million (costs count as $0 until then)"))
+            problems.append(Problem("warning", f"{key}.overrides.{d.model}", unknown_price_message(d.name)))
     return problems
+
+
+def unknown_price_message(name: str) -> str:
+    """What really happens to a deployment with no known price (said the same everywhere)."""
+    return (
+        f"price of {name} is unknown (not in LiteLLM's cost map, no override): budgets treat it as "
+        "free, so it is called even when a budget is spent and its calls are booked at the cost LiteLLM "
+        "reports for it (usually $0). Set input_price_per_million and output_price_per_million"
+    )
 
 
 def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> list[Problem]:
@@ -108,19 +109,27 @@ def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> li
         key = f"providers.{name}"
         for model in p.overrides:
             if model not in p.models and not (p.kind == "local" and not p.models and model == "intent"):
-                out.append(Problem("error", f"{key}.overrides.{model}",
-                                   f"model '{model}' is not listed in {key}.models{_did_you_mean(model, p.models)}"))
+                out.append(
+                    Problem(
+                        "error",
+                        f"{key}.overrides.{model}",
+                        f"model '{model}' is not listed in {key}.models{_did_you_mean(model, p.models)}",
+                    )
+                )
         if p.use_openai_compatibility and p.kind != "gemini":
-            out.append(Problem("error", f"{key}.use_openai_compatibility", "only valid for kind = \"gemini\""))
+            out.append(Problem("error", f"{key}.use_openai_compatibility", 'only valid for kind = "gemini"'))
         if p.kind == "openai_compatible" and not p.base_url:
-            out.append(Problem("error", f"{key}.base_url",
-                               "required for kind = \"openai_compatible\" (e.g. \"http://localhost:8080/v1\")"))
+            out.append(
+                Problem(
+                    "error",
+                    f"{key}.base_url",
+                    'required for kind = "openai_compatible" (e.g. "http://localhost:8080/v1")',
+                )
+            )
         if p.kind != "local":
             for f in _LOCAL_ONLY_FIELDS:
                 if getattr(p, f) is not None:
-                    out.append(Problem("error", f"{key}.{f}", "only valid for kind = \"local\""))
-        if p.base_url and urlparse(p.base_url).scheme not in ("http", "https"):
-            out.append(Problem("error", f"{key}.base_url", f"expected an http(s) URL, got \"{p.base_url}\""))
+                    out.append(Problem("error", f"{key}.{f}", 'only valid for kind = "local"'))
         if p.enabled and not p.models and p.kind != "local":
             out.append(Problem("error", f"{key}.models", "an enabled provider needs at least one model"))
         if len(set(p.models)) != len(p.models):
@@ -142,13 +151,23 @@ def _check_fallbacks(config: DirectorConfig, names: list[str], tiers: list[str])
         key = f"llm.fallbacks.{source}"
         if source not in known:
             what = "a tier with no deployment" if source in TIERS else "not a tier or deployment"
-            out.append(Problem("error", key, f"'{source}' is {what}{_did_you_mean(source, known)}; "
-                               f"known: {', '.join(known) or 'none'}"))
+            out.append(
+                Problem(
+                    "error",
+                    key,
+                    f"'{source}' is {what}{_did_you_mean(source, known)}; known: {', '.join(known) or 'none'}",
+                )
+            )
         for t in targets:
             if t not in known:
                 what = "is a tier with no deployment" if t in TIERS else "does not exist"
-                out.append(Problem("error", key, f"fallback target '{t}' {what}{_did_you_mean(t, known)}; "
-                                   f"known: {', '.join(known) or 'none'}"))
+                out.append(
+                    Problem(
+                        "error",
+                        key,
+                        f"fallback target '{t}' {what}{_did_you_mean(t, known)}; known: {', '.join(known) or 'none'}",
+                    )
+                )
             if t == source:
                 out.append(Problem("error", key, f"'{source}' falls back to itself"))
     cycle = find_cycle({k: [t for t in v if t != k] for k, v in config.llm.fallbacks.items()})
@@ -162,11 +181,6 @@ def _check_caching(config: DirectorConfig) -> list[Problem]:
     out: list[Problem] = []
     if not c.enabled:
         return out
-    if c.redis_url is not None:
-        scheme = urlparse(c.redis_url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            out.append(Problem("error", "caching.redis_url",
-                               f"expected a redis://, rediss:// or unix:// URL, got \"{c.redis_url}\""))
     if c.disk_cache_path is not None:
         path = Path(c.disk_cache_path).expanduser()
         if path.exists() and not path.is_dir():
@@ -176,10 +190,13 @@ def _check_caching(config: DirectorConfig) -> list[Problem]:
             if parent is not None and not os.access(parent, os.W_OK):
                 out.append(Problem("error", "caching.disk_cache_path", f"{parent} is not writable"))
     if not c.memory_size_mb and c.redis_url is None and c.disk_cache_path is None:
-        out.append(Problem("warning", "caching", "caching is enabled but every layer is off "
-                           "(set memory_size_mb, redis_url or disk_cache_path)"))
-    if config.llm.state_redis_url is not None and urlparse(config.llm.state_redis_url).scheme not in ("redis", "rediss", "unix"):
-        out.append(Problem("error", "llm.state_redis_url", f"expected a redis:// URL, got \"{config.llm.state_redis_url}\""))
+        out.append(
+            Problem(
+                "warning",
+                "caching",
+                "caching is enabled but every layer is off (set memory_size_mb, redis_url or disk_cache_path)",
+            )
+        )
     return out
 
 
@@ -187,8 +204,13 @@ def _check_intents(config: DirectorConfig, tiers: list[str]) -> list[Problem]:
     i = config.intents
     out: list[Problem] = []
     if i.flows is not None and not i.flows:
-        out.append(Problem("error", "intents.flows", "define at least one flow, or remove [intents.flows] "
-                           "to use the built-in flows"))
+        out.append(
+            Problem(
+                "error",
+                "intents.flows",
+                "define at least one flow, or remove [intents.flows] to use the built-in flows",
+            )
+        )
     for tier in i.tier_thresholds:
         if tier not in tiers and tier != "local":
             out.append(Problem("warning", f"intents.tier_thresholds.{tier}", f"tier '{tier}' has no deployment"))

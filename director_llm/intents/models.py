@@ -13,49 +13,70 @@
 so a UI can ``match item.type`` (or ``isinstance``) and show routing decisions as they
 happen. Every item is a pydantic model: ``item.model_dump_json()`` is its wire form and
 ``STREAM_ITEM_ADAPTER.validate_json`` reads it back.
+
+Bounds. Entities, reasoning and the route's extra fields come from a model's answer or a
+cache entry, neither of which is trusted, and a 300-deep ``entities`` object cannot even be
+serialized. So the models *reject* values past the bounds below (``ValidationError``), and
+``intents.parsing`` *prunes* a model's answer to fit them before building a result: a
+result that exists can always be dumped to JSON, and a forged cache entry past the bounds
+reads as invalid (a miss).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from director_llm.bounds import check_json_bounds
+from director_llm.route import MAX_ROUTE_EXTRA_DEPTH, Attempt, Route
+
+MAX_ENTITY_DEPTH = 6
+"""Containers nested in ``entities``, the top object included (``{"a": {"b": 1}}`` is 2)."""
+MAX_ENTITY_NODES = 256
+"""Keys, items and scalars in ``entities`` altogether."""
+MAX_ENTITY_STRING_CHARS = 1000
+"""Characters of one string (or key) in ``entities``."""
+MAX_REASONING_CHARS = 4000
+"""Characters of ``reasoning`` (the parser keeps 600 of a model's text; notes add a few)."""
+MAX_RAW_FLOW_CHARS = 200
+"""Characters of ``raw_flow`` kept from what a model wrote."""
 
 
-class Route(BaseModel):
-    """How a classification was obtained. Extensible: other parts (budget, cascade) add
-    optional fields; unknown extra keys are kept too."""
+def _bounded_entities(value: dict[str, Any]) -> dict[str, Any]:
+    check_json_bounds(
+        value,
+        max_depth=MAX_ENTITY_DEPTH,
+        max_nodes=MAX_ENTITY_NODES,
+        max_string_chars=MAX_ENTITY_STRING_CHARS,
+        what="entities",
+    )
+    return value
 
-    model_config = ConfigDict(extra="allow")
 
-    model: str | None = None
-    """Model name as the provider knows it (``gpt-4o-mini``); None for a cache hit with no record."""
-    provider: str | None = None
-    """Provider section that answered (``openai``, ``ollama``...)."""
-    deployment: str | None = None
-    """Full deployment name (``openai/gpt-4o-mini``)."""
-    tier: str | None = None
-    """Tier of the deployment that answered (local, small, balanced, strong)."""
-    cache: str | None = None
-    """Cache layer that answered (memory, redis, disk), or None when a model answered."""
-    cost_usd: float = 0.0
-    """USD spent on this classification, summed over every attempt (repairs and fallbacks too)."""
-    latency_ms: float = 0.0
-    """Wall time of the whole classification."""
-    attempts: int = 0
-    """LLM calls made (failed attempts, repairs and fallbacks included; 0 for a cache hit)."""
-    reason: str | None = None
-    """Why this tier/group was chosen first (e.g. ``adaptive: balanced tier``)."""
-    prompt_tokens: int = 0
-    """Input tokens summed over attempts."""
-    completion_tokens: int = 0
-    """Output tokens summed over attempts."""
-    repaired: bool = False
-    """Whether the answer came from a repair round (the first answer was invalid)."""
-    tried: list[str] = Field(default_factory=list)
-    """Deployments that gave an unusable answer or failed before the one that answered."""
-    reserved_cost_usd: float | None = None
-    """Budget reserved for this classification (set by the budget ledger when enabled)."""
+Entities = Annotated[dict[str, Any], AfterValidator(_bounded_entities)]
+"""``entities`` as the models accept them: JSON-like and within the ``MAX_ENTITY_*`` bounds."""
+
+
+__all__ = [
+    "MAX_ENTITY_DEPTH",
+    "MAX_ENTITY_NODES",
+    "MAX_ENTITY_STRING_CHARS",
+    "MAX_RAW_FLOW_CHARS",
+    "MAX_REASONING_CHARS",
+    "MAX_ROUTE_EXTRA_DEPTH",
+    "STREAM_ITEM_ADAPTER",
+    "Attempt",
+    "CacheHitEvent",
+    "FallbackEvent",
+    "IntentClassification",
+    "IntentClassificationStream",
+    "Route",
+    "StreamItem",
+    "TierChosenEvent",
+    "UsageEvent",
+    "check_json_bounds",
+]
 
 
 class IntentClassification(BaseModel):
@@ -65,13 +86,14 @@ class IntentClassification(BaseModel):
     """Always one of the configured flows, or the fallback flow."""
     confidence: float = Field(ge=0.0, le=1.0)
     """The model's confidence, 0..1 (answers below ``confidence_threshold`` become the fallback)."""
-    reasoning: str = ""
+    reasoning: str = Field(default="", max_length=MAX_REASONING_CHARS)
     """Short explanation from the model."""
-    entities: dict[str, Any] = Field(default_factory=dict)
-    """Entities the model extracted (dates, names...), as it returned them."""
+    entities: Entities = Field(default_factory=dict)
+    """Entities the model extracted (dates, names...), as it returned them (within the
+    ``MAX_ENTITY_*`` bounds: the parser prunes deeper or larger values)."""
     route: Route = Field(default_factory=Route)
     """Which model/provider/tier/cache answered, cost, latency and attempts."""
-    raw_flow: str | None = None
+    raw_flow: str | None = Field(default=None, max_length=MAX_RAW_FLOW_CHARS)
     """The flow name as the model wrote it, when it differs from ``flow`` (mapped or replaced)."""
 
 
@@ -89,7 +111,7 @@ class IntentClassificationStream(_Event):
     """Confidence so far (None until the model wrote it)."""
     reasoning_steps: list[str] = Field(default_factory=list)
     """Reasoning received so far, split into sentences."""
-    entities: dict[str, Any] = Field(default_factory=dict)
+    entities: Entities = Field(default_factory=dict)
     """Entities received so far."""
     done: bool = False
     """True on the final item, whose fields are validated."""

@@ -67,28 +67,29 @@ class EvalReport:
     suggested_threshold: float
 
 
-def apply_threshold(predicted: Sequence[str], confidences: Sequence[float], threshold: float,
-                    oos_label: str) -> list[str]:
+def apply_threshold(
+    predicted: Sequence[str], confidences: Sequence[float], threshold: float, oos_label: str
+) -> list[str]:
     """Predicted labels after the cascade's rule: below ``threshold`` -> ``oos_label``."""
     _same_length(predicted, confidences)
-    return [oos_label if c < threshold else p for p, c in zip(predicted, confidences)]
+    return [oos_label if c < threshold else p for p, c in zip(predicted, confidences, strict=False)]
 
 
 def accuracy(gold: Sequence[str], predicted: Sequence[str]) -> float:
     """Share of exact matches (0.0 for empty input)."""
     _same_length(gold, predicted)
-    return sum(g == p for g, p in zip(gold, predicted)) / len(gold) if gold else 0.0
+    return sum(g == p for g, p in zip(gold, predicted, strict=False)) / len(gold) if gold else 0.0
 
 
 def in_scope_accuracy(gold: Sequence[str], predicted: Sequence[str], oos_label: str) -> float:
     """Accuracy over the examples whose gold label is not out-of-scope."""
-    pairs = [(g, p) for g, p in zip(gold, predicted) if g != oos_label]
+    pairs = [(g, p) for g, p in zip(gold, predicted, strict=False) if g != oos_label]
     return sum(g == p for g, p in pairs) / len(pairs) if pairs else 0.0
 
 
 def oos_recall(gold: Sequence[str], predicted: Sequence[str], oos_label: str) -> float | None:
     """Share of out-of-scope examples predicted out-of-scope; None when there are none."""
-    preds = [p for g, p in zip(gold, predicted) if g == oos_label]
+    preds = [p for g, p in zip(gold, predicted, strict=False) if g == oos_label]
     return sum(p == oos_label for p in preds) / len(preds) if preds else None
 
 
@@ -98,7 +99,7 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
     labels = sorted(set(gold))
     if not labels:
         return 0.0
-    tp = Counter(g for g, p in zip(gold, predicted) if g == p)
+    tp = Counter(g for g, p in zip(gold, predicted, strict=False) if g == p)
     n_gold = Counter(gold)
     n_pred = Counter(predicted)
     total = 0.0
@@ -120,7 +121,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def top_confusions(gold: Sequence[str], predicted: Sequence[str], k: int = 10) -> list[tuple[str, str, int]]:
     """The ``k`` most frequent (gold, predicted, count) errors, most frequent first."""
-    counts = Counter((g, p) for g, p in zip(gold, predicted) if g != p)
+    counts = Counter((g, p) for g, p in zip(gold, predicted, strict=False) if g != p)
     return [(g, p, n) for (g, p), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
@@ -130,7 +131,7 @@ def expected_calibration_error(correct: Sequence[bool], confidences: Sequence[fl
     if not correct:
         return 0.0
     buckets: list[list[tuple[bool, float]]] = [[] for _ in range(bins)]
-    for ok, conf in zip(correct, confidences):
+    for ok, conf in zip(correct, confidences, strict=False):
         buckets[min(int(conf * bins), bins - 1)].append((ok, conf))
     total = 0.0
     for bucket in buckets:
@@ -141,25 +142,43 @@ def expected_calibration_error(correct: Sequence[bool], confidences: Sequence[fl
     return total / len(correct)
 
 
-def threshold_sweep(gold: Sequence[str], predicted: Sequence[str], confidences: Sequence[float], *,
-                    oos_label: str, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> list[SweepRow]:
+def threshold_sweep(
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    confidences: Sequence[float],
+    *,
+    oos_label: str,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> list[SweepRow]:
     """Accuracy, in-scope accuracy, out-of-scope recall and escalation rate per threshold."""
     _same_length(gold, predicted)
     rows = []
     for th in thresholds:
         final = apply_threshold(predicted, confidences, th, oos_label)
         escalated = sum(c < th for c in confidences) / len(confidences) if confidences else 0.0
-        accepted = [(g, p) for g, p, c in zip(gold, predicted, confidences) if c >= th]
-        rows.append(SweepRow(threshold=float(th), accuracy=accuracy(gold, final),
-                             in_scope_accuracy=in_scope_accuracy(gold, final, oos_label),
-                             oos_recall=oos_recall(gold, final, oos_label), escalation_rate=escalated,
-                             accepted_accuracy=accuracy(*zip(*accepted)) if accepted else None))
+        accepted = [(g, p) for g, p, c in zip(gold, predicted, confidences, strict=False) if c >= th]
+        rows.append(
+            SweepRow(
+                threshold=float(th),
+                accuracy=accuracy(gold, final),
+                in_scope_accuracy=in_scope_accuracy(gold, final, oos_label),
+                oos_recall=oos_recall(gold, final, oos_label),
+                escalation_rate=escalated,
+                accepted_accuracy=accuracy(*zip(*accepted, strict=False)) if accepted else None,
+            )
+        )
     return rows
 
 
-def suggest_threshold(gold: Sequence[str], predicted: Sequence[str], confidences: Sequence[float], *,
-                      oos_label: str, min_oos_recall: float = 0.90,
-                      thresholds: Sequence[float] | None = None) -> float:
+def suggest_threshold(
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    confidences: Sequence[float],
+    *,
+    oos_label: str,
+    min_oos_recall: float = 0.90,
+    thresholds: Sequence[float] | None = None,
+) -> float:
     """The threshold to configure for this data.
 
     With out-of-scope examples in ``gold``: the threshold with the best in-scope accuracy
@@ -180,9 +199,17 @@ def suggest_threshold(gold: Sequence[str], predicted: Sequence[str], confidences
     return max(rows, key=lambda r: (r.accuracy, -r.threshold)).threshold
 
 
-def evaluate(gold: Sequence[str], predicted: Sequence[str], confidences: Sequence[float], *,
-             oos_label: str, threshold: float | None = None, latencies_ms: Sequence[float] = (),
-             min_oos_recall: float = 0.90, k_confusions: int = 10) -> EvalReport:
+def evaluate(
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    confidences: Sequence[float],
+    *,
+    oos_label: str,
+    threshold: float | None = None,
+    latencies_ms: Sequence[float] = (),
+    min_oos_recall: float = 0.90,
+    k_confusions: int = 10,
+) -> EvalReport:
     """The full report; ``threshold=None`` evaluates at ``suggest_threshold``'s choice."""
     _same_length(gold, predicted)
     _same_length(gold, confidences)
@@ -190,11 +217,15 @@ def evaluate(gold: Sequence[str], predicted: Sequence[str], confidences: Sequenc
     th = suggested if threshold is None else threshold
     final = apply_threshold(predicted, confidences, th, oos_label)
     return EvalReport(
-        n=len(gold), threshold=th, accuracy=accuracy(gold, final),
+        n=len(gold),
+        threshold=th,
+        accuracy=accuracy(gold, final),
         in_scope_accuracy=in_scope_accuracy(gold, final, oos_label),
-        oos_recall=oos_recall(gold, final, oos_label), macro_f1=macro_f1(gold, final),
+        oos_recall=oos_recall(gold, final, oos_label),
+        macro_f1=macro_f1(gold, final),
         escalation_rate=sum(c < th for c in confidences) / len(confidences) if confidences else 0.0,
-        p50_ms=percentile(latencies_ms, 50), p99_ms=percentile(latencies_ms, 99),
+        p50_ms=percentile(latencies_ms, 50),
+        p99_ms=percentile(latencies_ms, 99),
         top_confusions=tuple(top_confusions(gold, final, k_confusions)),
         sweep=tuple(threshold_sweep(gold, predicted, confidences, oos_label=oos_label)),
         suggested_threshold=suggested,

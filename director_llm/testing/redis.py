@@ -18,21 +18,13 @@ import time
 from pathlib import Path
 from typing import Self
 
-from director_llm.errors import DirectorError
+from director_llm.errors import RedisUnavailableError
 
 __all__ = ["RedisServer", "RedisUnavailableError", "ping"]
 
 DEFAULT_HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
-
-
-class RedisUnavailableError(DirectorError):
-    """No ``redis-server`` binary, or it did not come up. ``reason`` says which."""
-
-    def __init__(self, reason: str):
-        super().__init__(f"{reason}. Install redis-server (apt-get install redis-server) or put it on PATH.")
-        self.reason = reason
 
 
 def ping(host: str = DEFAULT_HOST, port: int = 6379, *, timeout: float = 0.5) -> bool:

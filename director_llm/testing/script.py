@@ -334,7 +334,7 @@ def behaviour_from_dict(data: dict[str, Any]) -> Behaviour:
     if "fault" in data:
         name = data["fault"]
         kwargs = {k: v for k, v in data.items() if k != "fault"}
-        factory = {
+        factory: Callable[..., Fault] | None = {  # type: ignore[assignment]
             "status": Fault.status,
             "rate_limited": Fault.rate_limited,
             "context_length_exceeded": Fault.context_length_exceeded,

@@ -9,7 +9,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
-from litellm_probe_common import MSGS, FAKE_KEY, ProbeServer  # noqa: E402
+from litellm_probe_common import FAKE_KEY, MSGS, ProbeServer
 
 
 async def main() -> None:
@@ -68,13 +68,31 @@ async def main() -> None:
     print("hidden keys:", sorted(hp))
     for k in ("model_id", "api_base", "response_cost", "litellm_model_name", "custom_llm_provider", "litellm_call_id"):
         print(f"  hidden[{k}] =", hp.get(k))
-    print("  hidden[additional_headers] keys =", sorted((hp.get("additional_headers") or {}))[:8])
-    print("max_tokens sent upstream:", srv.bodies["ok-a"].get("max_tokens"), "model sent:", srv.bodies["ok-a"].get("model"))
+    print("  hidden[additional_headers] keys =", sorted(hp.get("additional_headers") or {})[:8])
+    print(
+        "max_tokens sent upstream:",
+        srv.bodies["ok-a"].get("max_tokens"),
+        "model sent:",
+        srv.bodies["ok-a"].get("model"),
+    )
     print("auth header seen by server:", srv.headers["ok-a"].get("Authorization", "")[:10] + "...")
     await asyncio.sleep(0.3)
     slo = cap.success[-1]
     print("SLO keys:", sorted(slo))
-    for k in ("model_id", "response_cost", "api_base", "model", "model_group", "custom_llm_provider", "status", "error_str", "response_time", "prompt_tokens", "completion_tokens", "hidden_params"):
+    for k in (
+        "model_id",
+        "response_cost",
+        "api_base",
+        "model",
+        "model_group",
+        "custom_llm_provider",
+        "status",
+        "error_str",
+        "response_time",
+        "prompt_tokens",
+        "completion_tokens",
+        "hidden_params",
+    ):
         v = slo.get(k)
         if k == "hidden_params":
             v = {kk: v.get(kk) for kk in ("model_id", "api_base", "response_cost", "litellm_model_name")}
@@ -88,11 +106,15 @@ async def main() -> None:
     async with httpx.AsyncClient() as client:
         payload = {"model": "mistral-director", "messages": MSGS}
         for _ in range(20):
-            await client.post(srv.base("ok-a") + "/chat/completions", json=payload, headers={"Authorization": "Bearer x"})
+            await client.post(
+                srv.base("ok-a") + "/chat/completions", json=payload, headers={"Authorization": "Bearer x"}
+            )
         t = []
         for _ in range(N):
             t0 = time.perf_counter()
-            resp = await client.post(srv.base("ok-a") + "/chat/completions", json=payload, headers={"Authorization": "Bearer x"})
+            resp = await client.post(
+                srv.base("ok-a") + "/chat/completions", json=payload, headers={"Authorization": "Bearer x"}
+            )
             resp.json()
             t.append(time.perf_counter() - t0)
     for _ in range(20):
@@ -105,11 +127,15 @@ async def main() -> None:
     tl = []
     for _ in range(N):
         t0 = time.perf_counter()
-        await litellm.acompletion(model="openai/mistral-director", api_base=srv.base("ok-a"), api_key=FAKE_KEY, messages=MSGS)
+        await litellm.acompletion(
+            model="openai/mistral-director", api_base=srv.base("ok-a"), api_key=FAKE_KEY, messages=MSGS
+        )
         tl.append(time.perf_counter() - t0)
+
     def fmt(xs):
         xs = sorted(xs)
-        return f"median {statistics.median(xs)*1000:.2f} ms, p95 {xs[int(len(xs)*0.95)]*1000:.2f} ms"
+        return f"median {statistics.median(xs) * 1000:.2f} ms, p95 {xs[int(len(xs) * 0.95)] * 1000:.2f} ms"
+
     print(f"bare httpx: {fmt(t)}")
     print(f"litellm.acompletion: {fmt(tl)}")
     print(f"router.acompletion: {fmt(tr)}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from aiohttp import web  # noqa: E402  (after the env var on purpose)
+from aiohttp import web
 
 FAKE_KEY = "sk-probe-SECRET-abc123"
 
@@ -34,9 +34,7 @@ def _completion(model: str, text: str = "hello from probe") -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
     }
 
@@ -47,7 +45,9 @@ def _chunk(model: str, content: str | None, finish: str | None = None, usage: di
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [] if usage else [{"index": 0, "delta": ({"content": content} if content else {}), "finish_reason": finish}],
+        "choices": []
+        if usage
+        else [{"index": 0, "delta": ({"content": content} if content else {}), "finish_reason": finish}],
     }
     if usage:
         body["usage"] = usage
@@ -74,7 +74,7 @@ class ProbeServer:
     def base(self, scenario: str) -> str:
         return f"{self.url}/{scenario}/v1"
 
-    async def start(self) -> "ProbeServer":
+    async def start(self) -> ProbeServer:
         app = web.Application()
         app.router.add_post("/{scenario}/v1/chat/completions", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -110,7 +110,13 @@ class ProbeServer:
             return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
         if scenario == "e401":
             return web.json_response(
-                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}},
+                {
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
                 status=401,
             )
         if scenario == "ctx400":
@@ -143,7 +149,9 @@ class ProbeServer:
             return await self._stream(request, model, body, n=50, delay=0.05)
         return web.json_response({"error": {"message": f"unknown scenario {scenario}"}}, status=404)
 
-    async def _stream(self, request: web.Request, model: str, body: dict, n: int, delay: float = 0.0) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: str, body: dict, n: int, delay: float = 0.0
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         self.open_streams += 1
@@ -154,7 +162,9 @@ class ProbeServer:
                     await asyncio.sleep(delay)
             await resp.write(_chunk(model, None, finish="stop"))
             if (body.get("stream_options") or {}).get("include_usage"):
-                await resp.write(_chunk(model, None, usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}))
+                await resp.write(
+                    _chunk(model, None, usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
+                )
             await resp.write(b"data: [DONE]\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             self.closed_streams += 1

@@ -8,10 +8,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["LITELLM_LOG"] = "CRITICAL"
 
-from litellm_probe_common import MSGS, ProbeServer, deployment  # noqa: E402
-
-import litellm  # noqa: E402
-from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_probe_common import MSGS, ProbeServer, deployment
 
 
 class Who(CustomLogger):
@@ -35,13 +34,13 @@ async def run(label, bases, **kw):
         try:
             r = await router.acompletion(model="G", messages=MSGS)
             seq.append("ok:" + r._hidden_params["model_id"])
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             seq.append(type(e).__name__)
     await asyncio.sleep(0.2)
     try:
         healthy = await router.select("G", {}, kind="healthy", messages=MSGS)
         healthy_ids = [d["model_info"]["id"] for d in healthy]
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         healthy_ids = f"{type(e).__name__}: {str(e)[-60:]}"
     print(f"{label}: {seq}\n    failed attempts on: {WHO.fails}\n    healthy after: {healthy_ids}")
 

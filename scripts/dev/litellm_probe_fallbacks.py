@@ -8,10 +8,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
-from litellm_probe_common import MSGS, ProbeServer, deployment  # noqa: E402
-
-
-from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_probe_common import MSGS, ProbeServer, deployment
 
 
 class Cap(CustomLogger):
@@ -26,7 +24,16 @@ class Cap(CustomLogger):
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         slo = kwargs.get("standard_logging_object") or {}
         ei = slo.get("error_information") or {}
-        self.events.append(("fail", slo.get("model_group"), slo.get("model_id"), ei.get("error_class"), ei.get("error_code"), type(kwargs.get("exception")).__name__))
+        self.events.append(
+            (
+                "fail",
+                slo.get("model_group"),
+                slo.get("model_id"),
+                ei.get("error_class"),
+                ei.get("error_code"),
+                type(kwargs.get("exception")).__name__,
+            )
+        )
 
 
 CAP = Cap()
@@ -34,7 +41,6 @@ CAP = Cap()
 
 async def run_case(srv, label, a_base, router_kwargs, call_kwargs=None):
     import litellm
-    from litellm.integrations.custom_logger import CustomLogger
 
     cap = CAP
     cap.events.clear()
@@ -51,11 +57,13 @@ async def run_case(srv, label, a_base, router_kwargs, call_kwargs=None):
     try:
         r = await router.acompletion(model="A", messages=MSGS, **(call_kwargs or {}))
         outcome = f"OK from {r._hidden_params.get('model_id')} ({r.choices[0].message.content!r}); headers attempted_retries={r._hidden_params['additional_headers'].get('x-litellm-attempted-retries')} attempted_fallbacks={r._hidden_params['additional_headers'].get('x-litellm-attempted-fallbacks')}"
-    except Exception as e:  # noqa: BLE001
-        outcome = f"RAISED {type(e).__module__}.{type(e).__name__}: {str(e)[:160]!r} status={getattr(e, 'status_code', None)}"
+    except Exception as e:
+        outcome = (
+            f"RAISED {type(e).__module__}.{type(e).__name__}: {str(e)[:160]!r} status={getattr(e, 'status_code', None)}"
+        )
     dt = time.monotonic() - t0
     await asyncio.sleep(0.3)
-    a_times = [round(t - t0, 2) for t in srv.times.get(a_base.rsplit('/', 2)[-2], [])]
+    a_times = [round(t - t0, 2) for t in srv.times.get(a_base.rsplit("/", 2)[-2], [])]
     b_times = [round(t - t0, 2) for t in srv.times.get("ok-b", [])]
     print(f"--- {label}: {dt:.2f}s; A hits at {a_times}; B hits at {b_times}")
     print("    ", outcome)
@@ -66,9 +74,11 @@ async def run_case(srv, label, a_base, router_kwargs, call_kwargs=None):
     try:
         r = await router.acompletion(model="A", messages=MSGS, **(call_kwargs or {}))
         second = f"OK from {r._hidden_params.get('model_id')}"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         second = f"RAISED {type(e).__name__}"
-    print(f"     2nd call: {second}; A hits={sum(v for k, v in srv.hits.items() if k != 'ok-b')} B hits={srv.hits.get('ok-b', 0)}")
+    print(
+        f"     2nd call: {second}; A hits={sum(v for k, v in srv.hits.items() if k != 'ok-b')} B hits={srv.hits.get('ok-b', 0)}"
+    )
 
 
 async def main() -> None:
@@ -79,15 +89,32 @@ async def main() -> None:
     await run_case(srv, "connection refused -> B", "http://127.0.0.1:1/v1", base)
     await run_case(srv, "401 -> B", srv.base("e401"), base)
     await run_case(srv, "400 context length, fallbacks only", srv.base("ctx400"), base)
-    await run_case(srv, "400 context length with context_window_fallbacks", srv.base("ctx400"),
-                   dict(num_retries=2, timeout=5, context_window_fallbacks=[{"A": ["B"]}]))
+    await run_case(
+        srv,
+        "400 context length with context_window_fallbacks",
+        srv.base("ctx400"),
+        dict(num_retries=2, timeout=5, context_window_fallbacks=[{"A": ["B"]}]),
+    )
     await run_case(srv, "429 Retry-After:2 -> B", srv.base("e429"), base)
-    await run_case(srv, "429 Retry-After:2, no fallback group (A only)", srv.base("e429"), dict(num_retries=2, timeout=5),
-                   call_kwargs={"fallbacks": []})
-    await run_case(srv, "500, retry_policy InternalServerErrorRetries=0", srv.base("e500"),
-                   dict(num_retries=2, timeout=5, retry_policy={"InternalServerErrorRetries": 0}))
-    await run_case(srv, "500, allowed_fails=0 cooldown_time=30", srv.base("e500"),
-                   dict(num_retries=2, timeout=5, allowed_fails=0, cooldown_time=30))
+    await run_case(
+        srv,
+        "429 Retry-After:2, no fallback group (A only)",
+        srv.base("e429"),
+        dict(num_retries=2, timeout=5),
+        call_kwargs={"fallbacks": []},
+    )
+    await run_case(
+        srv,
+        "500, retry_policy InternalServerErrorRetries=0",
+        srv.base("e500"),
+        dict(num_retries=2, timeout=5, retry_policy={"InternalServerErrorRetries": 0}),
+    )
+    await run_case(
+        srv,
+        "500, allowed_fails=0 cooldown_time=30",
+        srv.base("e500"),
+        dict(num_retries=2, timeout=5, allowed_fails=0, cooldown_time=30),
+    )
     await srv.stop()
 
 
@@ -104,12 +131,14 @@ async def context_window_only() -> None:
         srv.hits.clear()
         router = litellm.Router(
             model_list=[deployment("A", a), deployment("C", srv.base("ok-c"))],
-            context_window_fallbacks=[{"A": ["C"]}], num_retries=0, timeout=5,
+            context_window_fallbacks=[{"A": ["C"]}],
+            num_retries=0,
+            timeout=5,
         )
         try:
             r = await router.acompletion(model="A", messages=MSGS)
             out = f"OK from {r._hidden_params['model_id']}"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             out = f"RAISED {type(e).__name__}"
         print(f"--- context_window_fallbacks only, A fails with {label}: {out}; hits {dict(srv.hits)}")
     await srv.stop()

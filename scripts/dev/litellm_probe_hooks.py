@@ -9,10 +9,9 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
-from litellm_probe_common import MSGS, ProbeServer, deployment  # noqa: E402
-
-import litellm  # noqa: E402
-from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_probe_common import MSGS, ProbeServer, deployment
 
 
 class Director(CustomLogger):
@@ -22,7 +21,9 @@ class Director(CustomLogger):
         super().__init__()
         self.calls = []
 
-    async def async_filter_deployments(self, model, healthy_deployments, messages, request_kwargs=None, parent_otel_span=None):
+    async def async_filter_deployments(
+        self, model, healthy_deployments, messages, request_kwargs=None, parent_otel_span=None
+    ):
         md = (request_kwargs or {}).get("metadata") or {}
         director = md.get("director") or {}
         ids = [d["model_info"]["id"] for d in healthy_deployments]
@@ -51,11 +52,29 @@ class Director(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         slo = kwargs["standard_logging_object"]
-        self.calls.append(("success", slo["model_group"], slo["model_id"], slo["response_cost"], (slo.get("metadata") or {}).get("requester_metadata"), "litellm_params.metadata.director=", ((kwargs.get("litellm_params") or {}).get("metadata") or {}).get("director")))
+        self.calls.append(
+            (
+                "success",
+                slo["model_group"],
+                slo["model_id"],
+                slo["response_cost"],
+                (slo.get("metadata") or {}).get("requester_metadata"),
+                "litellm_params.metadata.director=",
+                ((kwargs.get("litellm_params") or {}).get("metadata") or {}).get("director"),
+            )
+        )
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         slo = kwargs["standard_logging_object"]
-        self.calls.append(("failure", slo["model_group"], slo["model_id"], slo["error_str"][:60] if slo.get("error_str") else None, slo.get("error_information")))
+        self.calls.append(
+            (
+                "failure",
+                slo["model_group"],
+                slo["model_id"],
+                slo["error_str"][:60] if slo.get("error_str") else None,
+                slo.get("error_information"),
+            )
+        )
 
     async def log_success_fallback_event(self, original_model_group, kwargs, original_exception):
         self.calls.append(("success_fallback", original_model_group, type(original_exception).__name__))
@@ -87,7 +106,7 @@ async def show(label, coro, srv, log):
     try:
         r = await coro
         out = f"OK model_id={r._hidden_params.get('model_id')}"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         out = f"RAISED {type(e).__name__}: {str(e)[:200]!r}"
     await asyncio.sleep(0.2)
     print(f"--- {label} ({time.monotonic() - t0:.2f}s): {out}; server hits {dict(srv.hits)}")
@@ -125,27 +144,77 @@ async def main() -> None:
         fallback_budget_check=budget_check,
         fallback_access_check=access_check,
     )
-    await show("plain call, metadata passed", router.acompletion(model="A", messages=MSGS, metadata={"director": {"flow": "greet"}}), srv, log)
+    await show(
+        "plain call, metadata passed",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"flow": "greet"}}),
+        srv,
+        log,
+    )
     print("     plugin saw:", plugin.seen[-1])
-    await show("filter drops A-ok-a1", router.acompletion(model="A", messages=MSGS, metadata={"director": {"drop": ["A-ok-a1"]}}), srv, log)
+    await show(
+        "filter drops A-ok-a1",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"drop": ["A-ok-a1"]}}),
+        srv,
+        log,
+    )
     # order: does the core take the filter's first?
     picks = Counter()
     for _ in range(20):
         r = await router.acompletion(model="A", messages=MSGS, metadata={"director": {"reverse": True}})
         picks[r._hidden_params["model_id"]] += 1
     print("--- filter returns reversed order, 20 calls, picks:", dict(picks))
-    await show("filter returns [] for A (fallback A->B configured)", router.acompletion(model="A", messages=MSGS, metadata={"director": {"empty": True}}), srv, log)
+    await show(
+        "filter returns [] for A (fallback A->B configured)",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"empty": True}}),
+        srv,
+        log,
+    )
     print("     fallback checks:", checks)
     checks.clear()
-    await show("filter returns [], fallbacks disabled per request", router.acompletion(model="A", messages=MSGS, fallbacks=[], metadata={"director": {"empty": True}}), srv, log)
-    await show("filter returns [] for A only -> fallback B", router.acompletion(model="A", messages=MSGS, metadata={"director": {"empty_groups": ["A"]}}), srv, log)
-    await show("plugin keeps nothing, fallbacks on", router.acompletion(model="A", messages=MSGS, metadata={"director": {"plugin_keep": []}}), srv, log)
-    await show("plugin keeps only openai/m-a2", router.acompletion(model="A", messages=MSGS, metadata={"director": {"plugin_keep": ["openai/m-a2"]}}), srv, log)
-    await show("plugin keeps nothing", router.acompletion(model="A", messages=MSGS, fallbacks=[], metadata={"director": {"plugin_keep": []}}), srv, log)
-    await show("E 500 -> B, budget check allows", router.acompletion(model="E", messages=MSGS, metadata={"director": {}}), srv, log)
+    await show(
+        "filter returns [], fallbacks disabled per request",
+        router.acompletion(model="A", messages=MSGS, fallbacks=[], metadata={"director": {"empty": True}}),
+        srv,
+        log,
+    )
+    await show(
+        "filter returns [] for A only -> fallback B",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"empty_groups": ["A"]}}),
+        srv,
+        log,
+    )
+    await show(
+        "plugin keeps nothing, fallbacks on",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"plugin_keep": []}}),
+        srv,
+        log,
+    )
+    await show(
+        "plugin keeps only openai/m-a2",
+        router.acompletion(model="A", messages=MSGS, metadata={"director": {"plugin_keep": ["openai/m-a2"]}}),
+        srv,
+        log,
+    )
+    await show(
+        "plugin keeps nothing",
+        router.acompletion(model="A", messages=MSGS, fallbacks=[], metadata={"director": {"plugin_keep": []}}),
+        srv,
+        log,
+    )
+    await show(
+        "E 500 -> B, budget check allows",
+        router.acompletion(model="E", messages=MSGS, metadata={"director": {}}),
+        srv,
+        log,
+    )
     print("     fallback checks:", checks)
     checks.clear()
-    await show("E 500 -> B, budget check denies", router.acompletion(model="E", messages=MSGS, metadata={"director": {"deny_budget": True}}), srv, log)
+    await show(
+        "E 500 -> B, budget check denies",
+        router.acompletion(model="E", messages=MSGS, metadata={"director": {"deny_budget": True}}),
+        srv,
+        log,
+    )
     print("     fallback checks:", checks)
 
     # select(): pick without calling
@@ -156,7 +225,14 @@ async def main() -> None:
     print("--- select(pick) x10 with filter dropping A-ok-a2:", dict(sel), "server hits:", dict(srv.hits))
     healthy = await router.select("A", {}, kind="healthy", messages=MSGS)
     print("--- select(healthy):", [d["model_info"]["id"] for d in healthy])
-    print("--- settings():", type(router.settings()).__name__, {k: router.settings().as_dict().get(k) for k in ("num_retries", "timeout", "allowed_fails", "cooldown_time", "routing_strategy", "fallbacks")})
+    print(
+        "--- settings():",
+        type(router.settings()).__name__,
+        {
+            k: router.settings().as_dict().get(k)
+            for k in ("num_retries", "timeout", "allowed_fails", "cooldown_time", "routing_strategy", "fallbacks")
+        },
+    )
     print("--- health():", type(router.health()).__name__, "latency map:", dict(router.health().latency))
     print("--- registry().deployment('B-ok-b'):", router.registry().deployment("B-ok-b").litellm_params.model)
 
@@ -164,11 +240,19 @@ async def main() -> None:
     from litellm.types.router import CustomRoutingStrategyBase
 
     class AlwaysSecond(CustomRoutingStrategyBase):
-        async def async_get_available_deployment(self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None):
-            deps = router.registry().deployments(model_name=model) if False else [d for d in router.registry().all() if d["model_name"] == model]
+        async def async_get_available_deployment(
+            self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+        ):
+            deps = (
+                router.registry().deployments(model_name=model)
+                if False
+                else [d for d in router.registry().all() if d["model_name"] == model]
+            )
             return deps[-1]
 
-        def get_available_deployment(self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None):
+        def get_available_deployment(
+            self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+        ):
             return [d for d in router.registry().all() if d["model_name"] == model][-1]
 
     router2 = litellm.Router(model_list=model_list, num_retries=0)

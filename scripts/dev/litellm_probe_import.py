@@ -20,21 +20,33 @@ def child(code: str, env_extra: dict | None = None) -> str:
 
 
 # 12a. wall time + RSS + module count
-print(child("""
+print(
+    child("""
     import os, time, resource, sys
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     t = time.perf_counter(); import litellm; dt = time.perf_counter() - t
     print(f"import litellm: {dt:.2f}s, maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024:.0f} MiB, modules {len(sys.modules)}")
     t = time.perf_counter(); litellm.Router(model_list=[{"model_name": "x", "litellm_params": {"model": "openai/x", "api_key": "k"}}]); dt = time.perf_counter() - t
     print(f"first Router(...): {dt:.2f}s, maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024:.0f} MiB, modules {len(sys.modules)}")
-"""))
+""")
+)
 
 # 12b. -X importtime total
-r = subprocess.run([PY, "-X", "importtime", "-c", "import litellm"], capture_output=True, text=True,
-                   env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+r = subprocess.run(
+    [PY, "-X", "importtime", "-c", "import litellm"],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+)
 lines = [ln for ln in r.stderr.splitlines() if ln.startswith("import time:") and "|" in ln]
 top = [ln for ln in lines if ln.split("|")[2].rstrip() in (" litellm",)]
-print("-X importtime, cumulative for 'litellm':", top[-1].split("|")[1].strip() if top else "?", "us;", len(lines), "modules")
+print(
+    "-X importtime, cumulative for 'litellm':",
+    top[-1].split("|")[1].strip() if top else "?",
+    "us;",
+    len(lines),
+    "modules",
+)
 
 # 12c. network attempts: record every socket connect / getaddrinfo during import, Router build and helpers
 NET = """
@@ -57,5 +69,8 @@ NET = """
     litellm.get_model_info("ollama_chat/llama3.2:1b")
     print("after token_counter/get_model_info(ollama):", calls)
 """
-print("with LITELLM_LOCAL_MODEL_COST_MAP=True:", child(NET.format(env='os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"')).strip()[:1500])
+print(
+    "with LITELLM_LOCAL_MODEL_COST_MAP=True:",
+    child(NET.format(env='os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"')).strip()[:1500],
+)
 print("WITHOUT the env var:", child(NET.format(env="")).strip()[:1500])

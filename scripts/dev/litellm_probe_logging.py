@@ -15,10 +15,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 if MODE == "quiet":
     os.environ["LITELLM_LOG"] = "CRITICAL"  # read at import by litellm/_logging.py
 
-from litellm_probe_common import FAKE_KEY, MSGS, ProbeServer, deployment  # noqa: E402
-
-import litellm  # noqa: E402
-from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_probe_common import FAKE_KEY, MSGS, ProbeServer, deployment
 
 if MODE == "debug":
     litellm._turn_on_debug()
@@ -49,19 +48,25 @@ async def main() -> None:
     dump = Dump()
     litellm.callbacks.append(dump)
     router = litellm.Router(
-        model_list=[deployment("A", srv.base("ok-a"), input_cost_per_token=1e-6, output_cost_per_token=1e-6),
-                    deployment("X", srv.base("e401"))],
-        num_retries=0, timeout=5,
+        model_list=[
+            deployment("A", srv.base("ok-a"), input_cost_per_token=1e-6, output_cost_per_token=1e-6),
+            deployment("X", srv.base("e401")),
+        ],
+        num_retries=0,
+        timeout=5,
     )
     await router.acompletion(model="A", messages=MSGS)
     err = ""
     try:
         await router.acompletion(model="X", messages=MSGS)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         err = str(e) + repr(e.__dict__ if hasattr(e, "__dict__") else "")
     await asyncio.sleep(0.3)
-    print(f"[{MODE}] key in exception text: {FAKE_KEY in err}; key in standard_logging_object: {any(FAKE_KEY in b for b in dump.blobs)};"
-          f" key in raw failure kwargs: {any(FAKE_KEY in b for b in dump.raw)} (under {dump.raw_keys})", file=sys.__stdout__)
+    print(
+        f"[{MODE}] key in exception text: {FAKE_KEY in err}; key in standard_logging_object: {any(FAKE_KEY in b for b in dump.blobs)};"
+        f" key in raw failure kwargs: {any(FAKE_KEY in b for b in dump.raw)} (under {dump.raw_keys})",
+        file=sys.__stdout__,
+    )
     await srv.stop()
 
 

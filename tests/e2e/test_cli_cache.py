@@ -95,7 +95,11 @@ def test_stats_in_a_real_subprocess(config_file: Path) -> None:
         # The installed console script, as a user runs it (``python -m ...cli.app`` would register
         # the commands on a second copy of the module).
         [str(Path(sys.executable).parent / "director-llm"), "cache", "stats", "-c", str(config_file)],
-        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "redis" in proc.stdout and "disk" in proc.stdout and "cache namespace" in proc.stdout
@@ -112,8 +116,10 @@ def test_classify_no_cache_flag(tmp_path: Path, fake_provider, monkeypatch) -> N
         f'api_key_env = "TEST_OPENAI_KEY"\n[caching]\ndisk_cache_path = "{tmp_path / "disk"}"\n'
     )
     runner = CliRunner()
-    runs = [runner.invoke(app, ["classify", "quero cancelar", "-c", str(path), "--json", *flags])
-            for flags in ([], [], ["--no-cache"])]
+    runs = [
+        runner.invoke(app, ["classify", "quero cancelar", "-c", str(path), "--json", *flags])
+        for flags in ([], [], ["--no-cache"])
+    ]
     assert [r.exit_code for r in runs] == [0, 0, 0], [r.output for r in runs]
     layers = [json.loads(r.stdout)["route"]["cache"] for r in runs]
     assert layers == [None, "disk", None]  # each CLI run is a new Director: the disk layer persists

@@ -34,8 +34,7 @@ api_key_env = "TEST_CLI_KEY"
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TEST_CLI_KEY": "sk-cli-test-key-123456", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     cli = os.path.join(os.path.dirname(sys.executable), "director-llm")
-    return subprocess.run([cli, *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+    return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_chat_once_json_shows_route_and_cost(tmp_path, fake_provider) -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from director_llm.cli.app import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_config import BAD_CONFIGS  # noqa: E402
+from test_config import BAD_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = Path(sys.executable).with_name("director-llm")
@@ -23,8 +23,9 @@ EXE = Path(sys.executable).with_name("director-llm")
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "director_llm.cli.app"]
-    return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
 
 
 def test_default_config_is_valid_and_fast():
@@ -96,16 +97,18 @@ def test_every_bad_config_exits_2_via_cli(tmp_path: Path, text: str, expected: s
 
 
 def test_check_config_does_not_import_litellm():
-    code = ("import sys; from director_llm.cli.app import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['check-config', 'configs/examples/seed.toml']); "
-            "print(r.exit_code, 'litellm' in sys.modules, 'redis' in sys.modules)")
+    code = (
+        "import sys; from director_llm.cli.app import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['check-config', 'configs/examples/seed.toml']); "
+        "print(r.exit_code, 'litellm' in sys.modules, 'redis' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.split()[-3:] == ["0", "False", "False"], proc.stdout + proc.stderr
 
 
 def test_redis_password_never_printed(tmp_path: Path):
     p = tmp_path / "director.toml"
-    p.write_text('[caching]\nredis_url = "redis://user:s3cret-redis-pass@localhost:6379/0"\n')
+    p.write_text('[providers.local]\n[caching]\nredis_url = "redis://user:s3cret-redis-pass@localhost:6379/0"\n')
     result = CliRunner().invoke(app, ["check-config", str(p), "--json"])
     assert result.exit_code == 0, result.output
     assert "s3cret-redis-pass" not in result.output

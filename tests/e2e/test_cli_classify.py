@@ -33,21 +33,27 @@ def oracle(request) -> Reply:
     data = re.search(r"<user_message>\n(.*)\n</user_message>", text, re.DOTALL)
     text = data.group(1) if data else text
     flow = "greeting" if text.lower().startswith(("oi", "hello")) else "create_task"
-    return Reply(json={"flow": flow, "confidence": 0.88, "reasoning": f"saw {text[:20]}", "entities": {}},
-                 usage=(100, 20), token_delay=0.005)
+    return Reply(
+        json={"flow": flow, "confidence": 0.88, "reasoning": f"saw {text[:20]}", "entities": {}},
+        usage=(100, 20),
+        token_delay=0.005,
+    )
 
 
 @pytest.fixture
 def config_file(tmp_path: Path, fake_provider) -> Path:
     path = tmp_path / "director.toml"
-    path.write_text(f"""[llm]
+    path.write_text(
+        f"""[llm]
 num_retries = 0
 [providers.openai]
 models = ["gpt-4o-mini"]
 base_url = "{fake_provider.base_url}/v1"
 api_key_env = "{KEY_ENV}"
 [intents]
-{FLOWS}""", encoding="utf-8")
+{FLOWS}""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -65,8 +71,7 @@ def invoke(*args: str, monkeypatch) -> Any:
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, KEY_ENV: KEY_VALUE, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120"}
     cmd = [sys.executable, "-c", "from director_llm.cli.app import main; main()", "classify", *args]
-    return subprocess.run(cmd, check=False, capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def test_json_and_pretty(config_file, fake_provider):
@@ -129,9 +134,19 @@ def test_batch_keeps_order_and_records_failures(config_file, fake_provider, tmp_
     rows.insert(7, "{not json")  # unreadable line 8
     inputs.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    res = invoke("--file", str(inputs), "--concurrency", "3", "--output", str(out), "--config", str(config_file),
-                 monkeypatch=monkeypatch)
-    assert res.exit_code == 0, res.output
+    res = invoke(
+        "--file",
+        str(inputs),
+        "--concurrency",
+        "3",
+        "--output",
+        str(out),
+        "--config",
+        str(config_file),
+        monkeypatch=monkeypatch,
+    )
+    assert res.exit_code == 1, res.output  # some lines failed: not a success, and it says which
+    assert "failed (InputError): lines 5, 8" in res.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["line"] for r in records] == list(range(1, 13))
     assert records[4]["error"]["type"] == "InputError" and records[7]["error"]["type"] == "InputError"

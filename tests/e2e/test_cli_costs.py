@@ -22,7 +22,8 @@ KEY_ENV = "TEST_OPENAI_KEY"
 
 
 def write_config(path: Path, base: str, redis_url: str) -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         budget_per_hour = 0.5
@@ -35,12 +36,14 @@ def write_config(path: Path, base: str, redis_url: str) -> Path:
         tier = "strong"
         input_price_per_million = 2.5
         output_price_per_million = 10
-    """))
+    """)
+    )
     return path
 
 
-def test_costs_shows_spend_booked_by_another_director(fake_provider, redis_url: str, redis_prefix: str,
-                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_costs_shows_spend_booked_by_another_director(
+    fake_provider, redis_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-costs-0123456789")
     fake_provider.set_default(Reply(text="fine", usage=(1000, 200)))
     cfg = write_config(tmp_path / "director.toml", fake_provider.base_url, redis_url)
@@ -53,8 +56,9 @@ def test_costs_shows_spend_booked_by_another_director(fake_provider, redis_url: 
     asyncio.run(spend())
     expected = 3 * (1000 * 2.5e-6 + 200 * 10e-6)
 
-    result = CliRunner().invoke(app, ["costs", "--config", str(cfg), "--json", "--by", "model",
-                                      "--state-prefix", redis_prefix])
+    result = CliRunner().invoke(
+        app, ["costs", "--config", str(cfg), "--json", "--by", "model", "--state-prefix", redis_prefix]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["shared"] is True
@@ -64,9 +68,13 @@ def test_costs_shows_spend_booked_by_another_director(fake_provider, redis_url: 
     assert report["usage"]["openai:gpt-4o"]["prompt_tokens"] == 3000
 
     # The installed command, as a user runs it (a separate process).
-    proc = subprocess.run([sys.executable, "-m", "director_llm.cli.app", "costs", "--config", str(cfg), "--json",
-                           "--by", "provider"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "DIRECTOR_STATE_PREFIX": redis_prefix})
+    proc = subprocess.run(
+        [sys.executable, "-m", "director_llm.cli.app", "costs", "--config", str(cfg), "--json", "--by", "provider"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DIRECTOR_STATE_PREFIX": redis_prefix},
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["usage"]["openai"]["cost_usd"] == pytest.approx(expected)
@@ -78,6 +86,9 @@ def test_costs_shows_spend_booked_by_another_director(fake_provider, redis_url: 
 
 def test_costs_rejects_unknown_grouping(tmp_path: Path) -> None:
     cfg = tmp_path / "director.toml"
-    cfg.write_text("[llm]\nbudget_per_hour = 1.0\n")
+    cfg.write_text("[providers.local]\n[llm]\nbudget_per_hour = 1.0\n")
     result = CliRunner().invoke(app, ["costs", "--config", str(cfg), "--by", "region"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "--by must be provider, model or hour" in result.stderr
+    as_json = CliRunner().invoke(app, ["costs", "--config", str(cfg), "--by", "region", "--json"])
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["type"] == "InputError"

@@ -16,8 +16,7 @@ class _Err(Exception):
 
 
 def _make(redis_url: str, prefix: str, **kw) -> CircuitBreaker:
-    return CircuitBreaker(redis_url=redis_url, prefix=prefix, failure_threshold=2,
-                          refresh_interval=0.05, **kw)
+    return CircuitBreaker(redis_url=redis_url, prefix=prefix, failure_threshold=2, refresh_interval=0.05, **kw)
 
 
 async def test_other_process_sees_open_breaker(redis_url: str, redis_prefix: str) -> None:

@@ -48,8 +48,9 @@ async def make_ledger(redis_url: str, redis_prefix: str) -> AsyncIterator[Ledger
     made: list[RedisLedger] = []
 
     def make(clock: Clock | None = None, *, ttl: float = 300.0, **limits: object) -> RedisLedger:
-        led = RedisLedger(redis_url, prefix=redis_prefix, limits=BudgetLimits(**limits),
-                          clock=clock or Clock(), reservation_ttl_s=ttl)
+        led = RedisLedger(
+            redis_url, prefix=redis_prefix, limits=BudgetLimits(**limits), clock=clock or Clock(), reservation_ttl_s=ttl
+        )
         made.append(led)
         return led
 
@@ -68,7 +69,12 @@ async def test_reserve_settle_release_arithmetic(make_ledger: LedgerFactory) -> 
         await led.reserve(amount_usd=0.01, provider="openai", model="gpt-4o")
     err = info.value
     assert (err.window, err.limit_usd, err.spent_usd, err.reserved_usd, err.requested_usd) == (
-        "provider:openai:hour", 0.5, 0.25, 0.25, 0.01)
+        "provider:openai:hour",
+        0.5,
+        0.25,
+        0.25,
+        0.01,
+    )
     assert err.resets_at == datetime(2026, 11, 25, 21, tzinfo=UTC)
     await led.release(failed)
     assert await led.remaining() == pytest.approx({"hour": 0.75, "provider:openai:hour": 0.25})
@@ -89,12 +95,21 @@ async def test_zero_amount_needs_no_budget(make_ledger: LedgerFactory) -> None:
 async def test_same_operations_give_the_same_report_as_memory(make_ledger: LedgerFactory) -> None:
     """Replays one script of operations on both stores: every observable must agree."""
     limits = {"per_hour": 1.0, "per_day": 2.5, "per_provider": {"openai": (0.6, 1.0)}}
-    mem_clock, red_clock = Clock(datetime(2026, 11, 25, 22, 50, tzinfo=UTC)), Clock(
-        datetime(2026, 11, 25, 22, 50, tzinfo=UTC))
+    mem_clock, red_clock = (
+        Clock(datetime(2026, 11, 25, 22, 50, tzinfo=UTC)),
+        Clock(datetime(2026, 11, 25, 22, 50, tzinfo=UTC)),
+    )
     mem = MemoryLedger(limits=BudgetLimits(**limits), clock=mem_clock, reservation_ttl_s=120)
     red = make_ledger(red_clock, ttl=120, **limits)
-    plan = [("openai", 0.3, 0.2), ("gemini", 0.5, 0.45), ("openai", 0.5, None), ("openai", 0.3, 0.35),
-            ("gemini", 0.4, "hold"), ("openai", 0.2, 0.2), ("gemini", 0.3, 0.1)]
+    plan = [
+        ("openai", 0.3, 0.2),
+        ("gemini", 0.5, 0.45),
+        ("openai", 0.5, None),
+        ("openai", 0.3, 0.35),
+        ("gemini", 0.4, "hold"),
+        ("openai", 0.2, 0.2),
+        ("gemini", 0.3, 0.1),
+    ]
     for step, (provider, amount, actual) in enumerate(plan * 3):
         outcomes = []
         for led, clock in ((mem, mem_clock), (red, red_clock)):
@@ -141,8 +156,9 @@ async def test_expired_reservation_is_reclaimed(make_ledger: LedgerFactory) -> N
     await led.reserve(amount_usd=1.0, provider="p", model="m")
 
 
-async def test_keys_start_with_the_prefix_and_expire(make_ledger: LedgerFactory, redis_url: str,
-                                                     redis_prefix: str) -> None:
+async def test_keys_start_with_the_prefix_and_expire(
+    make_ledger: LedgerFactory, redis_url: str, redis_prefix: str
+) -> None:
     led = make_ledger(Clock(datetime.now(UTC)), per_hour=5.0, per_provider={"openai": (1.0, 3.0)})
     res = await led.reserve(amount_usd=0.5, provider="openai", model="m")
     await led.settle(res, actual_usd=0.5, prompt_tokens=1, completion_tokens=1)
@@ -209,8 +225,14 @@ asyncio.run(main())
 
 def _spawn(args: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", WORKER, *map(str, args)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _start_together(procs: list[subprocess.Popen[str]]) -> None:
@@ -222,10 +244,13 @@ def _start_together(procs: list[subprocess.Popen[str]]) -> None:
         p.stdin.flush()  # type: ignore[union-attr]
 
 
-def _run_workers(redis_url: str, prefix: str, mode: str, *, per_hour: float, amount: float,
-                 workers: int = 4, per_worker: int = 50) -> list[dict[str, int]]:
-    procs = [_spawn([redis_url, prefix, mode, per_worker, amount, per_hour, T0.isoformat(), 300, seed])
-             for seed in range(workers)]
+def _run_workers(
+    redis_url: str, prefix: str, mode: str, *, per_hour: float, amount: float, workers: int = 4, per_worker: int = 50
+) -> list[dict[str, int]]:
+    procs = [
+        _spawn([redis_url, prefix, mode, per_worker, amount, per_hour, T0.isoformat(), 300, seed])
+        for seed in range(workers)
+    ]
     try:
         _start_together(procs)
         outs = [p.communicate(timeout=60) for p in procs]
@@ -234,13 +259,12 @@ def _run_workers(redis_url: str, prefix: str, mode: str, *, per_hour: float, amo
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0, err
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
-async def test_four_processes_never_overspend(make_ledger: LedgerFactory, redis_url: str,
-                                              redis_prefix: str) -> None:
+async def test_four_processes_never_overspend(make_ledger: LedgerFactory, redis_url: str, redis_prefix: str) -> None:
     # 80 concurrent reservations of 0.20 against 10.00: exactly 50 can be afforded. No process
     # asks for more than 20, so at least three must win some: the race is between processes
     # whatever the scheduler does (with 50 each, one fast process could take them all).
@@ -256,8 +280,9 @@ async def test_four_processes_never_overspend(make_ledger: LedgerFactory, redis_
     assert report.usage["p"].requests == granted and report.usage["p"].prompt_tokens == 10 * granted
 
 
-async def test_four_processes_with_releases_and_cheaper_calls(make_ledger: LedgerFactory,
-                                                              redis_url: str, redis_prefix: str) -> None:
+async def test_four_processes_with_releases_and_cheaper_calls(
+    make_ledger: LedgerFactory, redis_url: str, redis_prefix: str
+) -> None:
     reports = _run_workers(redis_url, redis_prefix, "partial", per_hour=10.0, amount=0.2)
     settled = sum(r["settled"] for r in reports)
     reported = sum(r["spent_micros"] for r in reports) / 1e6
@@ -268,8 +293,9 @@ async def test_four_processes_with_releases_and_cheaper_calls(make_ledger: Ledge
     assert settled + sum(r["released"] for r in reports) >= 50
 
 
-async def test_killed_holder_frees_budget_after_ttl(make_ledger: LedgerFactory, redis_url: str,
-                                                    redis_prefix: str) -> None:
+async def test_killed_holder_frees_budget_after_ttl(
+    make_ledger: LedgerFactory, redis_url: str, redis_prefix: str
+) -> None:
     holder = _spawn([redis_url, redis_prefix, "hold", 3, 3.0, 10.0, T0.isoformat(), 5, 0])
     try:
         _start_together([holder])
@@ -313,8 +339,7 @@ async def test_client_without_decoding_is_accepted(redis_url: str, redis_prefix:
 
     client = aioredis.Redis.from_url(redis_url)  # bytes replies
     try:
-        led = RedisLedger(client=client, prefix=redis_prefix, limits=BudgetLimits(per_hour=1.0),
-                          clock=Clock())
+        led = RedisLedger(client=client, prefix=redis_prefix, limits=BudgetLimits(per_hour=1.0), clock=Clock())
         res = await led.reserve(amount_usd=0.5, provider="p", model="m")
         await led.settle(res, actual_usd=0.4, prompt_tokens=3, completion_tokens=1)
         report = await led.snapshot(by="provider")

@@ -22,6 +22,7 @@ from director_llm.budget import BudgetExceededError
 from director_llm.budget_hooks import BudgetStoreDownError
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
+from director_llm.route import Route
 from director_llm.testing import Fault, Reply
 
 KEY_ENV = "TEST_OPENAI_KEY"
@@ -33,8 +34,15 @@ MINI_COST = USAGE[0] * MINI[0] + USAGE[1] * MINI[1]
 ASK = [{"role": "user", "content": "Explain step by step why TCP and UDP differ, and compare them?"}]
 
 
-def config_text(base: str, *, per_hour: float | None, mini: bool = False, ollama: bool = True,
-                redis: str | None = None, max_tokens: int = 100) -> str:
+def config_text(
+    base: str,
+    *,
+    per_hour: float | None,
+    mini: bool = False,
+    ollama: bool = True,
+    redis: str | None = None,
+    max_tokens: int = 100,
+) -> str:
     text = f"""
         [llm]
         num_retries = 0
@@ -79,8 +87,8 @@ def provider(fake_provider):  # type: ignore[no-untyped-def]
     return fake_provider
 
 
-def route(response) -> dict:  # type: ignore[no-untyped-def]
-    return response._hidden_params["director_route"]
+def route(response) -> Route:  # type: ignore[no-untyped-def]
+    return Director.route_of(response)
 
 
 async def test_strongest_until_budget_then_moves_down_and_ledger_matches_usage(provider) -> None:
@@ -96,7 +104,7 @@ async def test_strongest_until_budget_then_moves_down_and_ledger_matches_usage(p
         await d.budget.drain()
         report = await d.spend(by="model")
     assert tiers[0] == "strong" and "balanced" in tiers
-    assert tiers.index("balanced") > 5 and "strong" not in tiers[tiers.index("balanced"):]
+    assert tiers.index("balanced") > 5 and "strong" not in tiers[tiers.index("balanced") :]
     seen_strong = len(provider.requests_for("gpt-4o"))
     seen_mini = len(provider.requests_for("gpt-4o-mini"))
     expected = seen_strong * STRONG_COST + seen_mini * MINI_COST
@@ -128,9 +136,11 @@ async def test_nothing_affordable_raises_budget_exceeded_with_details(provider) 
         assert err.spent_usd == pytest.approx(STRONG_COST)
         assert err.resets_at is not None and err.resets_at.minute == 0
         assert "resets at" in str(err)
-        # Calls made straight through the Router obey the same budget.
+        # A pinned deployment and a stream obey the same budget (the one request path).
         with pytest.raises(BudgetExceededError):
-            await d.router.acompletion(model="strong", messages=ASK)
+            await d.acompletion(ASK, model="openai/gpt-4o")
+        with pytest.raises(BudgetExceededError):
+            await d.stream_response(ASK).text()
     assert len(provider.requests_for("gpt-4o")) == 1
 
 
@@ -148,7 +158,7 @@ async def test_failed_attempt_is_released_and_fallback_settled(provider) -> None
     cfg = parse_config_text(config_text(provider.base_url, per_hour=1.0, mini=True, ollama=False))
     async with Director(cfg) as d:
         r = await d.acompletion(ASK)
-        assert route(r)["tier"] == "balanced" and route(r)["attempts"] == 2
+        assert route(r)["tier"] == "balanced" and route(r)["calls"] == 2
         await d.budget.drain()
         report = await d.spend()
         assert d.budget.open_holds == 0
@@ -173,7 +183,9 @@ async def test_hour_rollover_with_injected_clock(provider) -> None:
     assert second == "strong"
     assert report.windows["hour"].period == "2026-03-01T11"
     assert report.windows["hour"].spent_usd == pytest.approx(STRONG_COST)
-    assert report.usage["2026-03-01T10"].requests == first.count("strong")
+    # Every call is in the usage report, the free tier's too (at $0).
+    assert report.usage["2026-03-01T10"].requests == len(first)
+    assert report.usage["2026-03-01T10"].cost_usd == pytest.approx(first.count("strong") * STRONG_COST)
 
 
 async def test_redis_outage_serves_only_zero_cost_tiers(provider) -> None:
@@ -218,12 +230,22 @@ async def test_four_processes_share_one_budget(provider, redis_url: str, redis_p
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, KEY_ENV: os.environ[KEY_ENV], "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(cfg_path), redis_prefix, "50",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(4)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            str(cfg_path),
+            redis_prefix,
+            "50",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(4)
+    ]
     outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), timeout=120)
     results: list[str] = []
-    for p, (out, err) in zip(procs, outputs):
+    for p, (out, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err.decode()[-2000:]
         results += json.loads(out.decode().strip().splitlines()[-1])
     assert len(results) == 200

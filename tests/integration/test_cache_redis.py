@@ -47,10 +47,17 @@ async def raw_redis(redis_url: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
-def cache(namespace: str, *, memory: int | None = None, redis_url: str | None = None,
-          disk: Path | None = None, **kw: Any) -> TieredCache:
-    return TieredCache(memory_bytes=memory, redis_url=redis_url, disk_path=disk,
-                       ttl_seconds=kw.pop("ttl_seconds", 60), namespace=namespace, **kw)
+def cache(
+    namespace: str, *, memory: int | None = None, redis_url: str | None = None, disk: Path | None = None, **kw: Any
+) -> TieredCache:
+    return TieredCache(
+        memory_bytes=memory,
+        redis_url=redis_url,
+        disk_path=disk,
+        ttl_seconds=kw.pop("ttl_seconds", 60),
+        namespace=namespace,
+        **kw,
+    )
 
 
 async def test_redis_hit_is_promoted_to_memory(redis_url: str, namespace: str) -> None:
@@ -147,8 +154,13 @@ asyncio.run(main())
 
 async def test_two_processes_share_the_redis_layer(redis_url: str, namespace: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, redis_url, namespace,
-        cwd=Path(__file__).resolve().parents[2], stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        CHILD,
+        redis_url,
+        namespace,
+        cwd=Path(__file__).resolve().parents[2],
+        stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, stderr.decode()

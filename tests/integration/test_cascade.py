@@ -109,30 +109,18 @@ async def test_quality_strategy_skips_the_local_shortcut(fake_provider: FakeProv
     assert cost_first.route.tier == "local" and len(fake_provider.requests) == 1
 
 
-async def test_custom_llm_through_the_router(fake_provider: FakeProviderServer, local_cache: Path) -> None:
-    async with config(fake_provider.base_url, local_cache) as d:
-        response = await d.router.acompletion(model="local/intent", messages=[{"role": "user", "content": CONFIDENT}])
-        answer = json.loads(response.choices[0].message.content)
-        stream = await d.router.acompletion(model="local/intent", stream=True,
-                                            messages=[{"role": "user", "content": CONFIDENT}])
-        streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-    assert answer["flow"] == "create_task" and 0 < answer["confidence"] <= 1
-    assert json.loads(streamed)["flow"] == "create_task"
-    assert response._hidden_params.get("response_cost") in (0, 0.0, None)
-    assert fake_provider.requests == []
-
-
 async def test_local_deployment_in_a_fallback_chain(fake_provider: FakeProviderServer, local_cache: Path) -> None:
     fake_provider.script(MODEL, Fault.status(503), repeat=True)
     extra = f'[llm.fallbacks]\n"openai/{MODEL}" = ["local/intent"]\nbalanced = ["local/intent"]\n'
     async with config(fake_provider.base_url, local_cache, escalate_below=0.999, extra=extra) as d:
-        d.classifier.on_llm_error.clear()  # prove the Router's chain answers, not the cascade's rescue
         result = await d.classify_intent(CONFIDENT)
         # A chat must never be answered by the classifier through that chain.
         with pytest.raises(ProviderError):
             await d.acompletion([{"role": "user", "content": "write me a poem"}], model=f"openai/{MODEL}")
     assert result.flow == "create_task"
     assert result.route.tier == "local" and result.route.deployment == "local/intent"
+    assert result.route.reason.startswith("local last resort")
+    assert [a.outcome for a in result.route.attempts] == ["escalated", "ServiceUnavailableError", "ok"]
 
 
 async def test_second_start_loads_the_model_from_disk(tmp_path: Path, local_cache: Path) -> None:

@@ -30,7 +30,7 @@ from director_llm.testing import Fault, Reply
 
 MESSY = {
     "fenced": '```json\n{"flow": "create_task", "confidence": 0.92, "reasoning": "asks for a task", '
-              '"entities": {"when": "amanhã"}}\n```',
+    '"entities": {"when": "amanhã"}}\n```',
     "prose": 'Claro! Aqui está:\n{"flow": "create_task", "confidence": 0.92, "reasoning": "x", "entities": {}}\nAbraço.',
     "trailing_comma": '{"flow": "create_task", "confidence": 0.92, "reasoning": "x", "entities": {},}',
     "truncated": '{"flow": "create_task", "confidence": 0.92, "reasoning": "the user wants a rem',
@@ -53,7 +53,7 @@ async def test_messy_replies_every_protocol(fake_provider, protocol):
             result = await director.classify_intent("cria uma tarefa para amanhã às 9h")
             assert result.flow == "create_task", shape
             assert result.confidence == pytest.approx(0.92), shape
-            assert result.route.provider == protocol and result.route.attempts == 1
+            assert result.route.provider == protocol and result.route.calls == 1
             assert result.route.cost_usd > 0 and result.route.prompt_tokens > 0
     assert len(fake_provider.requests) == len(MESSY)
     # The Portuguese text reached the provider intact, inside the data block.
@@ -62,13 +62,17 @@ async def test_messy_replies_every_protocol(fake_provider, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_repair_round_feeds_the_error_back(fake_provider, protocol):
-    fake_provider.script(MODEL[protocol], [Reply(text="Sorry, I cannot help with that.", usage=(100, 10)),
-                                           Reply(json={"flow": "greeting", "confidence": 0.9, "reasoning": "hi",
-                                                       "entities": {}}, usage=(150, 20))])
+    fake_provider.script(
+        MODEL[protocol],
+        [
+            Reply(text="Sorry, I cannot help with that.", usage=(100, 10)),
+            Reply(json={"flow": "greeting", "confidence": 0.9, "reasoning": "hi", "entities": {}}, usage=(150, 20)),
+        ],
+    )
     async with Director(config_for(provider_section(protocol, fake_provider.base_url))) as director:
         result = await director.classify_intent("oi, bom dia")
     assert result.flow == "greeting" and result.route.repaired
-    assert result.route.attempts == 2
+    assert result.route.calls == 2
     assert (result.route.prompt_tokens, result.route.completion_tokens) == (250, 30)
     assert result.route.cost_usd == pytest.approx((250 * 1.0 + 30 * 2.0) / 1e6)
     assert len(fake_provider.requests) == 2
@@ -79,22 +83,30 @@ async def test_repair_round_feeds_the_error_back(fake_provider, protocol):
 async def test_garbage_falls_back_to_next_deployment(fake_provider):
     base = fake_provider.base_url
     fake_provider.script("cheap-model", Reply(text="lol no json"), then=Reply(text="still no json"))
-    fake_provider.script(MODEL["ollama"], Reply(json={"flow": "cancel", "confidence": 0.8, "reasoning": "r",
-                                                      "entities": {}}), repeat=True)
-    cfg = config_for(provider_section("openai", base, models=["cheap-model"], tier="small"),
-                     provider_section("ollama", base, tier="balanced"))
+    fake_provider.script(
+        MODEL["ollama"],
+        Reply(json={"flow": "cancel", "confidence": 0.8, "reasoning": "r", "entities": {}}),
+        repeat=True,
+    )
+    cfg = config_for(
+        provider_section("openai", base, models=["cheap-model"], tier="small"),
+        provider_section("ollama", base, tier="balanced"),
+    )
     async with Director(cfg) as director:
         result = await director.classify_intent("cancela a reunião de amanhã", strategy="cost")
         events = [item async for item in director.stream_intent("cancela a reunião", strategy="cost")]
     assert result.flow == "cancel"
     assert result.route.deployment == "ollama/llama3.2:1b" and result.route.tried == ["openai/cheap-model"]
-    assert result.route.attempts == 3 and result.route.reason.startswith("cost:")
+    assert result.route.calls == 3 and result.route.reason.startswith("cost:")
     assert [r.model for r in fake_provider.requests[:3]] == ["cheap-model", "cheap-model", "llama3.2:1b"]
     kinds = [e.type for e in events]
     assert kinds[0] == "tier_chosen" and kinds[-2:] == ["usage", "partial"]
     fallback = next(e for e in events if isinstance(e, FallbackEvent))
-    assert (fallback.from_deployment, fallback.to, fallback.error_class) == \
-        ("openai/cheap-model", "balanced", "InvalidAnswer")
+    assert (fallback.from_deployment, fallback.to, fallback.error_class) == (
+        "openai/cheap-model",
+        "ollama/llama3.2:1b",
+        "InvalidAnswer",
+    )
     assert events[-1].done and events[-1].result.flow == "cancel"
 
 
@@ -114,8 +126,10 @@ async def test_everything_invalid_raises_classification_error(fake_provider):
 
 async def test_provider_failure_names_each_deployment(fake_provider):
     fake_provider.set_default(Fault.status(503, "upstream overloaded"))
-    cfg = config_for(provider_section("openai", fake_provider.base_url, tier="small"),
-                     provider_section("ollama", fake_provider.base_url, tier="balanced"))
+    cfg = config_for(
+        provider_section("openai", fake_provider.base_url, tier="small"),
+        provider_section("ollama", fake_provider.base_url, tier="balanced"),
+    )
     async with Director(cfg) as director:
         with pytest.raises(ProviderError) as info:
             await director.classify_intent("oi", strategy="cost")
@@ -127,17 +141,20 @@ async def test_provider_failure_names_each_deployment(fake_provider):
 
 async def test_provider_error_then_fallback_is_streamed_as_event(fake_provider):
     fake_provider.script(MODEL["openai"], Fault.status(500, "boom"))
-    fake_provider.script(MODEL["ollama"], Reply(json={"flow": "greeting", "confidence": 0.95, "reasoning": "hi",
-                                                      "entities": {}}))
-    cfg = config_for(provider_section("openai", fake_provider.base_url, tier="small"),
-                     provider_section("ollama", fake_provider.base_url, tier="balanced"))
+    fake_provider.script(
+        MODEL["ollama"], Reply(json={"flow": "greeting", "confidence": 0.95, "reasoning": "hi", "entities": {}})
+    )
+    cfg = config_for(
+        provider_section("openai", fake_provider.base_url, tier="small"),
+        provider_section("ollama", fake_provider.base_url, tier="balanced"),
+    )
     async with Director(cfg) as director:
         items = [i async for i in director.stream_intent("oi", strategy="cost")]
     fallbacks = [i for i in items if isinstance(i, FallbackEvent)]
     assert fallbacks and fallbacks[0].from_deployment == "openai/gpt-4o-mini"
     assert fallbacks[0].to == "ollama/llama3.2:1b" and fallbacks[0].error_class != "InvalidAnswer"
     final = items[-1]
-    assert final.done and final.result.flow == "greeting" and final.result.route.attempts >= 2
+    assert final.done and final.result.flow == "greeting" and final.result.route.calls >= 2
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -164,10 +181,13 @@ async def test_stream_flow_known_before_the_end(fake_provider, protocol):
 
 
 async def test_confidence_threshold_and_history(fake_provider):
-    fake_provider.script(MODEL["openai"], [
-        Reply(json={"flow": "greeting", "confidence": 0.3, "reasoning": "unsure", "entities": {}}),
-        Reply(json={"flow": "cancel", "confidence": 0.9, "reasoning": "r", "entities": {}}),
-    ])
+    fake_provider.script(
+        MODEL["openai"],
+        [
+            Reply(json={"flow": "greeting", "confidence": 0.3, "reasoning": "unsure", "entities": {}}),
+            Reply(json={"flow": "cancel", "confidence": 0.9, "reasoning": "r", "entities": {}}),
+        ],
+    )
     async with Director(config_for(provider_section("openai", fake_provider.base_url))) as director:
         low = await director.classify_intent("hmm")
         history = [{"role": "user", "content": "marca uma reunião"}, {"role": "assistant", "content": "feito"}]
@@ -200,6 +220,6 @@ async def test_concurrent_classifications_keep_their_own_accounting(fake_provide
     async with Director(config_for(provider_section("openai", fake_provider.base_url))) as director:
         texts = [f"oi {i}" if i % 2 else f"cancela {i}" for i in range(12)]
         results = await asyncio.gather(*(director.classify_intent(t) for t in texts))
-    for text, result in zip(texts, results):
+    for text, result in zip(texts, results, strict=False):
         assert result.flow == ("greeting" if text.startswith("oi") else "cancel")
-        assert result.reasoning == text and result.route.attempts == 1
+        assert result.reasoning == text and result.route.calls == 1

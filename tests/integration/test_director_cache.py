@@ -34,8 +34,17 @@ MODEL = "openai/gpt-4o-mini"
 HI = [{"role": "user", "content": "hi"}]
 
 
-def config_text(base: str, *, token: str, redis_url: str | None = None, disk: Path | None = None,
-                memory_mb: float | None = 4, ttl: float = 60, extra: str = "", llm: str = "") -> str:
+def config_text(
+    base: str,
+    *,
+    token: str,
+    redis_url: str | None = None,
+    disk: Path | None = None,
+    memory_mb: float | None = 4,
+    ttl: float = 60,
+    extra: str = "",
+    llm: str = "",
+) -> str:
     caching = [f"ttl_seconds = {ttl}"]
     if memory_mb:
         caching.append(f"memory_size_mb = {memory_mb}")
@@ -43,7 +52,8 @@ def config_text(base: str, *, token: str, redis_url: str | None = None, disk: Pa
         caching.append(f'redis_url = "{redis_url}"')
     if disk:
         caching.append(f'disk_cache_path = "{disk}"')
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         attempt_timeout_seconds = 5
@@ -54,7 +64,12 @@ def config_text(base: str, *, token: str, redis_url: str | None = None, disk: Pa
         api_key_env = "{KEY_ENV}"
         [intents]
         system_prompt = "test {token}"
-        """) + "[caching]\n" + "\n".join(caching) + "\n" + extra
+        """)
+        + "[caching]\n"
+        + "\n".join(caching)
+        + "\n"
+        + extra
+    )
 
 
 @pytest.fixture
@@ -102,7 +117,10 @@ async def test_deterministic_chat_is_served_by_each_layer_and_promoted(make, fak
     await reader.aclose()
     # Without Redis: disk answers, and the hit is promoted to memory.
     disk_only = make(disk=tmp_path / "d")
-    assert [layer_of(await disk_only.acompletion(HI, model=MODEL, temperature=0)) for _ in range(2)] == ["disk", "memory"]
+    assert [layer_of(await disk_only.acompletion(HI, model=MODEL, temperature=0)) for _ in range(2)] == [
+        "disk",
+        "memory",
+    ]
     stats = disk_only.cache_stats()
     assert (stats.layers["disk"].hits, stats.layers["memory"].hits, stats.layers["memory"].misses) == (1, 1, 1)
     assert stats.hit_rate == 1.0 and stats.memory_bytes > 0
@@ -146,7 +164,9 @@ async def test_key_covers_what_changes_the_answer_and_nothing_else(make, fake_pr
         await d.acompletion([{"role": "user", "content": "Hi"}], model=MODEL, temperature=0, max_tokens=20),
         await d.acompletion(HI, model=MODEL, temperature=0, max_tokens=20, seed=1),
         await d.acompletion(HI, model=MODEL, temperature=0, max_tokens=20, response_format={"type": "json_object"}),
-        await d.acompletion([{"role": "system", "content": "be brief"}, *HI], model=MODEL, temperature=0, max_tokens=20),
+        await d.acompletion(
+            [{"role": "system", "content": "be brief"}, *HI], model=MODEL, temperature=0, max_tokens=20
+        ),
     ]
     assert [layer_of(r) for r in different] == [None] * 6
     assert len(fake_provider.requests) == 7
@@ -174,8 +194,7 @@ async def test_config_change_uses_another_namespace(make, fake_provider, redis_u
     same = make(redis_url=redis_url)
     assert layer_of(await same.acompletion(HI, model=MODEL, temperature=0)) == "redis"
     assert same.cache.namespace == a.cache.namespace
-    edited = Director(parse_config_text(
-        config_text(fake_provider.base_url, token="other-prompt", redis_url=redis_url)))
+    edited = Director(parse_config_text(config_text(fake_provider.base_url, token="other-prompt", redis_url=redis_url)))
     try:
         assert edited.cache.namespace != a.cache.namespace
         assert layer_of(await edited.acompletion(HI, model=MODEL, temperature=0)) is None
@@ -238,8 +257,13 @@ async def test_two_processes_share_the_redis_layer(make, fake_provider, redis_ur
     fake_provider.script("gpt-4o-mini", [Reply(text="from the other process")])
     text = config_text(fake_provider.base_url, token=token, redis_url=redis_url)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SUBPROCESS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env={**os.environ, KEY_ENV: "sk-test-cache-0123456789"},
+        sys.executable,
+        "-c",
+        SUBPROCESS,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, KEY_ENV: "sk-test-cache-0123456789"},
     )
     out, errout = await asyncio.wait_for(proc.communicate(text.encode()), 60)
     assert proc.returncode == 0, errout.decode()[-2000:]

@@ -30,7 +30,8 @@ def config_text(base: str, *, token: str, redis_url: str | None, disk: Path | No
         caching.append(f'redis_url = "{redis_url}"')
     if disk:
         caching.append(f'disk_cache_path = "{disk}"')
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
         [llm]
         num_retries = 0
         [providers.openai]
@@ -39,7 +40,11 @@ def config_text(base: str, *, token: str, redis_url: str | None, disk: Path | No
         api_key_env = "{KEY_ENV}"
         [intents]
         system_prompt = "test {token}"
-        """) + "[caching]\n" + "\n".join(caching) + "\n"
+        """)
+        + "[caching]\n"
+        + "\n".join(caching)
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -65,7 +70,7 @@ async def test_classification_is_served_by_each_layer(make, fake_provider, tmp_p
     second = await a.classify_intent("  quero CANCELAR   minha assinatura ")  # same intent, other spelling
     assert (first.route.cache, second.route.cache) == (None, "memory")
     assert (second.flow, second.confidence) == (first.flow, first.confidence) == ("cancel", 0.93)
-    assert second.route.attempts == 0 and second.route.cost_usd == 0
+    assert second.route.calls == 0 and second.route.cost_usd == 0
     assert second.route.deployment == first.route.deployment  # who answered originally is kept
     await a.aclose()
     b = make(disk=tmp_path / "d")
@@ -118,13 +123,57 @@ async def test_concurrent_identical_classifications_make_one_upstream_call(make,
     results = await asyncio.gather(*(d.classify_intent("quero cancelar o pedido") for _ in range(100)))
     assert {r.flow for r in results} == {"cancel"}
     assert len(fake_provider.requests_for("gpt-4o-mini")) == 1
-    paid = [r for r in results if r.route.attempts]
+    paid = [r for r in results if r.route.calls]
     assert len(paid) == 1 and paid[0].route.cost_usd > 0
-    shared = [r for r in results if not r.route.attempts]
+    shared = [r for r in results if not r.route.calls]
     assert len(shared) == 99 and all(r.route.cost_usd == 0 for r in shared)
     # Failures are shared too, and the next call runs again (nothing poisoned).
     fake_provider.set_default(Reply(json={"nonsense": True}))
-    errors = await asyncio.gather(*(d.classify_intent("outra coisa", cache=True) for _ in range(5)),
-                                  return_exceptions=True)
+    errors = await asyncio.gather(
+        *(d.classify_intent("outra coisa", cache=True) for _ in range(5)), return_exceptions=True
+    )
     assert all(isinstance(e, Exception) for e in errors)
+    await d.aclose()
+
+
+async def test_plain_lookup_and_store_methods(make, fake_provider):
+    # The request engine calls these directly, with plain values instead of a ClassifyRequest.
+    from director_llm.intents.models import IntentClassification, Route
+
+    d = make(redis=False)
+    flows = d.classifier.flows
+    material = {"history": ["user: oi"], "tier": None, "strategy": None, "flows_fingerprint": flows.fingerprint}
+    answer = IntentClassification(
+        flow="cancel",
+        confidence=0.8,
+        reasoning="r",
+        route=Route(deployment="openai/gpt-4o-mini", calls=1, cost_usd=0.01),
+    )
+    assert await d.cache.lookup_classification("Cancela tudo", valid_flows=flows.names, **material) is None
+    await d.cache.store_classification(answer, "Cancela tudo", valid_flows=flows.names, **material)
+    hit = await d.cache.lookup_classification("  cancela   TUDO", valid_flows=flows.names, **material)
+    assert hit is not None and (hit.flow, hit.route.cache, hit.route.calls, hit.route.cost_usd) == (
+        "cancel",
+        "memory",
+        0,
+        0.0,
+    )
+    assert answer.route.calls == 1  # the caller's object is untouched
+    # Same key, but a config (or flow subset) where "cancel" is not answerable: a miss.
+    assert await d.cache.lookup_classification("cancela tudo", valid_flows=["greeting"], **material) is None
+    # A result outside the valid flows is never stored.
+    bogus = answer.model_copy(update={"flow": "admin_delete_everything"})
+    await d.cache.store_classification(bogus, "outra coisa", valid_flows=flows.names, **material)
+    assert (
+        await d.cache.lookup_classification(
+            "outra coisa", valid_flows=[*flows.names, "admin_delete_everything"], **material
+        )
+        is None
+    )
+    # The classifier's own path agrees on the key: same text, no history, default strategy.
+    await d.cache.store_classification(
+        answer, "quero cancelar", valid_flows=flows.names, flows_fingerprint=flows.fingerprint
+    )
+    assert (await d.classify_intent("Quero cancelar")).route.cache == "memory"
+    assert len(fake_provider.requests) == 0
     await d.aclose()

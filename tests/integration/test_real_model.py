@@ -30,8 +30,10 @@ from director_llm.intents import IntentClassificationStream
 
 pytestmark = [
     pytest.mark.realmodel,
-    pytest.mark.skipif(os.environ.get("DIRECTOR_TEST_REAL_MODEL") != "1",
-                       reason="real-model tests are opt-in: DIRECTOR_TEST_REAL_MODEL=1"),
+    pytest.mark.skipif(
+        os.environ.get("DIRECTOR_TEST_REAL_MODEL") != "1",
+        reason="real-model tests are opt-in: DIRECTOR_TEST_REAL_MODEL=1",
+    ),
 ]
 ALIAS = "smollm2"
 FLOWS = """
@@ -65,8 +67,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    xllamacpp = pytest.importorskip("xllamacpp") if os.environ.get("DIRECTOR_TEST_REAL_MODEL") != "1" \
+    xllamacpp = (
+        pytest.importorskip("xllamacpp")
+        if os.environ.get("DIRECTOR_TEST_REAL_MODEL") != "1"
         else __import__("xllamacpp")
+    )
     params = xllamacpp.CommonParams()
     params.model.path = str(_gguf())
     params.model_alias = [ALIAS]  # must be a list
@@ -101,8 +106,9 @@ class _Proxy(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).bodies.append(json.loads(raw or b"{}"))
-        req = urllib.request.Request(self.upstream + self.path, data=raw,
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            self.upstream + self.path, data=raw, headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             data = resp.read()
             self.send_response(resp.status)
@@ -149,7 +155,7 @@ async def test_real_model_classifies_into_a_known_flow(proxy):
             result = await director.classify_intent(text)
             assert result.flow in names, result
             assert 0.0 <= result.confidence <= 1.0
-            assert result.route.provider == "llamacpp" and result.route.attempts >= 1
+            assert result.route.provider == "llamacpp" and result.route.calls >= 1
     first = proxy.bodies[0]
     rf = first["response_format"]
     assert rf["type"] == "json_schema"

@@ -129,11 +129,22 @@ async def test_error_fields_and_message() -> None:
     err = info.value
     assert isinstance(err, DirectorError)
     assert (err.window, err.limit_usd, err.spent_usd, err.reserved_usd, err.requested_usd) == (
-        "hour", 1.0, 0.5, 0.3, 0.25)
+        "hour",
+        1.0,
+        0.5,
+        0.3,
+        0.25,
+    )
     assert err.resets_at == datetime(2026, 11, 25, 21, tzinfo=UTC)
     msg = str(err)
-    for part in ("'hour'", "2026-11-25T20", "$0.250000", "$0.200000 of $1.000000",
-                 "2026-11-25T21:00:00", "budget_per_hour"):
+    for part in (
+        "'hour'",
+        "2026-11-25T20",
+        "$0.250000",
+        "$0.200000 of $1.000000",
+        "2026-11-25T21:00:00",
+        "budget_per_hour",
+    ):
         assert part in msg, (part, msg)
 
 
@@ -199,8 +210,11 @@ async def test_can_afford_takes_no_hold() -> None:
 async def test_snapshot_groups_by_provider_model_and_hour() -> None:
     clock = Clock()
     led = ledger(clock, per_hour=10.0, per_provider={"openai": (1.0, None)})
-    calls = [("openai", "gpt-4o", 0.3, 100, 10), ("openai", "gpt-4o-mini", 0.01, 50, 5),
-             ("gemini", "flash", 0.02, 70, 7)]
+    calls = [
+        ("openai", "gpt-4o", 0.3, 100, 10),
+        ("openai", "gpt-4o-mini", 0.01, 50, 5),
+        ("gemini", "flash", 0.02, 70, 7),
+    ]
     for provider, model, cost, pt, ct in calls:
         res = await led.reserve(amount_usd=cost, provider=provider, model=model)
         await led.settle(res, actual_usd=cost, prompt_tokens=pt, completion_tokens=ct)
@@ -241,8 +255,7 @@ async def test_concurrent_tasks_never_overspend() -> None:
 
 
 async def test_naive_clock_is_read_as_utc() -> None:
-    led = MemoryLedger(limits=BudgetLimits(per_hour=1.0),
-                       clock=lambda: datetime(2026, 11, 25, 20, 30))
+    led = MemoryLedger(limits=BudgetLimits(per_hour=1.0), clock=lambda: datetime(2026, 11, 25, 20, 30))
     res = await led.reserve(amount_usd=0.1, provider="p", model="m")
     assert res.hour == "2026-11-25T20" and res.expires_at.tzinfo is UTC
 

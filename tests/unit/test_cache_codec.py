@@ -45,3 +45,32 @@ def test_pydantic_codec_returns_the_model_type() -> None:
 
 def test_bytes_codec_is_identity() -> None:
     assert BytesCodec().loads(BytesCodec().dumps(b"\x00\xff")) == b"\x00\xff"
+
+
+# ------------------------------------------------------------------------ signed envelope
+SIGNING_KEY = b"k" * 32
+FULL_KEY = "director:v1:cfg-0123:abcd"
+
+
+def test_signed_envelope_round_trip_and_any_change_is_refused() -> None:
+    blob = pack(b'{"flow":"cancel"}', 99.0, key=FULL_KEY, signing_key=SIGNING_KEY)
+    assert blob.startswith(b"S\x01")
+    assert unpack(blob, key=FULL_KEY, signing_key=SIGNING_KEY) == (99.0, b'{"flow":"cancel"}')
+    for i in range(len(blob)):  # flip each byte in turn: header, tag and payload are all covered
+        tampered = bytearray(blob)
+        tampered[i] ^= 0x01
+        with pytest.raises(EnvelopeError):
+            unpack(bytes(tampered), key=FULL_KEY, signing_key=SIGNING_KEY)
+    with pytest.raises(EnvelopeError, match="signature"):
+        unpack(blob, key=FULL_KEY + "x", signing_key=SIGNING_KEY)  # replayed under another key
+    with pytest.raises(EnvelopeError, match="signature"):
+        unpack(blob, key=FULL_KEY, signing_key=b"another key")
+
+
+def test_signing_on_refuses_unsigned_entries_and_off_accepts_signed_ones() -> None:
+    with pytest.raises(EnvelopeError, match="unsigned"):
+        unpack(pack(b"{}", 5.0), key=FULL_KEY, signing_key=SIGNING_KEY)
+    signed = pack(b"{}", 5.0, key=FULL_KEY, signing_key=SIGNING_KEY)
+    assert unpack(signed) == (5.0, b"{}")  # a reader without the secret trusts the store anyway
+    with pytest.raises(EnvelopeError):
+        unpack(signed[:20], key=FULL_KEY, signing_key=SIGNING_KEY)  # cut inside the tag

@@ -77,7 +77,7 @@ def test_entry_overhead_matches_measured_python_memory() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for key, blob in zip(keys, blobs):
+        for key, blob in zip(keys, blobs, strict=False):
             layer.set(key, blob, expires_at=2e9)
         structures = (tracemalloc.get_traced_memory()[0] - before) / n
     finally:

@@ -43,8 +43,12 @@ class Intent(BaseModel):
 
 def make(tmp_path: Path, *, memory: int | None = 2**20, disk: bool = True, ns: str = "ns1", **kw: Any) -> TieredCache:
     return TieredCache(
-        memory_bytes=memory, redis_url=None, disk_path=tmp_path / "disk" if disk else None,
-        ttl_seconds=kw.pop("ttl_seconds", 60), namespace=ns, **kw,
+        memory_bytes=memory,
+        redis_url=None,
+        disk_path=tmp_path / "disk" if disk else None,
+        ttl_seconds=kw.pop("ttl_seconds", 60),
+        namespace=ns,
+        **kw,
     )
 
 
@@ -237,8 +241,7 @@ def test_misconfiguration_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="disk_cache_path"):
-        TieredCache(memory_bytes=None, redis_url=None, disk_path=blocker / "sub",
-                    ttl_seconds=1, namespace="n")
+        TieredCache(memory_bytes=None, redis_url=None, disk_path=blocker / "sub", ttl_seconds=1, namespace="n")
 
 
 async def test_all_layers_off_is_a_cache_that_never_hits(tmp_path: Path) -> None:

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from director_llm.cascade import Cascade, local_for_classification_only
 from director_llm.config.loading import parse_config_text
 from director_llm.director import Director
 from director_llm.errors import InputError
 from director_llm.evalrun import Answer, EvalRun, cascade_curve, suggestions
 from director_llm.evalsim import SIMULATED_MODELS, SimulatedRemotes, parse_spec
-from director_llm.local import LocalPrediction
 from director_llm.local_tier import (
     DEFAULT_ESCALATE_BELOW,
     DEFAULT_LOCAL_CONFIDENCE_THRESHOLD,
@@ -25,18 +23,6 @@ KEY_ENV = "TEST_UNIT_CASCADE_KEY"
 OPENAI = f'[providers.openai]\nmodels = ["gpt-4o-mini"]\napi_key_env = "{KEY_ENV}"\n'
 
 
-class ScriptedTier(LocalTier):
-    """A LocalTier whose model answers a fixed prediction (the branch logic is under test)."""
-
-    def __init__(self, director: Director, intent: str, confidence: float) -> None:
-        base = director.local_tier
-        super().__init__(director.config, name=base.name, section=base.section)
-        self.answer = LocalPrediction(intent, confidence, ((intent, confidence),))
-
-    async def apredict(self, text: str) -> LocalPrediction:
-        return self.answer
-
-
 def director(extra: str = "", *, thresholds: str = "") -> Director:
     text = f'[providers.local]\nkind = "local"\n{extra}[caching]\nenabled = false\n'
     if thresholds:
@@ -44,78 +30,13 @@ def director(extra: str = "", *, thresholds: str = "") -> Director:
     return Director(parse_config_text(text))
 
 
-def request(d: Director, text: str, strategy: str | None = None):
-    return d.classifier.prepare(text, strategy=strategy)
-
-
-async def test_local_only_config_answers_locally_with_the_fallback_below_threshold() -> None:
-    d = director()
-    cascade = Cascade(d, ScriptedTier(d, "create_task", 0.2))
-    assert not cascade.llm_usable()
-    result = await cascade.pre_llm(request(d, "hmm"))
-    assert result is not None and result.flow == "out_of_scope" and result.raw_flow == "create_task"
-    assert result.route.tier == "local" and result.route.cost_usd == 0
-    assert result.route.reason.startswith("local only: no usable LLM tier")
-
-
-async def test_confident_answer_when_llm_tiers_exist(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-unit")
-    d = director(OPENAI, thresholds="local = 0.7")
-    cascade = Cascade(d, ScriptedTier(d, "greeting", 0.93))
-    assert cascade.llm_usable()
-    result = await cascade.pre_llm(request(d, "oi"))
-    assert result is not None and result.flow == "greeting"
-    assert result.route.reason == "local confident (0.93 >= 0.7)"
-    assert result.route.model == "local/intent" and result.route.provider == "local"
-
-
-async def test_missing_key_means_local_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    d = director(OPENAI)
-    cascade = Cascade(d, ScriptedTier(d, "greeting", 0.1))
-    result = await cascade.pre_llm(request(d, "oi"))
-    assert result is not None and result.route.reason.startswith("local only")
-
-
-async def test_quality_strategy_and_pinned_tier_skip_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-unit")
-    d = director(OPENAI)
-    cascade = Cascade(d, ScriptedTier(d, "greeting", 0.99))
-    assert await cascade.pre_llm(request(d, "oi", strategy="quality")) is None
-    pinned = request(d, "oi")
-    pinned.tier = "balanced"
-    assert await cascade.pre_llm(pinned) is None
-
-
-async def test_last_resort_reports_the_failure_and_its_cost() -> None:
-    from director_llm.errors import ClassificationError
-
-    d = director()
-    cascade = Cascade(d, ScriptedTier(d, "cancel", 0.8))
-    exc = ClassificationError("no valid classification", raw_outputs=["garbage"],
-                              attempts=[("openai/gpt-4o-mini", "InvalidAnswer", "bad json")],
-                              usage={"cost_usd": 0.0012, "calls": 2})
-    result = await cascade.on_llm_error(request(d, "cancela"), exc)
-    assert result is not None and result.flow == "cancel"
-    assert result.route.reason.startswith("local last resort: the LLM tiers failed (ClassificationError")
-    assert result.route.cost_usd == pytest.approx(0.0012) and result.route.tried == ["openai/gpt-4o-mini"]
-    assert result.route.attempts == 2
-
-
-def test_cascade_is_registered_after_the_cache_lookup() -> None:
-    d = Director(parse_config_text('[providers.local]\nkind = "local"\n[caching]\nmemory_size_mb = 1\n'))
-    steps = d.classifier.pre_llm
-    assert len(steps) == 2 and steps[0].__name__ == "_lookup_classification" and steps[1].__name__ == "pre_llm"
-    assert len(d.classifier.on_llm_error) == 1
-    plain = Director(parse_config_text(OPENAI)).classifier  # no local tier: no cascade
-    assert all(s.__name__ != "pre_llm" for s in plain.pre_llm) and plain.on_llm_error == []
-
-
 def test_local_tier_settings_from_config(tmp_path: Path) -> None:
     (tmp_path / "extra.jsonl").write_text(json.dumps({"text": "abre um chamado", "intent": "create_task"}) + "\n")
-    cfg = parse_config_text(f'[providers.embedded]\nkind = "local"\ntraining_file = "{tmp_path / "extra.jsonl"}"\n'
-                            f'cache_dir = "{tmp_path / "models"}"\nconfidence_threshold = 0.4\nfeatures = "tfidf"\n'
-                            "[intents]\ntier_thresholds = { local = 0.8 }\n")
+    cfg = parse_config_text(
+        f'[providers.embedded]\nkind = "local"\ntraining_file = "{tmp_path / "extra.jsonl"}"\n'
+        f'cache_dir = "{tmp_path / "models"}"\nconfidence_threshold = 0.4\nfeatures = "tfidf"\n'
+        "[intents]\ntier_thresholds = { local = 0.8 }\n"
+    )
     tier = LocalTier.from_config(cfg, base_dir=tmp_path)
     assert tier is not None and tier.deployment == "embedded/intent"
     assert tier.confidence_threshold == 0.4 and tier.escalate_below == 0.8
@@ -131,24 +52,14 @@ def test_local_tier_settings_from_config(tmp_path: Path) -> None:
     assert only.examples() == [("a", "x"), ("b", "y"), ("c", "x")]
 
 
-async def test_chat_never_falls_back_to_the_local_deployment() -> None:
-    local = {"model_info": {"director_tier": "local", "director_deployment": "local/intent"}}
-    cloud = {"model_info": {"director_tier": "balanced", "director_deployment": "openai/gpt-4o-mini"}}
-
-    def kw(**director):
-        return {"metadata": {"director": director}}
-
-    both = [cloud, local]
-    assert await local_for_classification_only("x", both, kw(group="balanced")) == [cloud]
-    assert await local_for_classification_only("x", both, kw(group="balanced", purpose="classify_intent")) == both
-    assert await local_for_classification_only("local/intent", both, kw(group="local/intent")) == both
-    assert await local_for_classification_only("local/intent", both, {}) == both  # raw router pin
-    assert await local_for_classification_only("x", [cloud], kw(group="balanced")) == [cloud]
-
-
 def run_of(gold, local, remote) -> EvalRun:
-    return EvalRun(texts=[str(i) for i in range(len(gold))], gold=gold, oos_label="oos",
-                   local=[Answer(f, c, 1.0) for f, c in local], remote={"big": [Answer(f, 0.9, 100.0, 0.01) for f in remote]})
+    return EvalRun(
+        texts=[str(i) for i in range(len(gold))],
+        gold=gold,
+        oos_label="oos",
+        local=[Answer(f, c, 1.0) for f, c in local],
+        remote={"big": [Answer(f, 0.9, 100.0, 0.01) for f in remote]},
+    )
 
 
 def test_cascade_curve_composes_local_and_remote_answers() -> None:
@@ -159,8 +70,10 @@ def test_cascade_curve_composes_local_and_remote_answers() -> None:
     assert by_t[0.5].cost_per_1k == pytest.approx(5.0)  # 2 of 4 escalated at $0.01
     assert by_t[1.0].accuracy == 0.75 and by_t[1.0].cost_per_1k == pytest.approx(10.0)
     assert by_t[0.85].p99_ms > 100  # escalated latency adds both tiers
-    out = {"tiers": {"big": {"accuracy": 0.75, "cost_per_1k": 10.0}},
-           "cascade": {"big": [vars(p) for p in by_t.values()]}}
+    out = {
+        "tiers": {"big": {"accuracy": 0.75, "cost_per_1k": 10.0}},
+        "cascade": {"big": [vars(p) for p in by_t.values()]},
+    }
     s = suggestions(out)["escalate_below:big"]
     assert s["threshold"] == 0.0 and s["cost_cut"] == 1.0  # cheapest point as accurate as always-big
 

@@ -37,7 +37,7 @@ def test_medium_request() -> None:
 def test_history_depth_raises_the_score() -> None:
     ask = {"role": "user", "content": "Can you summarize what we decided about the release plan?"}
     history = [{"role": r, "content": "..."} for r in ("user", "assistant") * 8]
-    assert estimate_complexity(history + [ask]).score > estimate_complexity([ask]).score
+    assert estimate_complexity([*history, ask]).score > estimate_complexity([ask]).score
 
 
 def test_last_user_message_is_scored_not_the_system_prompt() -> None:
@@ -71,4 +71,6 @@ def test_costs_microseconds() -> None:
     for _ in range(n):
         estimate_complexity(msgs)
     per_call_us = (time.perf_counter() - t0) / n * 1e6
-    assert per_call_us < 200, per_call_us  # ~20-40 us on this machine; generous for shared CI
+    # ~20-40 us on a quiet machine (scripts/bench_selection.py measures it); this only catches a
+    # pathological regression (a backtracking regex costs milliseconds), so it holds on a busy CI box.
+    assert per_call_us < 2000, per_call_us

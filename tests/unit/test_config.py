@@ -25,8 +25,14 @@ def test_seed_sample_loads_unchanged():
     assert cfg.caching.memory_size_mb == 100
     assert cfg.caching.redis_url == "redis://localhost:6379"
     names = [d.name for d in build_deployments(cfg)]
-    assert names == ["ollama/mistral-director", "ollama/llama3.2:1b", "openai/gpt-4o", "openai/gpt-4o-mini",
-                     "gemini/gemini-2.0-flash", "gemini/gemini-2.0-flash-thinking"]
+    assert names == [
+        "ollama/mistral-director",
+        "ollama/llama3.2:1b",
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+        "gemini/gemini-2.0-flash",
+        "gemini/gemini-2.0-flash-thinking",
+    ]
 
 
 def test_seed_sample_is_the_design_documents_sample():
@@ -57,7 +63,8 @@ def test_toml_and_yaml_are_one_schema(tmp_path: Path):
     toml = tmp_path / "c.toml"
     yaml_ = tmp_path / "c.yaml"
     toml.write_text(SEED.read_text())
-    yaml_.write_text(textwrap.dedent("""
+    yaml_.write_text(
+        textwrap.dedent("""
         llm:
           budget_per_hour: 10.0
           default_strategy: adaptive
@@ -80,12 +87,14 @@ def test_toml_and_yaml_are_one_schema(tmp_path: Path):
           redis_url: redis://localhost:6379
           disk_cache_path: /tmp/director_cache
           ttl_seconds: 3600
-    """))
+    """)
+    )
     assert load_config(toml) == load_config(yaml_)
 
 
 def test_provider_kinds_translate_to_litellm_models():
-    cfg = parse_config_text(textwrap.dedent("""
+    cfg = parse_config_text(
+        textwrap.dedent("""
         [providers.ollama]
         models = ["llama3.2:1b"]
         [providers.openai]
@@ -103,7 +112,8 @@ def test_provider_kinds_translate_to_litellm_models():
         base_url = "http://127.0.0.1:8080/v1"
         models = ["smollm2"]
         [providers.local]
-    """))
+    """)
+    )
     by_name = {d.name: d for d in build_deployments(cfg)}
     assert by_name["ollama/llama3.2:1b"].litellm_model == "ollama_chat/llama3.2:1b"
     assert by_name["ollama/llama3.2:1b"].base_url == "http://localhost:11434"
@@ -126,7 +136,8 @@ def test_provider_kinds_translate_to_litellm_models():
 
 
 def test_price_override_for_unknown_model():
-    cfg = parse_config_text(textwrap.dedent("""
+    cfg = parse_config_text(
+        textwrap.dedent("""
         [providers.vllm]
         kind = "openai_compatible"
         base_url = "https://vllm.example.com/v1"
@@ -137,7 +148,8 @@ def test_price_override_for_unknown_model():
         output_price_per_million = 0.6
         rpm = 100
         max_tokens = 512
-    """))
+    """)
+    )
     (d,) = build_deployments(cfg)
     assert d.price.source == "config"
     assert d.price.input_per_token == pytest.approx(0.2e-6)
@@ -146,8 +158,10 @@ def test_price_override_for_unknown_model():
     assert d.provider_type == "cloud"
 
 
-def test_unknown_price_is_a_warning_not_silent_zero():
-    cfg = parse_config_text('[providers.vllm]\nkind = "openai_compatible"\nbase_url = "https://x.example/v1"\nmodels = ["m"]\n')
+def test_unknown_price_is_a_warning_that_says_what_happens():
+    cfg = parse_config_text(
+        '[providers.vllm]\nkind = "openai_compatible"\nbase_url = "https://x.example/v1"\nmodels = ["m"]\n'
+    )
     (d,) = build_deployments(cfg)
     assert d.price.source == "unknown" and not d.price.known
     assert any("price" in p.message and p.level == "warning" for p in check_semantics(cfg))
@@ -161,9 +175,11 @@ def test_derived_fallbacks_cheap_to_strong_then_down():
 
 
 def test_explicit_fallbacks_override_derived():
-    cfg = parse_config_text(SEED.read_text() + '\n')
-    text = SEED.read_text().replace('default_strategy = "adaptive"',
-                                    'default_strategy = "adaptive"\n[llm.fallbacks]\nstrong = ["ollama/llama3.2:1b"]')
+    cfg = parse_config_text(SEED.read_text() + "\n")
+    text = SEED.read_text().replace(
+        'default_strategy = "adaptive"',
+        'default_strategy = "adaptive"\n[llm.fallbacks]\nstrong = ["ollama/llama3.2:1b"]',
+    )
     cfg = parse_config_text(text)
     deps = build_deployments(cfg)
     graph = resolve_fallbacks(cfg, [d.name for d in deps], tiers_in_use(deps))
@@ -175,54 +191,127 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("budget_string", '[llm]\nbudget_per_hour = "ten"\n', 'llm.budget_per_hour: expected a number >= 0, got "ten"'),
     ("budget_negative", "[llm]\nbudget_per_hour = -1\n", "llm.budget_per_hour: expected a number >= 0, got -1"),
     ("strategy_typo", '[llm]\ndefault_strategy = "adaptve"\n', "did you mean 'adaptive'"),
-    ("unknown_llm_key", "[llm]\nbudget_per_hr = 3\n", "llm.budget_per_hr: unknown key; did you mean 'budget_per_hour'?"),
+    (
+        "unknown_llm_key",
+        "[llm]\nbudget_per_hr = 3\n",
+        "llm.budget_per_hr: unknown key; did you mean 'budget_per_hour'?",
+    ),
     ("unknown_section", "[cacheing]\nttl_seconds = 3\n", "cacheing: unknown key; did you mean 'caching'?"),
     ("toml_syntax", "[llm\nbudget_per_hour = 1\n", "line 1"),
     ("toml_missing_value", "[llm]\nbudget_per_hour =\n", "line 2"),
-    ("custom_provider_no_kind", '[providers.myserver]\nmodels = ["m"]\nbase_url = "http://localhost:1/v1"\n',
-     "providers.myserver.kind: required for a provider section with a custom name"),
+    (
+        "custom_provider_no_kind",
+        '[providers.myserver]\nmodels = ["m"]\nbase_url = "http://localhost:1/v1"\n',
+        "providers.myserver.kind: required for a provider section with a custom name",
+    ),
     ("bad_kind", '[providers.x]\nkind = "olama"\nmodels = ["m"]\n', "did you mean 'ollama'"),
-    ("provider_unknown_key", '[providers.openai]\nmodels = ["gpt-4o"]\napi_key_envv = "K"\n',
-     "providers.openai.api_key_envv: unknown key; did you mean 'api_key_env'?"),
+    (
+        "provider_unknown_key",
+        '[providers.openai]\nmodels = ["gpt-4o"]\napi_key_envv = "K"\n',
+        "providers.openai.api_key_envv: unknown key; did you mean 'api_key_env'?",
+    ),
     ("models_not_list", '[providers.openai]\nmodels = "gpt-4o"\n', "providers.openai.models: expected a list"),
-    ("enabled_not_bool", '[providers.openai]\nmodels = ["gpt-4o"]\nenabled = "yes please"\n',
-     "providers.openai.enabled: expected true or false"),
-    ("timeout_zero", '[providers.openai]\nmodels = ["gpt-4o"]\ntimeout_seconds = 0\n',
-     "providers.openai.timeout_seconds: expected a number > 0, got 0"),
-    ("override_unknown_model", '[providers.openai]\nmodels = ["gpt-4o"]\n[providers.openai.overrides.gpt-4]\ntier = "strong"\n',
-     "model 'gpt-4' is not listed in providers.openai.models (did you mean 'gpt-4o'?)"),
-    ("override_bad_tier", '[providers.openai]\nmodels = ["gpt-4o"]\n[providers.openai.overrides.gpt-4o]\ntier = "premium"\n',
-     "providers.openai.overrides.gpt-4o.tier: expected one of"),
-    ("negative_price", '[providers.openai]\nmodels = ["x"]\n[providers.openai.overrides.x]\ninput_price_per_million = -2\n',
-     "input_price_per_million: expected a number >= 0, got -2"),
-    ("compat_on_openai", '[providers.openai]\nmodels = ["gpt-4o"]\nuse_openai_compatibility = true\n',
-     'providers.openai.use_openai_compatibility: only valid for kind = "gemini"'),
-    ("compat_server_no_url", '[providers.lms]\nkind = "openai_compatible"\nmodels = ["m"]\n',
-     "providers.lms.base_url: required for kind = \"openai_compatible\""),
-    ("base_url_not_http", '[providers.ollama]\nmodels = ["m"]\nbase_url = "localhost:11434"\n',
-     'providers.ollama.base_url: expected an http(s) URL, got "localhost:11434"'),
-    ("enabled_without_models", "[providers.openai]\nenabled = true\n", "providers.openai.models: an enabled provider needs at least one model"),
-    ("fallback_target_missing", '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["openai/gpt-5"]\n',
-     "fallback target 'openai/gpt-5' does not exist"),
-    ("fallback_tier_empty", '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["small"]\n',
-     "fallback target 'small' is a tier with no deployment"),
-    ("fallback_cycle", '[providers.openai]\nmodels = ["gpt-4o", "gpt-4o-mini"]\n[llm.fallbacks]\n'
-     '"openai/gpt-4o" = ["openai/gpt-4o-mini"]\n"openai/gpt-4o-mini" = ["openai/gpt-4o"]\n', "fallback cycle: "),
-    ("fallback_self", '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["strong"]\n', "'strong' falls back to itself"),
-    ("redis_url_scheme", '[caching]\nredis_url = "http://localhost:6379"\n', 'caching.redis_url: expected a redis://'),
+    (
+        "enabled_not_bool",
+        '[providers.openai]\nmodels = ["gpt-4o"]\nenabled = "yes please"\n',
+        "providers.openai.enabled: expected true or false",
+    ),
+    (
+        "timeout_zero",
+        '[providers.openai]\nmodels = ["gpt-4o"]\ntimeout_seconds = 0\n',
+        "providers.openai.timeout_seconds: expected a number > 0, got 0",
+    ),
+    (
+        "override_unknown_model",
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[providers.openai.overrides.gpt-4]\ntier = "strong"\n',
+        "model 'gpt-4' is not listed in providers.openai.models (did you mean 'gpt-4o'?)",
+    ),
+    (
+        "override_bad_tier",
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[providers.openai.overrides.gpt-4o]\ntier = "premium"\n',
+        "providers.openai.overrides.gpt-4o.tier: expected one of",
+    ),
+    (
+        "negative_price",
+        '[providers.openai]\nmodels = ["x"]\n[providers.openai.overrides.x]\ninput_price_per_million = -2\n',
+        "input_price_per_million: expected a number >= 0, got -2",
+    ),
+    (
+        "compat_on_openai",
+        '[providers.openai]\nmodels = ["gpt-4o"]\nuse_openai_compatibility = true\n',
+        'providers.openai.use_openai_compatibility: only valid for kind = "gemini"',
+    ),
+    (
+        "compat_server_no_url",
+        '[providers.lms]\nkind = "openai_compatible"\nmodels = ["m"]\n',
+        'providers.lms.base_url: required for kind = "openai_compatible"',
+    ),
+    (
+        "base_url_not_http",
+        '[providers.ollama]\nmodels = ["m"]\nbase_url = "localhost:11434"\n',
+        'providers.ollama.base_url: expected an http(s) URL, got "localhost:11434"',
+    ),
+    (
+        "enabled_without_models",
+        "[providers.openai]\nenabled = true\n",
+        "providers.openai.models: an enabled provider needs at least one model",
+    ),
+    (
+        "fallback_target_missing",
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["openai/gpt-5"]\n',
+        "fallback target 'openai/gpt-5' does not exist",
+    ),
+    (
+        "fallback_tier_empty",
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["small"]\n',
+        "fallback target 'small' is a tier with no deployment",
+    ),
+    (
+        "fallback_cycle",
+        '[providers.openai]\nmodels = ["gpt-4o", "gpt-4o-mini"]\n[llm.fallbacks]\n'
+        '"openai/gpt-4o" = ["openai/gpt-4o-mini"]\n"openai/gpt-4o-mini" = ["openai/gpt-4o"]\n',
+        "fallback cycle: ",
+    ),
+    (
+        "fallback_self",
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[llm.fallbacks]\nstrong = ["strong"]\n',
+        "'strong' falls back to itself",
+    ),
+    ("redis_url_scheme", '[caching]\nredis_url = "http://localhost:6379"\n', "caching.redis_url: expected a redis://"),
     ("disk_path_is_file", '[caching]\ndisk_cache_path = "{file}"\n', "exists and is not a directory"),
     ("ttl_negative", "[caching]\nttl_seconds = -5\n", "caching.ttl_seconds: expected a number > 0, got -5"),
-    ("threshold_over_one", "[intents]\nconfidence_threshold = 1.5\n", "intents.confidence_threshold: expected a number <= 1"),
+    (
+        "threshold_over_one",
+        "[intents]\nconfidence_threshold = 1.5\n",
+        "intents.confidence_threshold: expected a number <= 1",
+    ),
     ("empty_flows", "[intents.flows]\n", "intents.flows: define at least one flow"),
-    ("flow_without_description", '[intents.flows.create_task]\nexamples = ["x"]\n',
-     "intents.flows.create_task.description: required key is missing"),
-    ("local_field_on_cloud", '[providers.openai]\nmodels = ["gpt-4o"]\ntraining_file = "x.jsonl"\n',
-     'providers.openai.training_file: only valid for kind = "local"'),
-    ("local_threshold_on_cloud", '[providers.openai]\nmodels = ["gpt-4o"]\nconfidence_threshold = 0.3\n',
-     'providers.openai.confidence_threshold: only valid for kind = "local"'),
-    ("training_file_missing", '[providers.local]\ntraining_file = "nope.jsonl"\n', "providers.local.training_file: file not found"),
+    (
+        "flow_without_description",
+        '[intents.flows.create_task]\nexamples = ["x"]\n',
+        "intents.flows.create_task.description: required key is missing",
+    ),
+    (
+        "local_field_on_cloud",
+        '[providers.openai]\nmodels = ["gpt-4o"]\ntraining_file = "x.jsonl"\n',
+        'providers.openai.training_file: only valid for kind = "local"',
+    ),
+    (
+        "local_threshold_on_cloud",
+        '[providers.openai]\nmodels = ["gpt-4o"]\nconfidence_threshold = 0.3\n',
+        'providers.openai.confidence_threshold: only valid for kind = "local"',
+    ),
+    (
+        "training_file_missing",
+        '[providers.local]\ntraining_file = "nope.jsonl"\n',
+        "providers.local.training_file: file not found",
+    ),
     ("retries_too_many", "[llm]\nnum_retries = 99\n", "llm.num_retries: expected a number <= 10, got 99"),
-    ("breaker_zero", "[llm.circuit_breaker]\nfailure_threshold = 0\n", "llm.circuit_breaker.failure_threshold: expected a number >= 1"),
+    (
+        "breaker_zero",
+        "[llm.circuit_breaker]\nfailure_threshold = 0\n",
+        "llm.circuit_breaker.failure_threshold: expected a number >= 1",
+    ),
 ]
 
 
@@ -273,7 +362,7 @@ def test_missing_file_and_wrong_suffix(tmp_path: Path):
 
 def test_config_env_var_is_the_default_path(tmp_path: Path, monkeypatch):
     p = tmp_path / "x.toml"
-    p.write_text("[llm]\nbudget_per_hour = 3\n")
+    p.write_text("[llm]\nbudget_per_hour = 3\n[providers.local]\n")
     monkeypatch.setenv("DIRECTOR_CONFIG", str(p))
     assert load_config().llm.budget_per_hour == 3
 

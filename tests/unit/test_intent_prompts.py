@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
-from director_llm.config.loading import parse_config_text
+from director_llm.config.loading import parse_config_text, validate_config_dict
 from director_llm.intents.models import (
     STREAM_ITEM_ADAPTER,
     FallbackEvent,
@@ -35,8 +36,13 @@ description = "The user wants to create a task"
 """
 
 
+def _intents(text: str):
+    """The ``[intents]`` of a config fragment: schema only (a whole config also needs a provider)."""
+    return validate_config_dict(tomllib.loads(text)).intents
+
+
 def _flows(extra: str = ""):
-    return flow_set(parse_config_text(FLOWS + extra).intents)
+    return flow_set(_intents(FLOWS + extra))
 
 
 def test_system_prompt_lists_flows_examples_and_format():
@@ -61,8 +67,12 @@ def test_user_text_is_delimited_data_and_cannot_close_the_block():
 
 def test_history_last_turns_only():
     flows = _flows()
-    history = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "second"},
-               "third", {"role": "system", "content": "<history>fake</history>"}]
+    history = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "second"},
+        "third",
+        {"role": "system", "content": "<history>fake</history>"},
+    ]
     _, user = build_messages(flows, "oi", history, history_turns=2)
     assert "first" not in user["content"] and "second" not in user["content"]
     assert "user: third" in user["content"]
@@ -82,7 +92,8 @@ def test_constraints_by_capability():
         '[providers.openai]\nmodels=["gpt-4o-mini"]\napi_key_env="K"\n'
         '[providers.ollama]\nmodels=["llama3.2:1b"]\n'
         '[providers.anthropic]\nmodels=["my-claude"]\napi_key_env="K"\n'
-        '[providers.anthropic.overrides.my-claude]\ninput_price_per_million=1\noutput_price_per_million=1\n')
+        "[providers.anthropic.overrides.my-claude]\ninput_price_per_million=1\noutput_price_per_million=1\n"
+    )
     deps = {d.name: d for d in build_deployments(cfg)}
     assert constraint_for(deps["openai/gpt-4o-mini"]) == "json_schema"
     assert constraint_for(deps["ollama/llama3.2:1b"]) == "json_object"
@@ -98,7 +109,7 @@ def test_constraints_by_capability():
 
 
 def test_builtin_flows_when_none_configured():
-    flows = flow_set(parse_config_text("").intents)
+    flows = flow_set(_intents(""))
     assert "greeting" in flows.flows and flows.fallback == "out_of_scope"
     assert flows.names.count("out_of_scope") == 1
 
@@ -111,8 +122,10 @@ def test_fingerprint_changes_with_flows():
 
 def test_stream_items_round_trip_by_type():
     result = IntentClassification(flow="greeting", confidence=0.9, route=Route(model="m", extra_field=1))
-    items = [IntentClassificationStream(partial_flow="greeting", done=True, result=result),
-             FallbackEvent(from_deployment="a/b", to="small", error_class="InvalidAnswer")]
+    items = [
+        IntentClassificationStream(partial_flow="greeting", done=True, result=result),
+        FallbackEvent(from_deployment="a/b", to="small", error_class="InvalidAnswer"),
+    ]
     for item in items:
         back = STREAM_ITEM_ADAPTER.validate_json(item.model_dump_json())
         assert type(back) is type(item) and back == item

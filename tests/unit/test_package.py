@@ -17,8 +17,15 @@ def test_all_is_sorted_and_resolvable():
 def test_errors_share_one_root():
     from director_llm import errors
 
-    for name in ("ConfigError", "InputError", "BudgetExceededError", "ProviderError", "ClassificationError",
-                 "StreamInterruptedError", "CacheError"):
+    for name in (
+        "ConfigError",
+        "InputError",
+        "BudgetExceededError",
+        "ProviderError",
+        "ClassificationError",
+        "StreamInterruptedError",
+        "CacheError",
+    ):
         assert issubclass(getattr(errors, name), errors.DirectorError)
 
 
@@ -27,10 +34,15 @@ HEAVY = ("litellm", "redis", "yaml", "rich", "numpy", "sklearn")
 
 def _modules_loaded_by(code: str) -> list[str]:
     probe = f"import sys; {code}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+    )
     assert proc.returncode == 0, proc.stderr
-    return eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    return eval(proc.stdout.strip().splitlines()[-1])
 
 
 def test_import_and_load_config_stay_light():
@@ -46,6 +58,6 @@ def test_building_a_director_does_not_import_litellm():
 def test_redact_removes_keys():
     from director_llm.errors import redact
 
-    text = 'Authorization: Bearer sk-abcdefghijklmnop x-api-key: sk-ant-api03-zzzzzzzzzz key=AIzaSyA1234567890123456789'
+    text = "Authorization: Bearer sk-abcdefghijklmnop x-api-key: sk-ant-api03-zzzzzzzzzz key=AIzaSyA1234567890123456789"
     out = redact(text)
     assert "sk-abcdefghijklmnop" not in out and "zzzzzzzzzz" not in out and "AIzaSyA1234567890123456789" not in out

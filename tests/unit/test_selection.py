@@ -5,6 +5,7 @@ import math
 import pytest
 
 from director_llm.complexity import Complexity
+from director_llm.errors import InputError
 from director_llm.selection import NothingAffordable, TierOption, seed_tier, select
 
 # Prices shaped like the real models: a free local small tier, gpt-4o-mini, gpt-4o.
@@ -17,21 +18,41 @@ def cx(level: str) -> Complexity:
     return Complexity({"simple": 0.1, "medium": 0.4, "complex": 0.8}[level], level, {})  # type: ignore[arg-type]
 
 
-def opts(remaining: float = math.inf, *, unhealthy: tuple[str, ...] = (), too_small: tuple[str, ...] = (),
-         p50: dict[str, float] | None = None) -> list[TierOption]:
+def opts(
+    remaining: float = math.inf,
+    *,
+    unhealthy: tuple[str, ...] = (),
+    too_small: tuple[str, ...] = (),
+    p50: dict[str, float] | None = None,
+) -> list[TierOption]:
     """The three tiers as the planner would see them with ``remaining`` USD left."""
-    return [TierOption(o.tier, o.cost_usd, affordable=o.cost_usd <= remaining,
-                       healthy=o.tier not in unhealthy, fits=o.tier not in too_small,
-                       p50_ms=(p50 or {}).get(o.tier)) for o in (SMALL, BALANCED, STRONG)]
+    return [
+        TierOption(
+            o.tier,
+            o.cost_usd,
+            affordable=o.cost_usd <= remaining,
+            healthy=o.tier not in unhealthy,
+            fits=o.tier not in too_small,
+            p50_ms=(p50 or {}).get(o.tier),
+        )
+        for o in (SMALL, BALANCED, STRONG)
+    ]
 
 
 # The seed's own table (design doc 2.1), verbatim: ollama -> small, gemini-flash -> balanced,
 # openai-gpt4 -> strong. Boundaries are strict as written there.
 SEED_TABLE = [
-    ("simple", 0.005, "small"), ("simple", 0.0099, "small"), ("simple", 0.01, "balanced"),
+    ("simple", 0.005, "small"),
+    ("simple", 0.0099, "small"),
+    ("simple", 0.01, "balanced"),
     ("simple", 5.0, "balanced"),
-    ("medium", 0.0, "small"), ("medium", 0.049, "small"), ("medium", 0.05, "balanced"), ("medium", 5.0, "balanced"),
-    ("complex", 5.0, "strong"), ("complex", 0.11, "strong"), ("complex", 0.10, "balanced"),
+    ("medium", 0.0, "small"),
+    ("medium", 0.049, "small"),
+    ("medium", 0.05, "balanced"),
+    ("medium", 5.0, "balanced"),
+    ("complex", 5.0, "strong"),
+    ("complex", 0.11, "strong"),
+    ("complex", 0.10, "balanced"),
     ("complex", 0.02, "balanced"),
 ]
 
@@ -46,10 +67,10 @@ def test_seed_table(level: str, remaining: float, tier: str) -> None:
 # (strategy, complexity, remaining USD, unhealthy tiers, expected first tier, reason contains)
 CASES = [
     ("adaptive", "complex", math.inf, (), "strong", "-> strong"),
-    ("adaptive", "complex", 0.005, (), "balanced", "-> balanced"),        # strong unaffordable anyway
-    ("adaptive", "complex", 0.0003, (), "small", "over budget"),          # balanced unaffordable: move down
-    ("adaptive", "complex", 1.0, ("strong",), "balanced", "unhealthy"),   # health: skip dead strong
-    ("adaptive", "simple", 1.0, ("balanced",), "small", "unhealthy"),     # target balanced dead: move down
+    ("adaptive", "complex", 0.005, (), "balanced", "-> balanced"),  # strong unaffordable anyway
+    ("adaptive", "complex", 0.0003, (), "small", "over budget"),  # balanced unaffordable: move down
+    ("adaptive", "complex", 1.0, ("strong",), "balanced", "unhealthy"),  # health: skip dead strong
+    ("adaptive", "simple", 1.0, ("balanced",), "small", "unhealthy"),  # target balanced dead: move down
     ("cost", "complex", 1.0, (), "small", "cost"),
     ("cost", "simple", 1.0, ("small",), "balanced", "cost"),
     ("quality", "simple", 1.0, (), "strong", "quality"),
@@ -60,8 +81,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("strategy", "level", "remaining", "unhealthy", "tier", "why"), CASES)
-def test_strategy_table(strategy: str, level: str, remaining: float, unhealthy: tuple[str, ...],
-                        tier: str, why: str) -> None:
+def test_strategy_table(
+    strategy: str, level: str, remaining: float, unhealthy: tuple[str, ...], tier: str, why: str
+) -> None:
     options = opts(remaining, unhealthy=unhealthy)
     sel = select(strategy, options, complexity=cx(level), remaining_usd=remaining)
     assert sel.tier == tier, sel
@@ -104,5 +126,5 @@ def test_adaptive_chain_moves_down_before_up() -> None:
 
 
 def test_unknown_strategy_is_an_error() -> None:
-    with pytest.raises(ValueError, match="unknown strategy"):
+    with pytest.raises(InputError, match="unknown strategy"):
         select("fastest", opts())

@@ -26,7 +26,7 @@ whole micro-dollar would distort reports by several percent. Reservations round 
 actual costs to the nearest nano-USD.
 
 The Redis store (crash safety, lost replies, event loops, round trips) is described in
-``director_llm.budget_redis``.
+``director_llm.budget.redis``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import (
-    TYPE_CHECKING,
     Any,
     Literal,
     NamedTuple,
@@ -47,10 +46,7 @@ from typing import (
     runtime_checkable,
 )
 
-from director_llm.errors import BudgetExceededError, DirectorError
-
-if TYPE_CHECKING:
-    from director_llm.budget_redis import RedisLedger
+from director_llm.errors import BudgetBackendError, BudgetExceededError, ReservationClosedError
 
 __all__ = [
     "BudgetBackendError",
@@ -59,7 +55,6 @@ __all__ = [
     "BudgetLimits",
     "MemoryLedger",
     "ProviderLimits",
-    "RedisLedger",
     "Reservation",
     "ReservationClosedError",
     "SpendReport",
@@ -87,17 +82,6 @@ _REQUEST_PATH_RETRY_DELAYS_S = (0.0,)
 GroupBy = Literal["provider", "model", "hour"]
 
 
-class BudgetBackendError(DirectorError):
-    """The ledger's store (Redis) failed, so spend could not be checked or booked.
-    The caller decides: serve only zero-cost tiers (``reserve(amount_usd=0)`` needs no
-    store) or fail the request."""
-
-
-class ReservationClosedError(DirectorError):
-    """``settle`` was called on a reservation that was already settled or released;
-    booking it twice would double-count the spend."""
-
-
 # --------------------------------------------------------------------------- limits
 
 
@@ -115,9 +99,7 @@ class BudgetLimits:
 
     per_hour: float | None = None
     per_day: float | None = None
-    per_provider: Mapping[str, ProviderLimits | tuple[float | None, float | None]] = field(
-        default_factory=dict
-    )
+    per_provider: Mapping[str, ProviderLimits | tuple[float | None, float | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         provider = {name: ProviderLimits(*lim) for name, lim in self.per_provider.items()}
@@ -125,8 +107,7 @@ class BudgetLimits:
         checks = [("per_hour", self.per_hour), ("per_day", self.per_day)]
         for name, lim in provider.items():
             _check_provider_name(name)
-            checks += [(f"per_provider[{name}].per_hour", lim.per_hour),
-                       (f"per_provider[{name}].per_day", lim.per_day)]
+            checks += [(f"per_provider[{name}].per_hour", lim.per_hour), (f"per_provider[{name}].per_day", lim.per_day)]
         for label, value in checks:
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"budget limit {label} must be a finite number >= 0, got {value!r}")
@@ -187,7 +168,8 @@ class SpendReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601 strings)."""
-        return _jsonable(asdict(self))
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -226,9 +208,20 @@ class BudgetLedger(Protocol):
     """What the Director and the selector need from a ledger."""
 
     async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation: ...
-    async def settle(self, reservation: Reservation, *, actual_usd: float,
-                     prompt_tokens: int, completion_tokens: int) -> None: ...
+    async def settle(
+        self, reservation: Reservation, *, actual_usd: float, prompt_tokens: int, completion_tokens: int
+    ) -> None: ...
     async def release(self, reservation: Reservation) -> None: ...
+    async def record_usage(
+        self,
+        *,
+        provider: str,
+        model: str,
+        actual_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        requests: int = 1,
+    ) -> None: ...
     async def can_afford(self, amount_usd: float, provider: str) -> bool: ...
     async def remaining(self) -> dict[str, float]: ...
     async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport: ...
@@ -275,16 +268,20 @@ def _period_start(period: str) -> datetime:
 
 
 def _window_periods(provider: str, hour: str, day: str) -> tuple[tuple[str, str], ...]:
-    return (("hour", hour), ("day", day),
-            (f"provider:{provider}:hour", hour), (f"provider:{provider}:day", day))
+    return (("hour", hour), ("day", day), (f"provider:{provider}:hour", hour), (f"provider:{provider}:day", day))
 
 
-def _stats_increments(provider: str, model: str, actual: int, prompt_tokens: int,
-                      completion_tokens: int) -> list[tuple[str, int]]:
+def _stats_increments(
+    provider: str, model: str, actual: int, prompt_tokens: int, completion_tokens: int, requests: int = 1
+) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for group in ("t", f"p|{provider}", f"m|{provider}|{model}"):
-        out += [(f"{group}|requests", 1), (f"{group}|prompt_tokens", prompt_tokens),
-                (f"{group}|completion_tokens", completion_tokens), (f"{group}|cost", actual)]
+        out += [
+            (f"{group}|requests", requests),
+            (f"{group}|prompt_tokens", prompt_tokens),
+            (f"{group}|completion_tokens", completion_tokens),
+            (f"{group}|cost", actual),
+        ]
     return out
 
 
@@ -301,8 +298,13 @@ class _LedgerBase:
     """Window arithmetic, errors and reports shared by both stores. A store implements
     ``_hold`` / ``_book`` / ``_read_windows`` / ``_read_stats``."""
 
-    def __init__(self, *, limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
-                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S) -> None:
+    def __init__(
+        self,
+        *,
+        limits: BudgetLimits,
+        clock: Callable[[], datetime] | None = None,
+        reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+    ) -> None:
         if reservation_ttl_s <= 0:
             raise ValueError(f"reservation_ttl_s must be > 0, got {reservation_ttl_s!r}")
         self.limits = limits
@@ -310,20 +312,27 @@ class _LedgerBase:
         self._ttl = timedelta(seconds=reservation_ttl_s)
 
     # ---- store interface
-    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
-                    now: datetime) -> tuple[int, int, int] | None:
+    async def _hold(
+        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+    ) -> tuple[int, int, int] | None:
         """Atomically check and hold; None if granted else (window index, spent, reserved)."""
         raise NotImplementedError
 
-    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
+    async def _book(
+        self,
+        res: Reservation,
+        windows: Sequence[_Window],
+        actual: int,
+        stats: list[tuple[str, int]],
+        stats_keep: datetime,
+        kind: str,
+    ) -> bool:
         """Drop the hold, add ``actual`` to spent and ``stats`` to the hour's counters
         (``kind``: ``s`` settle, ``r`` release). Returns whether the hold was still there.
         Must be idempotent per reservation id: it may be retried after a lost reply."""
         raise NotImplementedError
 
-    async def _read_windows(self, windows: Sequence[_Window],
-                            now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
         """(spent, reserved) per window, after purging expired holds."""
         raise NotImplementedError
 
@@ -341,15 +350,22 @@ class _LedgerBase:
     def _windows(self, provider: str, hour: str, day: str) -> list[_Window]:
         hour_start, day_start = _period_start(hour), _period_start(day)
         hour_end, day_end = hour_start + timedelta(hours=1), day_start + timedelta(days=1)
-        plim = self.limits.per_provider.get(provider, ProviderLimits())
+        plim = ProviderLimits(*self.limits.per_provider.get(provider, ProviderLimits()))
         limits = (self.limits.per_hour, self.limits.per_day, plim.per_hour, plim.per_day)
         out = []
         for (name, period), limit, is_hour in zip(
-                _window_periods(provider, hour, day), limits, (True, False, True, False)):
+            _window_periods(provider, hour, day), limits, (True, False, True, False), strict=False
+        ):
             end = hour_end if is_hour else day_end
-            out.append(_Window(name, period,
-                               None if limit is None else _to_units(limit, round_up=False),
-                               end, end + (_HOUR_KEEP if is_hour else _DAY_KEEP)))
+            out.append(
+                _Window(
+                    name,
+                    period,
+                    None if limit is None else _to_units(limit, round_up=False),
+                    end,
+                    end + (_HOUR_KEEP if is_hour else _DAY_KEEP),
+                )
+            )
         return out
 
     def _windows_now(self, provider: str, now: datetime) -> list[_Window]:
@@ -362,10 +378,16 @@ class _LedgerBase:
         _check_provider_name(provider)
         amount = _to_units(amount_usd, round_up=True)
         now = self._now()
-        res = Reservation(id=uuid.uuid4().hex, provider=provider, model=model,
-                          amount_usd=amount_usd, hour=_hour_key(now),
-                          day=now.strftime("%Y-%m-%d"), created_at=now,
-                          expires_at=now + self._ttl)
+        res = Reservation(
+            id=uuid.uuid4().hex,
+            provider=provider,
+            model=model,
+            amount_usd=amount_usd,
+            hour=_hour_key(now),
+            day=now.strftime("%Y-%m-%d"),
+            created_at=now,
+            expires_at=now + self._ttl,
+        )
         if amount == 0:  # always served, and needs no store
             return res
         windows = self._windows(provider, res.hour, res.day)
@@ -376,26 +398,61 @@ class _LedgerBase:
             assert w.limit is not None  # only limited windows can refuse
             raise BudgetExceededError(
                 _exceeded_message(w, spent, reserved, amount_usd),
-                window=w.name, limit_usd=_to_usd(w.limit), spent_usd=_to_usd(spent),
-                reserved_usd=_to_usd(reserved), requested_usd=amount_usd, resets_at=w.resets_at)
+                window=w.name,
+                limit_usd=_to_usd(w.limit),
+                spent_usd=_to_usd(spent),
+                reserved_usd=_to_usd(reserved),
+                requested_usd=amount_usd,
+                resets_at=w.resets_at,
+            )
         return res
 
-    async def settle(self, reservation: Reservation, *, actual_usd: float,
-                     prompt_tokens: int, completion_tokens: int) -> None:
+    async def settle(
+        self, reservation: Reservation, *, actual_usd: float, prompt_tokens: int, completion_tokens: int
+    ) -> None:
         """Replace the hold by the actual cost and count the request and its tokens."""
         if reservation.state != "open":
             raise ReservationClosedError(
-                f"reservation {reservation.id} is already {reservation.state}; "
-                "settle each reservation exactly once")
+                f"reservation {reservation.id} is already {reservation.state}; settle each reservation exactly once"
+            )
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must be >= 0")
         actual = _to_units(actual_usd, round_up=False)
         hour_start = _period_start(reservation.hour)
-        stats = _stats_increments(reservation.provider, reservation.model, actual,
-                                  prompt_tokens, completion_tokens)
+        stats = _stats_increments(reservation.provider, reservation.model, actual, prompt_tokens, completion_tokens)
         windows = self._windows(reservation.provider, reservation.hour, reservation.day)
         await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP, "s")
         reservation.state = "settled"
+
+    async def record_usage(
+        self,
+        *,
+        provider: str,
+        model: str,
+        actual_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        requests: int = 1,
+    ) -> None:
+        """Book spend that needed no reservation (no budget limit, or a zero-cost call): the
+        usage of ``requests`` calls at once, in the current windows. One store operation."""
+        _check_provider_name(provider)
+        now = self._now()
+        res = Reservation(
+            id=uuid.uuid4().hex,
+            provider=provider,
+            model=model,
+            amount_usd=0.0,
+            hour=_hour_key(now),
+            day=now.strftime("%Y-%m-%d"),
+            created_at=now,
+            expires_at=now,
+        )
+        actual = _to_units(actual_usd, round_up=False)
+        stats = _stats_increments(provider, model, actual, prompt_tokens, completion_tokens, requests)
+        windows = self._windows(provider, res.hour, res.day)
+        await self._book(res, windows, actual, stats, _period_start(res.hour) + _STATS_KEEP, "s")
+        res.state = "settled"
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back (the call failed). A no-op on a closed reservation, so it is
@@ -416,14 +473,15 @@ class _LedgerBase:
         now = self._now()
         windows = self._windows_now(provider, now)
         states = await self._read_windows(windows, now)
-        return all(w.limit is None or spent + reserved + amount <= w.limit
-                   for w, (spent, reserved) in zip(windows, states))
+        return all(
+            w.limit is None or spent + reserved + amount <= w.limit
+            for w, (spent, reserved) in zip(windows, states, strict=False)
+        )
 
     async def remaining(self) -> dict[str, float]:
         """USD left in each limited window (global, and per configured provider)."""
         windows = await self._window_reports(self._now(), ())
-        return {name: w.remaining_usd for name, w in windows.items()
-                if w.remaining_usd is not None}
+        return {name: w.remaining_usd for name, w in windows.items() if w.remaining_usd is not None}
 
     async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport:
         """Windows (limit, spent, reserved, remaining, resets_at) and usage of the last 24 h."""
@@ -437,7 +495,7 @@ class _LedgerBase:
             merged.update(counters)
         seen = {f.split("|")[1] for f in merged if f.startswith("p|")}
         windows = await self._window_reports(now, sorted(seen))
-        hourly = {h: _usage(c, "t") for h, c in zip(hours, stats)}
+        hourly = {h: _usage(c, "t") for h, c in zip(hours, stats, strict=False)}
         usage: dict[str, UsageReport] = {}
         if by == "hour":
             usage = dict(hourly)
@@ -447,33 +505,41 @@ class _LedgerBase:
             for g in groups:
                 key = g[2:] if by == "provider" else g[2:].replace("|", ":", 1)
                 usage[key] = _usage(merged, g)
-        return SpendReport(generated_at=now, windows=windows, by=by, usage=usage,
-                           hourly=hourly, total=_usage(merged, "t"))
+        return SpendReport(
+            generated_at=now, windows=windows, by=by, usage=usage, hourly=hourly, total=_usage(merged, "t")
+        )
 
-    async def _window_reports(self, now: datetime,
-                              extra_providers: Sequence[str]) -> dict[str, WindowReport]:
+    async def _window_reports(self, now: datetime, extra_providers: Sequence[str]) -> dict[str, WindowReport]:
         providers = sorted(set(self.limits.per_provider) | set(extra_providers))
         windows = self._windows_now("-", now)[:2]  # the global hour and day
         for provider in providers:
             windows += self._windows_now(provider, now)[2:]
         states = await self._read_windows(windows, now)
         out = {}
-        for w, (spent, reserved) in zip(windows, states):
+        for w, (spent, reserved) in zip(windows, states, strict=False):
             remaining = None if w.limit is None else _to_usd(max(0, w.limit - spent - reserved))
             out[w.name] = WindowReport(
-                window=w.name, period=w.period,
+                window=w.name,
+                period=w.period,
                 limit_usd=None if w.limit is None else _to_usd(w.limit),
-                spent_usd=_to_usd(spent), reserved_usd=_to_usd(reserved),
-                remaining_usd=remaining, resets_at=w.resets_at)
+                spent_usd=_to_usd(spent),
+                reserved_usd=_to_usd(reserved),
+                remaining_usd=remaining,
+                resets_at=w.resets_at,
+            )
         return out
 
 
 def _exceeded_message(w: _Window, spent: int, reserved: int, requested_usd: float) -> str:
     assert w.limit is not None
     left = max(0, w.limit - spent - reserved)
-    where = ("[llm] budget_per_hour" if w.name == "hour" else
-             "[llm] budget_per_day" if w.name == "day" else
-             f"the {w.name.split(':')[1]} provider's budget")
+    where = (
+        "[llm] budget_per_hour"
+        if w.name == "hour"
+        else "[llm] budget_per_day"
+        if w.name == "day"
+        else f"the {w.name.split(':')[1]} provider's budget"
+    )
     return (
         f"Budget window '{w.name}' ({w.period}) cannot afford this request: it needs up to "
         f"${requested_usd:.6f} but only ${_to_usd(left):.6f} of ${_to_usd(w.limit):.6f} is left "
@@ -502,8 +568,13 @@ class MemoryLedger(_LedgerBase):
     """Ledger for one process. Each operation runs without awaiting inside its critical
     section and under a thread lock, so it is atomic for asyncio tasks and threads alike."""
 
-    def __init__(self, *, limits: BudgetLimits, clock: Callable[[], datetime] | None = None,
-                 reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S) -> None:
+    def __init__(
+        self,
+        *,
+        limits: BudgetLimits,
+        clock: Callable[[], datetime] | None = None,
+        reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+    ) -> None:
         super().__init__(limits=limits, clock=clock, reservation_ttl_s=reservation_ttl_s)
         self._lock = threading.Lock()
         self._windows_state: dict[tuple[str, str], _MemWindow] = {}
@@ -521,14 +592,15 @@ class MemoryLedger(_LedgerBase):
         for hour in [h for h, (_, keep) in self._stats.items() if keep <= now]:
             del self._stats[hour]
 
-    async def _hold(self, res: Reservation, windows: Sequence[_Window], amount: int,
-                    now: datetime) -> tuple[int, int, int] | None:
+    async def _hold(
+        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+    ) -> tuple[int, int, int] | None:
         with self._lock:
             self._forget_old(now)
             states = [self._state(w) for w in windows]
             for s in states:
                 s.purge(now)
-            for i, (w, s) in enumerate(zip(windows, states)):
+            for i, (w, s) in enumerate(zip(windows, states, strict=False)):
                 if w.limit is not None and s.spent + s.reserved + amount > w.limit:
                     return i, s.spent, s.reserved
             for s in states:
@@ -536,8 +608,15 @@ class MemoryLedger(_LedgerBase):
                 s.holds[res.id] = (amount, res.expires_at)
             return None
 
-    async def _book(self, res: Reservation, windows: Sequence[_Window], actual: int,
-                    stats: list[tuple[str, int]], stats_keep: datetime, kind: str) -> bool:
+    async def _book(
+        self,
+        res: Reservation,
+        windows: Sequence[_Window],
+        actual: int,
+        stats: list[tuple[str, int]],
+        stats_keep: datetime,
+        kind: str,
+    ) -> bool:
         # One critical section under a lock: no reply can be lost, so no retry and no
         # record of closed ids is needed (the Reservation's state guards double settles).
         live = False
@@ -554,8 +633,7 @@ class MemoryLedger(_LedgerBase):
                 counters.update(dict(stats))
         return live
 
-    async def _read_windows(self, windows: Sequence[_Window],
-                            now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
         with self._lock:
             out = []
             for w in windows:
@@ -570,12 +648,3 @@ class MemoryLedger(_LedgerBase):
     async def _read_stats(self, hours: Sequence[str]) -> list[dict[str, int]]:
         with self._lock:
             return [dict(self._stats[h][0]) if h in self._stats else {} for h in hours]
-
-
-def __getattr__(name: str) -> Any:
-    # ``RedisLedger`` lives in its own module (``budget_redis``); it stays importable from here.
-    if name == "RedisLedger":
-        from director_llm.budget_redis import RedisLedger
-
-        return RedisLedger
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

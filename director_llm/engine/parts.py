@@ -1,0 +1,28 @@
+"""The parts a request needs, bundled once per Director and handed to the engine's loops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from director_llm.budget.guard import BudgetGuard
+    from director_llm.config.models import LLMConfig
+    from director_llm.observability import Metrics
+    from director_llm.resilience.breaker import CircuitBreaker
+    from director_llm.router.dispatch import Dispatcher
+    from director_llm.selection.planner import Planner
+
+__all__ = ["Parts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Planner, dispatcher, budget guard, breaker, metrics and the ``[llm]`` settings."""
+
+    planner: Planner
+    dispatcher: Dispatcher
+    budget: BudgetGuard
+    breaker: CircuitBreaker
+    metrics: Metrics
+    llm: LLMConfig

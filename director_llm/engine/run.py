@@ -1,0 +1,375 @@
+"""One request's journey through its plan: the loop every entry point shares.
+
+``Run.slots()`` walks the plan's deployments in order and hands out a ``Slot`` for each one
+worth trying, until the request's deadline:
+
+* a deployment whose circuit breaker is open is skipped (``Attempt(outcome="skipped")``);
+  a half-open one gets its single trial request;
+* ``Slot.call`` / ``Slot.stream`` make one upstream call: reserve the budget (a refusal
+  skips the deployment), send it within ``min(attempt timeout, time left)``, then settle
+  the hold to the usage (or release it, or settle what was generated when the call was
+  abandoned), and count tokens and cost for the route;
+* the caller reports the outcome (``succeeded`` / ``failed``); failures the deployment is
+  to blame for feed its breaker, every attempt feeds the metrics, and the next slot comes.
+
+When the plan runs out, ``exhausted()`` is the error: the budget's when nothing was
+affordable, else a ``ProviderError`` holding every attempt and the route so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from director_llm.errors import (
+    AttemptOverBudgetError,
+    BudgetBackendError,
+    BudgetExceededError,
+    ProviderError,
+    StreamInterruptedError,
+)
+from director_llm.route import OK, SKIPPED, Attempt, Route
+from director_llm.router.dispatch import Reply, UpstreamError
+
+if TYPE_CHECKING:
+    from director_llm.budget.guard import Hold
+    from director_llm.engine.parts import Parts
+    from director_llm.providers import DeploymentInfo
+    from director_llm.request import Call
+    from director_llm.selection.planner import Plan
+
+__all__ = ["AttemptRejected", "Run", "Slot"]
+
+
+class AttemptRejected(Exception):
+    """A reply that cannot be used (empty, an invalid classification, the local tier unsure):
+    the request moves on to the next deployment."""
+
+    def __init__(self, outcome: str, message: str, *, feeds_breaker: bool = False) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.feeds_breaker = feeds_breaker
+        self.status_code: int | None = None
+        self.retry_after: float | None = None
+        self.kind = "provider" if feeds_breaker else "request"
+
+
+class Slot:
+    """One deployment's turn in a ``Run``: its upstream calls are reserved and accounted."""
+
+    def __init__(self, run: Run, deployment: DeploymentInfo) -> None:
+        self.run = run
+        self.deployment = deployment
+        self.started = time.monotonic()
+        self.got_text = False
+        """Streams: whether this slot delivered text to the caller."""
+
+    @property
+    def name(self) -> str:
+        return self.deployment.name
+
+    def timeout(self) -> float:
+        """Time this attempt may take: the deployment's attempt timeout, within the deadline."""
+        left = self.run.remaining()
+        if left <= 0:
+            raise UpstreamError("provider", "Timeout", "no time left before the request deadline", status_code=408)
+        return min(self.deployment.timeout_seconds, left)
+
+    async def _reserve(
+        self, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
+    ) -> tuple[Hold, dict[str, Any]]:
+        budget = self.run.parts.budget
+        info = self.deployment
+        max_tokens = budget.max_tokens_for(info, params)
+        prompt = 0
+        if budget.limited and not budget.is_free(info):
+            prompt = self.run.prompt_tokens(info, messages, params)
+            if not (params.get("max_tokens") or params.get("max_completion_tokens")):
+                # Pin the bound that was reserved: without it a provider may answer at any length.
+                params = {**params, "max_tokens": max_tokens}
+        hold = await budget.reserve(info, prompt_tokens=prompt, max_tokens=max_tokens)
+        return hold, params
+
+    async def call(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Reply:
+        """One non-streamed call to this deployment (``UpstreamError`` when it failed)."""
+        timeout = self.timeout()
+        hold, sent = await self._reserve(messages, dict(params))
+        budget = self.run.parts.budget
+        self.run.calls += 1
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await self.run.parts.dispatcher.complete(self.deployment, messages, sent, timeout=timeout)
+        except UpstreamError:
+            budget.release(hold)
+            raise
+        except TimeoutError:
+            # Cut by us: the provider read the prompt and may be generating; book the prompt.
+            budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
+            raise UpstreamError("provider", "Timeout", f"no answer within {timeout:.2f}s", status_code=408) from None
+        except BaseException:
+            budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
+            raise
+        cost = budget.settle(hold, reply.prompt_tokens, reply.completion_tokens)
+        self.run.account(reply.prompt_tokens, reply.completion_tokens, cost, hold.amount_usd)
+        return reply
+
+    async def stream(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], *, first_token_s: float, idle_s: float
+    ) -> AsyncGenerator[str, None]:
+        """One streamed call: yields text pieces. Before the first piece the wait is bounded by
+        ``first_token_s`` (within the deadline), after it each piece by ``idle_s`` and the whole
+        stream by the deadline. Use with ``contextlib.aclosing``."""
+        run = self.run
+        left = run.remaining()
+        if left <= 0:
+            raise UpstreamError("provider", "Timeout", "no time left before the request deadline", status_code=408)
+        wait = min(first_token_s, left)
+        hold, sent = await self._reserve(messages, dict(params))
+        budget = run.parts.budget
+        run.calls += 1
+        upstream = None
+        texts: list[str] = []
+        done = False
+        try:
+            try:
+                async with asyncio.timeout(wait):
+                    upstream = await run.parts.dispatcher.stream(self.deployment, messages, sent, timeout=wait)
+                    pieces = upstream.__aiter__()
+                    first = await anext(pieces, None)
+            except TimeoutError:
+                raise UpstreamError(
+                    "provider", "FirstTokenTimeout", f"no token within {wait:.2f}s", status_code=408
+                ) from None
+            if first is None:
+                raise AttemptRejected("EmptyAnswer", "the stream ended without any text", feeds_breaker=True)
+            self.got_text = True
+            texts.append(first)
+            yield first
+            while True:
+                left = run.remaining()
+                if left <= 0:
+                    raise _StreamDeadline(run.deadline_s)
+                try:
+                    async with asyncio.timeout(min(idle_s, left)):
+                        piece = await anext(pieces, None)
+                except TimeoutError:
+                    if run.remaining() <= 0:
+                        raise _StreamDeadline(run.deadline_s) from None
+                    raise UpstreamError(
+                        "provider", "IdleTimeout", f"no chunk within {idle_s:.2f}s of the previous one"
+                    ) from None
+                if piece is None:
+                    break
+                texts.append(piece)
+                yield piece
+            done = True
+        finally:
+            pt = upstream.prompt_tokens if upstream is not None else 0
+            ct = upstream.completion_tokens if upstream is not None else 0
+            if done:
+                if not ct:  # some servers send no usage in streams: count what was delivered
+                    from director_llm.tokens import text_tokens
+
+                    ct = text_tokens(self.deployment.litellm_model, "".join(texts))
+                cost = budget.settle(hold, pt or hold.prompt_tokens, ct)
+                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd)
+            elif texts or ct or upstream is not None:
+                # Abandoned (cut, cancelled, closed early, broke): the provider bills what it generated.
+                cost = budget.abandon(hold, prompt_tokens=pt, completion_tokens=ct, delivered_text="".join(texts))
+                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd)
+            else:
+                budget.release(hold)
+            if upstream is not None:
+                await upstream.aclose()
+
+
+class _StreamDeadline(UpstreamError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            "request", "StreamDeadline", f"the stream ran past its deadline of {seconds:g}s ([llm] max_stream_seconds)"
+        )
+
+
+class Run:
+    """The state of one request while its plan is tried (see the module docstring)."""
+
+    def __init__(
+        self,
+        parts: Parts,
+        call: Call,
+        plan: Plan,
+        *,
+        deadline_s: float | None = None,
+        prior: Sequence[Attempt] = (),
+        observer: Callable[[Attempt], None] | None = None,
+    ) -> None:
+        self.parts = parts
+        self.call = call
+        self.plan = plan
+        self.deadline_s = deadline_s if deadline_s is not None else call.deadline_s
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.deadline = loop.time() + self.deadline_s
+        self.attempts: list[Attempt] = list(prior)
+        self._observer = observer
+        self.calls = 0
+        self.prompt_tokens_total = 0
+        self.completion_tokens_total = 0
+        self.cost_usd = 0.0
+        self.reserved_usd: float | None = None
+        self._refusals: list[BudgetExceededError | BudgetBackendError] = []
+        self._counted: dict[int, int] = {}
+        self.first_token_at: float | None = None
+        self._last_retry_after: float | None = None
+
+    @classmethod
+    async def start(cls, parts: Parts, call: Call, plan: Plan, **kwargs: Any) -> Run:
+        """A run whose deadline starts now, after LiteLLM is imported (a one-time cost of the
+        process, done off the event loop, that no request's deadline should pay)."""
+        if not parts.dispatcher.loaded and any(c.kind != "local" for c in plan.candidates):
+            await parts.dispatcher.load()
+        return cls(parts, call, plan, **kwargs)
+
+    def remaining(self) -> float:
+        return self.deadline - self._loop.time()
+
+    def prompt_tokens(
+        self, info: DeploymentInfo, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    ) -> int:
+        """The prompt's size for a reservation, counted once per message list."""
+        key = id(messages)
+        counted = self._counted.get(key)
+        if counted is None:
+            from director_llm.tokens import prompt_tokens
+
+            counted = self._counted[key] = prompt_tokens(
+                info.litellm_model, messages, tools=params.get("tools"), response_format=params.get("response_format")
+            )
+        return counted
+
+    def account(self, prompt_tokens: int, completion_tokens: int, cost: float, reserved: float) -> None:
+        self.prompt_tokens_total += prompt_tokens
+        self.completion_tokens_total += completion_tokens
+        self.cost_usd += cost
+        self.reserved_usd = reserved if reserved else self.reserved_usd
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def slots(self) -> AsyncIterator[Slot]:
+        breaker = self.parts.breaker
+        for info in self.plan.candidates:
+            if self.remaining() <= 0:
+                return
+            if info.kind != "local" and not await breaker.allow(info.name):
+                self.skip(info.name, "circuit open")
+                continue
+            yield Slot(self, info)
+
+    def record(self, attempt: Attempt) -> None:
+        """Add an attempt to the route (and tell the observer: stream events, traces)."""
+        self.attempts.append(attempt)
+        if self._observer is not None:
+            self._observer(attempt)
+
+    def skip(self, name: str, why: str) -> None:
+        self.record(Attempt(name, SKIPPED, why))
+
+    def refused(self, slot: Slot, exc: BudgetExceededError | BudgetBackendError) -> None:
+        """The budget refused (or could not check) the slot's reservation: skip it."""
+        self._refusals.append(exc)
+        what = "over budget" if isinstance(exc, BudgetExceededError) else "budget store down"
+        self.skip(slot.name, f"{what}: {str(exc).split('. ')[0][:160]}")
+
+    async def failed(self, slot: Slot, exc: UpstreamError | AttemptRejected) -> None:
+        """Record a failed attempt (breaker when the deployment is to blame, metrics)."""
+        elapsed = time.monotonic() - slot.started
+        outcome = exc.outcome if isinstance(exc, AttemptRejected) else exc.error_class
+        self._last_retry_after = exc.retry_after
+        self.record(Attempt(slot.name, outcome, exc.message, round(elapsed, 4), exc.status_code))
+        if slot.deployment.kind == "local":
+            return
+        self.parts.metrics.for_deployment(slot.name).record_failure(elapsed, outcome, exc.message)
+        if exc.feeds_breaker:
+            await self.parts.breaker.record_failure(slot.name, exc)
+
+    async def succeeded(self, slot: Slot, *, reason: str | None = None) -> Route:
+        """Record the answering attempt and build the request's ``Route``."""
+        elapsed = time.monotonic() - slot.started
+        self.record(Attempt(slot.name, OK, "", round(elapsed, 4)))
+        if slot.deployment.kind != "local":
+            self.parts.metrics.for_deployment(slot.name).record_success(
+                elapsed, self.cost_usd, self.prompt_tokens_total, self.completion_tokens_total
+            )
+            await self.parts.breaker.record_success(slot.name)
+        return self.route(slot.deployment, reason=reason)
+
+    def route(self, info: DeploymentInfo | None, *, reason: str | None = None) -> Route:
+        now = time.perf_counter()
+        first = None
+        if self.first_token_at is not None:
+            first = round((self.first_token_at - self.call.started) * 1000, 3)
+        return Route.model_construct(
+            deployment=info.name if info else None,
+            model=info.model if info else None,
+            provider=info.provider if info else None,
+            tier=info.tier if info else None,
+            group=self.plan.group,
+            reason=reason or self.plan.reason,
+            strategy=self.call.strategy,
+            cache=None,
+            cost_usd=round(self.cost_usd, 12),
+            reserved_cost_usd=self.reserved_usd,
+            latency_ms=round((now - self.call.started) * 1000, 3),
+            first_token_ms=first,
+            prompt_tokens=self.prompt_tokens_total,
+            completion_tokens=self.completion_tokens_total,
+            calls=self.calls,
+            attempts=list(self.attempts),
+            repaired=False,
+            resumed=False,
+        )
+
+    def exhausted(self, *, partial_text: str = "", interrupted_on: str | None = None) -> Exception:
+        """The error when no deployment answered (see the module docstring)."""
+        called = [a for a in self.attempts if a.called]
+        if not called and self._refusals:
+            first = self._refusals[0]
+            first.route = self.route(None)
+            return first
+        summary = (
+            "; ".join(
+                f"{a.deployment}: {a.outcome}" + (f" ({a.message[:120]})" if a.message else "") for a in self.attempts
+            )
+            or "no deployment could be tried"
+        )
+        route = self.route(None)
+        last = called[-1] if called else None
+        if interrupted_on is not None:
+            return StreamInterruptedError(
+                f"the answer broke on {interrupted_on} and no deployment could resume it ({summary})",
+                partial_text=partial_text,
+                deployment=interrupted_on,
+                attempts=list(self.attempts),
+                route=route,
+            )
+        timed_out = self.remaining() <= 0
+        why = (
+            f"no answer within the request deadline of {self.deadline_s:g}s"
+            if timed_out
+            else "every deployment that could serve this request failed"
+        )
+        retry_after = self._last_retry_after if last is not None and last.status_code == 429 else None
+        return ProviderError(
+            f"{why} (group {self.plan.group}: {summary}); check `director-llm health`",
+            attempts=list(self.attempts),
+            status_code=last.status_code if last else None,
+            retry_after=retry_after,
+            route=route,
+        )
+
+
+def over_budget(exc: BaseException) -> bool:
+    """Whether an exception is the budget refusing (or unable to check) a reservation."""
+    return isinstance(exc, (AttemptOverBudgetError, BudgetExceededError, BudgetBackendError))

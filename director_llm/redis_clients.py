@@ -1,0 +1,176 @@
+"""One Redis client factory: a client per event loop, one bounded pool each, one outage state.
+
+Every part that keeps state in Redis (budget ledger, circuit breaker, cache, limits) gets
+its client here, so a Director talks to one Redis through one place:
+
+* **Per event loop.** An asyncio connection belongs to the loop that opened it; a client
+  cached across ``asyncio.run`` calls fails with "Event loop is closed". ``client()``
+  returns the running loop's client, created on first use.
+* **Bounded, blocking pool.** ``max_connections`` per loop; a burst waits (at most
+  ``pool_timeout_s``) for a free connection instead of failing with "Too many connections":
+  500 concurrent requests queue behind 64 sockets, they do not turn into an outage.
+* **One outage state.** ``mark_down(exc)`` after a connection error or timeout: every user
+  sees ``down`` (the cache and breaker skip Redis without touching a socket; the ledger
+  decides per its failure mode) until ``retry_after_s`` passes, and one warning is logged
+  per outage, never one per request. ``mark_up()`` after any success.
+
+Timeouts are per call (``asyncio.timeout`` around the command): the cache gives up after
+~100 ms, the ledger after ~2 s, on the same connections. redis-py's own retries are off:
+only idempotent operations may be re-sent, and their owners decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisClients", "redacted_url"]
+
+log = logging.getLogger("director_llm.redis")
+
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_POOL_TIMEOUT_S = 5.0
+DEFAULT_SOCKET_TIMEOUT_S = 5.0
+DEFAULT_RETRY_AFTER_S = 2.0
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without user, password or query (safe to log): ``redis://host:port/db``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid redis url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisClients:
+    """Clients of one Redis URL (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+        socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+        retry_after_s: float = DEFAULT_RETRY_AFTER_S,
+        decode_responses: bool = True,
+    ) -> None:
+        self._url = url
+        self.url = redacted_url(url)
+        self.max_connections = max_connections
+        self.pool_timeout_s = pool_timeout_s
+        self.socket_timeout_s = socket_timeout_s
+        self.retry_after_s = retry_after_s
+        self._decode = decode_responses
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
+        self._down_until = 0.0
+        self._outage_started: float | None = None
+        self.outages = 0
+        """Outages seen (a connection error or timeout after a success)."""
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self) -> Redis:
+        """The running event loop's client (created on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._new_client()
+        return client
+
+    def _new_client(self) -> Redis:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout_s,
+            socket_timeout=self.socket_timeout_s,
+            socket_connect_timeout=self.socket_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=self._decode,
+        )
+        return aioredis.Redis(connection_pool=pool)
+
+    # -- outage state ----------------------------------------------------------------------
+    @property
+    def down(self) -> bool:
+        """True during an outage, until the next retry is due."""
+        return time.monotonic() < self._down_until
+
+    def mark_down(self, exc: BaseException, *, user: str = "redis") -> None:
+        """Record a connection error or timeout: skip Redis for ``retry_after_s``."""
+        now = time.monotonic()
+        self._down_until = now + self.retry_after_s
+        if self._outage_started is None:
+            self._outage_started = now
+            self.outages += 1
+            log.warning(
+                "Redis %s unreachable (%s: %s, seen by the %s); using local state and retrying every %.1f s",
+                self.url,
+                type(exc).__name__,
+                _short(exc),
+                user,
+                self.retry_after_s,
+            )
+
+    def mark_up(self) -> None:
+        """Record a success: Redis is back (logs the end of an outage once)."""
+        if self._outage_started is not None:
+            log.info("Redis %s reachable again after %.1f s", self.url, time.monotonic() - self._outage_started)
+            self._outage_started = None
+        self._down_until = 0.0
+
+    @staticmethod
+    def is_outage(exc: BaseException) -> bool:
+        """Whether ``exc`` means "Redis is not there" (as opposed to a bad command)."""
+        from redis.exceptions import BusyLoadingError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        return isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError, TimeoutError))
+
+    async def call(self, op: Any, *, timeout_s: float, user: str = "redis") -> Any:
+        """Run ``await op(client)`` within ``timeout_s``; outage errors mark Redis down and
+        are re-raised, successes mark it up."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await op(self.client())
+        except Exception as exc:
+            if self.is_outage(exc):
+                self.mark_down(exc, user=user)
+            raise
+        self.mark_up()
+        return result
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (clients of finished loops are dropped with them)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        clients, self._clients = list(self._clients.items()), weakref.WeakKeyDictionary()
+        for loop, client in clients:
+            if loop is running:
+                try:
+                    await client.aclose()
+                    await client.connection_pool.disconnect()
+                except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+                    pass
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).split("\n")[0][:200]
