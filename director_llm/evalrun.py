@@ -100,7 +100,9 @@ def load_eval_set(path: Path, *, oos_label: str, limit: int | None = None) -> li
     return items[:limit] if limit else items
 
 
-def eval_config(config: DirectorConfig, labels: set[str], train: Sequence[tuple[str, str]]) -> tuple[DirectorConfig, str | None]:
+def eval_config(
+    config: DirectorConfig, labels: set[str], train: Sequence[tuple[str, str]]
+) -> tuple[DirectorConfig, str | None]:
     """The config to evaluate with, and a note when its flows were rebuilt from ``train``."""
     from director_llm.intents.prompts import flow_set
 
@@ -114,18 +116,19 @@ def eval_config(config: DirectorConfig, labels: set[str], train: Sequence[tuple[
         if len(examples[intent]) < 3:
             examples[intent].append(text)
     names = sorted((labels | set(examples)) - {fallback})
-    flows = {n: FlowConfig(description=f"intent: {n.replace('_', ' ')}", examples=examples.get(n, []))
-             for n in names}
+    flows = {n: FlowConfig(description=f"intent: {n.replace('_', ' ')}", examples=examples.get(n, [])) for n in names}
     intents = config.intents.model_copy(update={"flows": flows})
-    note = (f"the set's labels are not the config's flows: {len(flows)} flows built from the training data "
-            "(name as description, 3 examples each)")
+    note = (
+        f"the set's labels are not the config's flows: {len(flows)} flows built from the training data "
+        "(name as description, 3 examples each)"
+    )
     return config.model_copy(update={"intents": intents}), note
 
 
 async def _local_answers(director: Director, texts: Sequence[str], tick: Callable[[], None]) -> list[Answer]:
     tier = director.local_tier
     if tier is None:
-        raise InputError("this config has no local tier ([providers.local] kind = \"local\")")
+        raise InputError('this config has no local tier ([providers.local] kind = "local")')
     await tier.aload()
     out = []
     for text in texts:
@@ -139,8 +142,9 @@ async def _local_answers(director: Director, texts: Sequence[str], tick: Callabl
     return out
 
 
-async def _remote_answers(director: Director, group: str, texts: Sequence[str], tick: Callable[[], None],
-                          concurrency: int) -> list[Answer]:
+async def _remote_answers(
+    director: Director, group: str, texts: Sequence[str], tick: Callable[[], None], concurrency: int
+) -> list[Answer]:
     classifier = director.classifier
     sem = asyncio.Semaphore(concurrency)
 
@@ -149,20 +153,32 @@ async def _remote_answers(director: Director, group: str, texts: Sequence[str], 
             started = time.perf_counter()
             try:
                 r = await classifier.classify_llm(text, group=group)
-                answer = Answer(flow=r.flow, confidence=r.confidence, cost_usd=r.route.cost_usd,
-                                latency_ms=(time.perf_counter() - started) * 1000)
+                answer = Answer(
+                    flow=r.flow,
+                    confidence=r.confidence,
+                    cost_usd=r.route.cost_usd,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
             except DirectorError as exc:
                 cost = float((getattr(exc, "usage", None) or {}).get("cost_usd") or 0.0)
-                answer = Answer(flow=ERROR_FLOW, confidence=0.0, cost_usd=cost,
-                                latency_ms=(time.perf_counter() - started) * 1000)
+                answer = Answer(
+                    flow=ERROR_FLOW, confidence=0.0, cost_usd=cost, latency_ms=(time.perf_counter() - started) * 1000
+                )
             tick()
             return answer
 
     return list(await asyncio.gather(*(one(t) for t in texts)))
 
 
-async def collect(director: Director, items: Sequence[tuple[str, str]], *, local: bool, groups: Sequence[str],
-                  tick: Callable[[], None] = lambda: None, concurrency: int = DEFAULT_CONCURRENCY) -> EvalRun:
+async def collect(
+    director: Director,
+    items: Sequence[tuple[str, str]],
+    *,
+    local: bool,
+    groups: Sequence[str],
+    tick: Callable[[], None] = lambda: None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> EvalRun:
     """Classify every item with the local tier (when ``local``) and with each of ``groups``."""
     texts = [t for t, _ in items]
     run = EvalRun(texts=texts, gold=[g for _, g in items], oos_label=director.config.intents.fallback_flow)
@@ -189,7 +205,7 @@ def cascade_curve(run: EvalRun, group: str, thresholds: Sequence[float] = CURVE_
     points = []
     for t in thresholds:
         final, cost, lat, esc = [], 0.0, [], 0
-        for loc, rem in zip(run.local, remote):
+        for loc, rem in zip(run.local, remote, strict=False):
             if loc.confidence >= t:
                 final.append(loc.flow)
                 lat.append(loc.latency_ms)
@@ -198,10 +214,19 @@ def cascade_curve(run: EvalRun, group: str, thresholds: Sequence[float] = CURVE_
                 final.append(rem.flow)
                 cost += rem.cost_usd
                 lat.append(loc.latency_ms + rem.latency_ms)
-        points.append(CurvePoint(group=group, threshold=t, accuracy=accuracy(run.gold, final),
-                                 in_scope_accuracy=in_scope_accuracy(run.gold, final, run.oos_label),
-                                 oos_recall=oos_recall(run.gold, final, run.oos_label), escalation_rate=esc / n,
-                                 cost_per_1k=cost / n * 1000, p50_ms=_p(lat, 50), p99_ms=_p(lat, 99)))
+        points.append(
+            CurvePoint(
+                group=group,
+                threshold=t,
+                accuracy=accuracy(run.gold, final),
+                in_scope_accuracy=in_scope_accuracy(run.gold, final, run.oos_label),
+                oos_recall=oos_recall(run.gold, final, run.oos_label),
+                escalation_rate=esc / n,
+                cost_per_1k=cost / n * 1000,
+                p50_ms=_p(lat, 50),
+                p99_ms=_p(lat, 99),
+            )
+        )
     return points
 
 
@@ -217,10 +242,13 @@ def _tier_summary(run: EvalRun, answers: Sequence[Answer]) -> dict[str, Any]:
     flows = [a.flow for a in answers]
     n = len(flows)
     return {
-        "accuracy": accuracy(run.gold, flows), "in_scope_accuracy": in_scope_accuracy(run.gold, flows, run.oos_label),
-        "oos_recall": oos_recall(run.gold, flows, run.oos_label), "macro_f1": macro_f1(run.gold, flows),
+        "accuracy": accuracy(run.gold, flows),
+        "in_scope_accuracy": in_scope_accuracy(run.gold, flows, run.oos_label),
+        "oos_recall": oos_recall(run.gold, flows, run.oos_label),
+        "macro_f1": macro_f1(run.gold, flows),
         "cost_per_1k": sum(a.cost_usd for a in answers) / n * 1000 if n else 0.0,
-        "p50_ms": _p([a.latency_ms for a in answers], 50), "p99_ms": _p([a.latency_ms for a in answers], 99),
+        "p50_ms": _p([a.latency_ms for a in answers], 50),
+        "p99_ms": _p([a.latency_ms for a in answers], 99),
         "errors": sum(f == ERROR_FLOW for f in flows),
         "top_confusions": top_confusions(run.gold, flows, 10),
     }
@@ -233,59 +261,103 @@ def split_run(run: EvalRun, share: float) -> tuple[EvalRun | None, EvalRun]:
         return None, run
     from director_llm.local.datasets import split_indices
 
-    val, held = split_indices(list(zip(run.texts, run.gold)), share)
+    val, held = split_indices(list(zip(run.texts, run.gold, strict=False)), share)
     return subset(run, val), subset(run, held)
 
 
 def subset(run: EvalRun, indices: Sequence[int]) -> EvalRun:
     """The run restricted to ``indices`` (answers included)."""
     pick = list(indices)
-    return EvalRun(texts=[run.texts[i] for i in pick], gold=[run.gold[i] for i in pick], oos_label=run.oos_label,
-                   local=None if run.local is None else [run.local[i] for i in pick],
-                   remote={g: [a[i] for i in pick] for g, a in run.remote.items()}, notes=run.notes,
-                   simulated=run.simulated)
+    return EvalRun(
+        texts=[run.texts[i] for i in pick],
+        gold=[run.gold[i] for i in pick],
+        oos_label=run.oos_label,
+        local=None if run.local is None else [run.local[i] for i in pick],
+        remote={g: [a[i] for i in pick] for g, a in run.remote.items()},
+        notes=run.notes,
+        simulated=run.simulated,
+    )
 
 
-def report(run: EvalRun, *, mode: str, threshold: float | None, default_escalation: float = 0.55,
-           local_threshold: float | None = None, validation: EvalRun | None = None) -> dict[str, Any]:
+def report(
+    run: EvalRun,
+    *,
+    mode: str,
+    threshold: float | None,
+    default_escalation: float = 0.55,
+    local_threshold: float | None = None,
+    validation: EvalRun | None = None,
+) -> dict[str, Any]:
     """The JSON report: headline metrics of ``mode`` at ``threshold``, per-tier results,
     the local sweep, the cascade curves, all measured on ``run``; and the thresholds it
     would recommend, chosen on ``validation`` only (never on the messages it reports on).
 
     ``local_threshold`` is the local tier's fallback threshold (``intents.confidence_threshold``)
     for the local tier's own row; in ``local`` mode ``threshold`` is that threshold."""
-    out = _measure(run, mode=mode, threshold=threshold, default_escalation=default_escalation,
-                   local_threshold=local_threshold)
+    out = _measure(
+        run, mode=mode, threshold=threshold, default_escalation=default_escalation, local_threshold=local_threshold
+    )
     out["suggestions"] = {}
     out["validation"] = None
     if validation is not None and validation.gold:
-        seen = _measure(validation, mode=mode, threshold=threshold, default_escalation=default_escalation,
-                        local_threshold=local_threshold, suggest=True)
+        seen = _measure(
+            validation,
+            mode=mode,
+            threshold=threshold,
+            default_escalation=default_escalation,
+            local_threshold=local_threshold,
+            suggest=True,
+        )
         out["suggestions"] = suggestions(seen)
-        out["validation"] = {"n": len(validation.gold),
-                             "oos": sum(g == validation.oos_label for g in validation.gold)}
+        out["validation"] = {"n": len(validation.gold), "oos": sum(g == validation.oos_label for g in validation.gold)}
         if "local" in out:
             out["local"]["suggested_threshold"] = out["suggestions"].get("local_confidence_threshold")
     return out
 
 
-def _measure(run: EvalRun, *, mode: str, threshold: float | None, default_escalation: float,
-             local_threshold: float | None, suggest: bool = False) -> dict[str, Any]:
+def _measure(
+    run: EvalRun,
+    *,
+    mode: str,
+    threshold: float | None,
+    default_escalation: float,
+    local_threshold: float | None,
+    suggest: bool = False,
+) -> dict[str, Any]:
     from director_llm.local.evaluation import evaluate, macro_f1, top_confusions
 
-    out: dict[str, Any] = {"n": len(run.gold), "mode": mode, "oos_label": run.oos_label,
-                           "simulated": run.simulated, "notes": run.notes, "tiers": {}}
+    out: dict[str, Any] = {
+        "n": len(run.gold),
+        "mode": mode,
+        "oos_label": run.oos_label,
+        "simulated": run.simulated,
+        "notes": run.notes,
+        "tiers": {},
+    }
     if run.local is not None:
         at = threshold if mode == "local" else local_threshold
-        ev = evaluate(run.gold, [a.intent or a.flow for a in run.local], [a.confidence for a in run.local],
-                      oos_label=run.oos_label, threshold=None if suggest else at,
-                      latencies_ms=[a.latency_ms for a in run.local])
-        out["local"] = {"threshold": ev.threshold, "suggested_threshold": ev.suggested_threshold if suggest else None,
-                        "accuracy": ev.accuracy, "in_scope_accuracy": ev.in_scope_accuracy,
-                        "oos_recall": ev.oos_recall, "macro_f1": ev.macro_f1, "escalation_rate": ev.escalation_rate,
-                        "p50_ms": ev.p50_ms, "p99_ms": ev.p99_ms, "cost_per_1k": 0.0,
-                        "top_confusions": list(ev.top_confusions),
-                        "sweep": [vars(r) for r in ev.sweep]}
+        ev = evaluate(
+            run.gold,
+            [a.intent or a.flow for a in run.local],
+            [a.confidence for a in run.local],
+            oos_label=run.oos_label,
+            threshold=None if suggest else at,
+            latencies_ms=[a.latency_ms for a in run.local],
+        )
+        out["local"] = {
+            "threshold": ev.threshold,
+            "suggested_threshold": ev.suggested_threshold if suggest else None,
+            "accuracy": ev.accuracy,
+            "in_scope_accuracy": ev.in_scope_accuracy,
+            "oos_recall": ev.oos_recall,
+            "macro_f1": ev.macro_f1,
+            "escalation_rate": ev.escalation_rate,
+            "p50_ms": ev.p50_ms,
+            "p99_ms": ev.p99_ms,
+            "cost_per_1k": 0.0,
+            "top_confusions": list(ev.top_confusions),
+            "sweep": [vars(r) for r in ev.sweep],
+        }
     for group, answers in run.remote.items():
         out["tiers"][group] = _tier_summary(run, answers)
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -304,9 +376,15 @@ def _measure(run: EvalRun, *, mode: str, threshold: float | None, default_escala
         out["cascade_at_threshold"] = {g: vars(cascade_curve(run, g, [t])[0]) for g in run.remote}
         group = list(run.remote)[-1]  # the strongest escalation target is the headline
         point = cascade_curve(run, group, [t])[0]
-        final = [loc.flow if loc.confidence >= t else rem.flow for loc, rem in zip(run.local, run.remote[group])]
-        h = {**vars(point), "macro_f1": macro_f1(run.gold, final),
-             "top_confusions": top_confusions(run.gold, final, 10)}
+        final = [
+            loc.flow if loc.confidence >= t else rem.flow
+            for loc, rem in zip(run.local, run.remote[group], strict=False)
+        ]
+        h = {
+            **vars(point),
+            "macro_f1": macro_f1(run.gold, final),
+            "top_confusions": top_confusions(run.gold, final, 10),
+        }
     else:
         h = {**out["tiers"][mode], "threshold": None, "escalation_rate": None}
     out["headline"] = h
@@ -325,9 +403,12 @@ def suggestions(out: dict[str, Any]) -> dict[str, Any]:
         ok = [p for p in points if p["accuracy"] >= always["accuracy"]]
         best = min(ok, key=lambda p: (p["cost_per_1k"], p["threshold"])) if ok else None
         cut = (1 - best["cost_per_1k"] / always["cost_per_1k"]) if best and always["cost_per_1k"] else None
-        s[f"escalate_below:{group}"] = {"threshold": best["threshold"] if best else None,
-                                         "cost_cut": cut, "always_cost_per_1k": always["cost_per_1k"],
-                                         "always_accuracy": always["accuracy"],
-                                         "cascade_accuracy": best["accuracy"] if best else None,
-                                         "cascade_cost_per_1k": best["cost_per_1k"] if best else None}
+        s[f"escalate_below:{group}"] = {
+            "threshold": best["threshold"] if best else None,
+            "cost_cut": cut,
+            "always_cost_per_1k": always["cost_per_1k"],
+            "always_accuracy": always["accuracy"],
+            "cascade_accuracy": best["accuracy"] if best else None,
+            "cascade_cost_per_1k": best["cost_per_1k"] if best else None,
+        }
     return s

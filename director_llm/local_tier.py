@@ -66,9 +66,16 @@ class LocalTier:
     """The local classifier of one config. ``examples`` override what it trains on
     (``director-llm eval --train``); ``extra_examples`` are added to the config's."""
 
-    def __init__(self, config: DirectorConfig, *, name: str = "local", section: ProviderConfig | None = None,
-                 examples: Sequence[tuple[str, str]] | None = None,
-                 extra_examples: Sequence[tuple[str, str]] = (), base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: DirectorConfig,
+        *,
+        name: str = "local",
+        section: ProviderConfig | None = None,
+        examples: Sequence[tuple[str, str]] | None = None,
+        extra_examples: Sequence[tuple[str, str]] = (),
+        base_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.base_dir = base_dir
         """A relative ``training_file`` missing from the working directory is looked up here
@@ -163,8 +170,9 @@ class LocalTier:
                     from director_llm.local import LocalIntentModel
 
                     started = time.perf_counter()
-                    model = LocalIntentModel.train(self.examples(), settings=self.settings(),
-                                                   cache_dir=self.cache_dir())
+                    model = LocalIntentModel.train(
+                        self.examples(), settings=self.settings(), cache_dir=self.cache_dir()
+                    )
                     self.load_seconds = time.perf_counter() - started
                     self._model = model
         return self._model
@@ -190,21 +198,45 @@ class LocalTier:
             return self.fallback_flow
         return prediction.intent
 
-    def classification(self, prediction: LocalPrediction, *, reason: str, started: float,
-                       extra_cost_usd: float = 0.0, tried: Sequence[str] = (),
-                       attempts: int = 0) -> IntentClassification:
+    def classification(
+        self,
+        prediction: LocalPrediction,
+        *,
+        reason: str,
+        started: float,
+        extra_cost_usd: float = 0.0,
+        tried: Sequence[str] = (),
+        attempts: int = 0,
+    ) -> IntentClassification:
         """The ``IntentClassification`` of a local answer (route tier ``local``, cost 0 plus
-        whatever failed LLM attempts before it spent: ``extra_cost_usd``)."""
-        from director_llm.intents.models import IntentClassification, Route
+        whatever failed LLM calls before it spent: ``extra_cost_usd``; ``tried`` names the
+        deployments that failed and ``attempts`` counts the calls made)."""
+        from director_llm.intents.models import IntentClassification
+        from director_llm.route import OK, Attempt, Route
 
         flow = self.flow_of(prediction)
         ranking = ", ".join(f"{i} {p:.2f}" for i, p in prediction.ranking[:3])
         why = "" if flow == prediction.intent else f"; below {self.confidence_threshold:g}, fallback flow"
-        route = Route(model=self.deployment, provider=self.name, deployment=self.deployment, tier="local",
-                      cache=None, cost_usd=round(extra_cost_usd, 10),
-                      latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                      attempts=attempts, reason=reason, tried=list(tried))
+        route = Route(
+            model=self.deployment,
+            provider=self.name,
+            deployment=self.deployment,
+            tier="local",
+            cache=None,
+            cost_usd=round(extra_cost_usd, 10),
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            calls=attempts,
+            reason=reason,
+            attempts=[
+                *(Attempt(deployment=d, outcome="failed") for d in tried),
+                Attempt(deployment=self.deployment, outcome=OK),
+            ],
+        )
         return IntentClassification(
-            flow=flow, confidence=max(0.0, min(1.0, float(prediction.confidence))),
-            reasoning=f"local classifier: {ranking}{why}", entities={}, route=route,
-            raw_flow=prediction.intent if flow != prediction.intent else None)
+            flow=flow,
+            confidence=max(0.0, min(1.0, float(prediction.confidence))),
+            reasoning=f"local classifier: {ranking}{why}",
+            entities={},
+            route=route,
+            raw_flow=prediction.intent if flow != prediction.intent else None,
+        )

@@ -78,13 +78,17 @@ def print_summary(out: dict, took: float) -> None:
     for note in out["notes"]:
         print(f"  note: {note}")
     lo = out["local"]
-    print(f"\nlocal alone at the config's threshold {lo['threshold']:.2f}: accuracy {lo['accuracy']:.3f}, "
-          f"in-scope {lo['in_scope_accuracy']:.3f}, OOS recall {_f(lo['oos_recall'])}, p50 {lo['p50_ms']:.2f} ms")
+    print(
+        f"\nlocal alone at the config's threshold {lo['threshold']:.2f}: accuracy {lo['accuracy']:.3f}, "
+        f"in-scope {lo['in_scope_accuracy']:.3f}, OOS recall {_f(lo['oos_recall'])}, p50 {lo['p50_ms']:.2f} ms"
+    )
     print("\n| tier | accuracy | in-scope | OOS recall | $ / 1k | p50 ms |")
     print("|---|---|---|---|---|---|")
     for g, t in out["tiers"].items():
-        print(f"| always {g} | {t['accuracy']:.3f} | {t['in_scope_accuracy']:.3f} | {_f(t['oos_recall'])} | "
-              f"{t['cost_per_1k']:.3f} | {t['p50_ms']:.0f} |")
+        print(
+            f"| always {g} | {t['accuracy']:.3f} | {t['in_scope_accuracy']:.3f} | {_f(t['oos_recall'])} | "
+            f"{t['cost_per_1k']:.3f} | {t['p50_ms']:.0f} |"
+        )
     strong = list(out["tiers"])[-1]
     always = out["tiers"][strong]
     print(f"\ncascade local -> {strong} across escalation thresholds:")
@@ -93,14 +97,18 @@ def print_summary(out: dict, took: float) -> None:
     best = None
     for p in out["cascade"][strong]:
         cut = 1 - p["cost_per_1k"] / always["cost_per_1k"] if always["cost_per_1k"] else 0.0
-        print(f"| {p['threshold']:.2f} | {p['escalation_rate']:.1%} | {p['accuracy']:.3f} | "
-              f"{p['in_scope_accuracy']:.3f} | {_f(p['oos_recall'])} | {p['cost_per_1k']:.3f} | {cut:.0%} |")
+        print(
+            f"| {p['threshold']:.2f} | {p['escalation_rate']:.1%} | {p['accuracy']:.3f} | "
+            f"{p['in_scope_accuracy']:.3f} | {_f(p['oos_recall'])} | {p['cost_per_1k']:.3f} | {cut:.0%} |"
+        )
         if cut >= 0.70 and p["accuracy"] >= always["accuracy"] and best is None:
             best = (p, cut)
     if best:
         p, cut = best
-        print(f"\n>= 70% cheaper at equal or better accuracy: threshold {p['threshold']:.2f} "
-              f"({cut:.0%} cheaper, accuracy {p['accuracy']:.3f} vs {always['accuracy']:.3f})")
+        print(
+            f"\n>= 70% cheaper at equal or better accuracy: threshold {p['threshold']:.2f} "
+            f"({cut:.0%} cheaper, accuracy {p['accuracy']:.3f} vs {always['accuracy']:.3f})"
+        )
     else:
         print("\nno threshold gives >= 70% lower cost at equal or better accuracy than always-" + strong)
 

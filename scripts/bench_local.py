@@ -46,8 +46,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(name: str, values: list[float]) -> str:
-    return (f"{name:<44} n={len(values):<4} p50 {pct(values, 50):7.3f} ms  p99 {pct(values, 99):7.3f} ms  "
-            f"max {max(values):7.3f} ms  mean {statistics.fmean(values):7.3f} ms")
+    return (
+        f"{name:<44} n={len(values):<4} p50 {pct(values, 50):7.3f} ms  p99 {pct(values, 99):7.3f} ms  "
+        f"max {max(values):7.3f} ms  mean {statistics.fmean(values):7.3f} ms"
+    )
 
 
 async def ticker(lags: list[float], stop: asyncio.Event, period: float = 0.001) -> None:
@@ -79,8 +81,10 @@ async def run(args: argparse.Namespace) -> int:
         stop.set()
         await tick
         from_cache = getattr(tier.model, "loaded_from_cache", False)
-        print(f"first load: {load_s:.3f} s ({'from the disk cache' if from_cache else 'trained'}); "
-              f"loop lag during it: max {max(lags or [0]):.2f} ms, p99 {pct(lags, 99):.2f} ms over {len(lags)} ticks")
+        print(
+            f"first load: {load_s:.3f} s ({'from the disk cache' if from_cache else 'trained'}); "
+            f"loop lag during it: max {max(lags or [0]):.2f} ms, p99 {pct(lags, 99):.2f} ms over {len(lags)} ticks"
+        )
 
         for text in texts[:20]:  # warm-up
             await director.classify_intent(text, cache=False)
@@ -121,8 +125,10 @@ async def run(args: argparse.Namespace) -> int:
         worst = max(inf)
         print(summary("event-loop lag while classifying", lags))
         verdict = "yes" if max(lags) <= worst + 1.0 else "NO"
-        print(f"loop blocked at most one inference: {verdict} (worst lag {max(lags):.2f} ms, "
-              f"slowest inference {worst:.2f} ms)")
+        print(
+            f"loop blocked at most one inference: {verdict} (worst lag {max(lags):.2f} ms, "
+            f"slowest inference {worst:.2f} ms)"
+        )
     return 0
 
 
@@ -141,8 +147,10 @@ def cli(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         walls.append(time.perf_counter() - started)
-    print(f"{'director-llm classify (model cached), wall':<44} n={len(walls):<4} p50 {pct(walls, 50):7.3f} s   "
-          f"min {min(walls):7.3f} s   max {max(walls):7.3f} s")
+    print(
+        f"{'director-llm classify (model cached), wall':<44} n={len(walls):<4} p50 {pct(walls, 50):7.3f} s   "
+        f"min {min(walls):7.3f} s   max {max(walls):7.3f} s"
+    )
     code = f"""
 import time
 t0 = time.perf_counter()
@@ -168,16 +176,22 @@ def main() -> int:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "director.toml")
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--texts", type=Path, default=ROOT / "tests" / "data" / "pt_builtin_flows.jsonl")
-    ap.add_argument("--cache-dir", type=Path, default=None,
-                    help="DIRECTOR_CACHE_DIR for the trained model (default: a fresh temp dir, "
-                         "so the first load trains; pass a dir twice to time a disk-cache load)")
+    ap.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="DIRECTOR_CACHE_DIR for the trained model (default: a fresh temp dir, "
+        "so the first load trains; pass a dir twice to time a disk-cache load)",
+    )
     ap.add_argument("--cli", type=int, default=0, help="also time N `director-llm classify` processes")
     args = ap.parse_args()
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench-local-"))
     os.environ["DIRECTOR_CACHE_DIR"] = str(cache)
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores; "
-          f"DIRECTOR_CACHE_DIR={cache}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores; "
+        f"DIRECTOR_CACHE_DIR={cache}"
+    )
     code = asyncio.run(run(args))
     if args.cli:
         cli(args)

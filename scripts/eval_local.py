@@ -105,8 +105,12 @@ def train(examples: list[tuple[str, str]], settings: LocalTierSettings) -> tuple
 
 def part(model: LocalIntentModel, items: list[tuple[str, str]]) -> Part:
     preds = model.predict_many([t for t, _ in items])
-    return Part([g for _, g in items], [p.intent for p in preds], [p.probability or 0.0 for p in preds],
-                model.examples_per_intent)
+    return Part(
+        [g for _, g in items],
+        [p.intent for p in preds],
+        [p.probability or 0.0 for p in preds],
+        model.examples_per_intent,
+    )
 
 
 def latencies(model: LocalIntentModel, items: list[tuple[str, str]], n: int = 300) -> list[float]:
@@ -118,26 +122,36 @@ def latencies(model: LocalIntentModel, items: list[tuple[str, str]], n: int = 30
     return out
 
 
-def bench(name: str, model: LocalIntentModel, secs: float, validation: list[tuple[str, str]] | None,
-          held_out: list[tuple[str, str]]) -> Bench:
-    return Bench(name, part(model, validation) if validation else None, part(model, held_out),
-                 latencies(model, held_out), secs)
+def bench(
+    name: str,
+    model: LocalIntentModel,
+    secs: float,
+    validation: list[tuple[str, str]] | None,
+    held_out: list[tuple[str, str]],
+) -> Bench:
+    return Bench(
+        name, part(model, validation) if validation else None, part(model, held_out), latencies(model, held_out), secs
+    )
 
 
 def row(b: Bench, calibration: tuple[float, float, float] | None, threshold: float, label: str) -> str:
     h = b.held_out
     conf = h.confidences(calibration)
     final = apply_threshold(h.pred, conf, threshold, OOS)
-    acc = sum(g == f for g, f in zip(h.gold, final)) / len(h.gold)
+    acc = sum(g == f for g, f in zip(h.gold, final, strict=False)) / len(h.gold)
     rec = oos_recall(h.gold, final, OOS)
-    ece = expected_calibration_error([g == p for g, p in zip(h.gold, h.pred)], conf)
-    return (f"{b.name:<26} {label:<10} {threshold:>5.2f} {len(h.gold):>5} {acc:>6.3f} "
-            f"{in_scope_accuracy(h.gold, final, OOS):>7.3f} {'-' if rec is None else f'{rec:.3f}':>7} {ece:>6.3f} "
-            f"{percentile(b.latencies_ms, 50) or 0:>6.2f} {percentile(b.latencies_ms, 99) or 0:>6.2f} {b.train_s:>7.1f}")
+    ece = expected_calibration_error([g == p for g, p in zip(h.gold, h.pred, strict=False)], conf)
+    return (
+        f"{b.name:<26} {label:<10} {threshold:>5.2f} {len(h.gold):>5} {acc:>6.3f} "
+        f"{in_scope_accuracy(h.gold, final, OOS):>7.3f} {'-' if rec is None else f'{rec:.3f}':>7} {ece:>6.3f} "
+        f"{percentile(b.latencies_ms, 50) or 0:>6.2f} {percentile(b.latencies_ms, 99) or 0:>6.2f} {b.train_s:>7.1f}"
+    )
 
 
-HEADER = (f"{'benchmark (held-out part)':<26} {'threshold':<10} {'th':>5} {'n':>5} {'acc':>6} {'in-acc':>7} "
-          f"{'oosrec':>7} {'ECE':>6} {'p50ms':>6} {'p99ms':>6} {'train_s':>7}")
+HEADER = (
+    f"{'benchmark (held-out part)':<26} {'threshold':<10} {'th':>5} {'n':>5} {'acc':>6} {'in-acc':>7} "
+    f"{'oosrec':>7} {'ECE':>6} {'p50ms':>6} {'p99ms':>6} {'train_s':>7}"
+)
 
 
 def recommend(b: Bench, calibration: tuple[float, float, float] | None, min_recall: float = 0.90) -> float | None:
@@ -154,7 +168,7 @@ def fit_calibration(parts: list[Part]) -> tuple[float, float, float]:
 
     X, y = [], []
     for p in parts:
-        for g, pred, prob in zip(p.gold, p.pred, p.prob):
+        for g, pred, prob in zip(p.gold, p.pred, p.prob, strict=False):
             q = min(max(prob, 1e-6), 1 - 1e-6)
             X.append([math.log(q / (1 - q)), math.log(max(1.0, p.per_intent))])
             y.append(g == pred)
@@ -185,11 +199,15 @@ def startup() -> None:
     with tempfile.TemporaryDirectory() as cache:
         for name in ("cold", "warm"):
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", _STARTUP_SNIPPET, cache], cwd=ROOT, check=True,
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", _STARTUP_SNIPPET, cache], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout.split()
             total = time.perf_counter() - started
-            print(f"startup {name}: from_cache={out[0]} import {float(out[1]):.2f}s, train/load {float(out[2]):.2f}s, "
-                  f"first predict {float(out[3]) * 1000:.0f} ms, whole process {total:.2f}s", flush=True)
+            print(
+                f"startup {name}: from_cache={out[0]} import {float(out[1]):.2f}s, train/load {float(out[2]):.2f}s, "
+                f"first predict {float(out[3]) * 1000:.0f} ms, whole process {total:.2f}s",
+                flush=True,
+            )
 
 
 def collect(only: set[str], seeds: list[int], settings: LocalTierSettings) -> list[Bench]:
@@ -256,12 +274,14 @@ def report(benches: list[Bench], calibration: tuple[float, float, float] | None,
                 bucket.append(in_scope_accuracy(h.gold, final, OOS))
                 if th == own:
                     recs.append(oos_recall(h.gold, final, OOS))
-            accs.append(sum(g == p for g, p in zip(h.gold, h.pred)) / len(h.gold))
+            accs.append(sum(g == p for g, p in zip(h.gold, h.pred, strict=False)) / len(h.gold))
         rec_txt = "-" if not recs or recs[0] is None else f"{statistics.mean(r or 0 for r in recs):.3f}"
-        print(f"{prefix} mean of {len(sel)} draws (held-out): in-scope acc at the shipped threshold "
-              f"{statistics.mean(at_ship):.3f}, at each draw's own validation threshold "
-              f"{statistics.mean(at_own):.3f} (OOS recall {rec_txt}); top-1 accuracy, no threshold "
-              f"{statistics.mean(accs):.3f}")
+        print(
+            f"{prefix} mean of {len(sel)} draws (held-out): in-scope acc at the shipped threshold "
+            f"{statistics.mean(at_ship):.3f}, at each draw's own validation threshold "
+            f"{statistics.mean(at_own):.3f} (OOS recall {rec_txt}); top-1 accuracy, no threshold "
+            f"{statistics.mean(accs):.3f}"
+        )
 
 
 def main() -> int:
@@ -269,8 +289,9 @@ def main() -> int:
     parser.add_argument("--only", default="startup,pt,few,banking,full")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--calibrate", action="store_true", help="refit the calibration and the threshold")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="reuse trained models across runs (train_s is then the load time)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="reuse trained models across runs (train_s is then the load time)"
+    )
     args = parser.parse_args()
     global CACHE_DIR
     CACHE_DIR = args.cache_dir
@@ -289,9 +310,11 @@ def main() -> int:
         full = next((b for b in benches if b.name == "clinc150 full"), None)
         if full is not None:
             shipped = recommend(full, calibration, CHOOSE_AT_RECALL) or shipped
-        print(f"fitted calibration (a, b, c) = {calibration} on {sum(len(p.gold) for p in pool)} validation "
-              f"messages; threshold chosen on the CLINC150 full validation part (OOS recall >= {CHOOSE_AT_RECALL}): "
-              f"{shipped:.2f}")
+        print(
+            f"fitted calibration (a, b, c) = {calibration} on {sum(len(p.gold) for p in pool)} validation "
+            f"messages; threshold chosen on the CLINC150 full validation part (OOS recall >= {CHOOSE_AT_RECALL}): "
+            f"{shipped:.2f}"
+        )
         benches = [replace(b) for b in benches]
     print(f"calibration {calibration}, shipped threshold {shipped:.2f} (intents.confidence_threshold)")
     report(benches, calibration, shipped)

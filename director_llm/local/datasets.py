@@ -16,8 +16,7 @@ from pathlib import Path
 
 from director_llm.local.model import load_training_file
 
-__all__ = ["CLINC_OOS_LABEL", "find_data_dir", "load_dataset", "sample_per_intent", "split_indices",
-           "split_validation"]
+__all__ = ["CLINC_OOS_LABEL", "find_data_dir", "load_dataset", "sample_per_intent", "split_indices", "split_validation"]
 
 #: The out-of-scope label used in CLINC150's files.
 CLINC_OOS_LABEL = "oos"
@@ -46,8 +45,9 @@ def load_dataset(data_dir: Path, name: str, split: str, *, oos_label: str | None
     return examples
 
 
-def sample_per_intent(examples: Sequence[tuple[str, str]], k: int, *, seed: int,
-                      intents: Sequence[str] | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def sample_per_intent(
+    examples: Sequence[tuple[str, str]], k: int, *, seed: int, intents: Sequence[str] | None = None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Split into (``k`` random examples per intent, the rest), reproducibly for ``seed``.
 
     ``intents`` restricts both parts to those intents (others are dropped).
@@ -90,8 +90,9 @@ def split_indices(examples: Sequence[tuple[str, str]], share: float = 0.5) -> tu
     return sorted(chosen), [i for i in range(len(examples)) if i not in chosen]
 
 
-def split_validation(examples: Sequence[tuple[str, str]], share: float = 0.5) -> tuple[list[tuple[str, str]],
-                                                                                     list[tuple[str, str]]]:
+def split_validation(
+    examples: Sequence[tuple[str, str]], share: float = 0.5
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(validation part, held-out part) of ``examples`` (see ``split_indices``), order kept."""
     val, held = split_indices(examples, share)
     return [examples[i] for i in val], [examples[i] for i in held]

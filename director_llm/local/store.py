@@ -79,8 +79,12 @@ def cache_key(examples: Sequence[tuple[str, str]], settings: Any) -> str:
     from director_llm.local.augment import NOISE_EXAMPLES
 
     trained = {k: v for k, v in asdict(settings).items() if k != "calibration"}
-    header = {"format": FORMAT_VERSION, "settings": trained, "versions": _library_versions(),
-              "augment": list(NOISE_EXAMPLES) if trained.get("augment_fallback") else []}
+    header = {
+        "format": FORMAT_VERSION,
+        "settings": trained,
+        "versions": _library_versions(),
+        "augment": list(NOISE_EXAMPLES) if trained.get("augment_fallback") else [],
+    }
     h.update(json.dumps(header, sort_keys=True).encode())
     for text, intent in examples:
         # Length-prefixed so ("ab","c") and ("a","bc") never collide.
@@ -98,6 +102,7 @@ def model_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 
 
 # -- who may write the directory ------------------------------------------------------------
+
 
 def unsafe_reason(path: Path) -> str | None:
     """Why ``path`` (an existing file or directory) must not be trusted, or None: it must be
@@ -122,15 +127,17 @@ def ensure_private_dir(cache_dir: Path) -> bool:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        _warn_once(cache_dir, f"cannot create the local-model cache {cache_dir}: {exc}; "
-                              "the model is trained in memory")
+        _warn_once(cache_dir, f"cannot create the local-model cache {cache_dir}: {exc}; the model is trained in memory")
         return False
     why = unsafe_reason(cache_dir)
     if why is not None:
-        _warn_once(cache_dir, f"refusing the local-model cache: {why}. A directory other users can write "
-                              "could hold a planted model. The model is trained in memory; fix it with "
-                              f"`chmod go-w {cache_dir}` or set DIRECTOR_CACHE_DIR / [providers.local] cache_dir "
-                              "to a private directory")
+        _warn_once(
+            cache_dir,
+            f"refusing the local-model cache: {why}. A directory other users can write "
+            "could hold a planted model. The model is trained in memory; fix it with "
+            f"`chmod go-w {cache_dir}` or set DIRECTOR_CACHE_DIR / [providers.local] cache_dir "
+            "to a private directory",
+        )
         return False
     return True
 
@@ -142,6 +149,7 @@ def _warn_once(cache_dir: Path, message: str) -> None:
 
 
 # -- reading and writing ----------------------------------------------------------------------
+
 
 def load_cached(cache_dir: Path, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(metadata, arrays) stored under ``key``, or None when absent, unsafe, tampered or
@@ -162,8 +170,11 @@ def load_cached(cache_dir: Path, key: str) -> tuple[dict[str, Any], dict[str, An
             return None
         data = npz_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != meta.get("npz_sha256"):
-            log.warning("ignoring the cached local model %s: its content does not match its SHA-256 "
-                        "(corrupt or modified); retraining", npz_path)
+            log.warning(
+                "ignoring the cached local model %s: its content does not match its SHA-256 "
+                "(corrupt or modified); retraining",
+                npz_path,
+            )
             return None
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

@@ -53,7 +53,7 @@ def char_wb_ngrams(text: str, lo: int = 2, hi: int = 5) -> list[str]:
             if size < n:
                 out.append(w)  # a short word counts once, whole
                 break
-            out.extend(w[i:i + n] for i in range(size - n + 1))
+            out.extend(w[i : i + n] for i in range(size - n + 1))
     return out
 
 

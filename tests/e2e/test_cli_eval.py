@@ -18,10 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = str(ROOT / "configs" / "director.toml")
 # Two labels are deliberately wrong: a greeting labelled cancel, a thanks labelled help.
 ROWS = [
-    ("oi, bom dia!", "greeting"), ("olá, tudo bem?", "cancel"), ("quero criar uma tarefa para amanhã", "create_task"),
-    ("cancela a reunião de amanhã", "cancel"), ("muito obrigado!", "help"), ("tchau, até amanhã", "goodbye"),
-    ("qual a capital da França?", "out_of_scope"), ("cadê meu pedido?", "query_status"),
-    ("o que você sabe fazer?", "help"), ("valeu pela ajuda", "thanks"),
+    ("oi, bom dia!", "greeting"),
+    ("olá, tudo bem?", "cancel"),
+    ("quero criar uma tarefa para amanhã", "create_task"),
+    ("cancela a reunião de amanhã", "cancel"),
+    ("muito obrigado!", "help"),
+    ("tchau, até amanhã", "goodbye"),
+    ("qual a capital da França?", "out_of_scope"),
+    ("cadê meu pedido?", "query_status"),
+    ("o que você sabe fazer?", "help"),
+    ("valeu pela ajuda", "thanks"),
 ]
 
 
@@ -37,8 +43,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
 
 
 def write_set(path: Path, rows: list[tuple[str, str]]) -> Path:
-    path.write_text("".join(json.dumps({"text": t, "intent": i}, ensure_ascii=False) + "\n" for t, i in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"text": t, "intent": i}, ensure_ascii=False) + "\n" for t, i in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -73,10 +80,25 @@ def test_thresholds_come_from_the_validation_part_only(tmp_path: Path) -> None:
 
 
 def test_simulated_cascade_and_report_files(tmp_path: Path) -> None:
-    data = write_set(tmp_path / "set.jsonl", [(t, i) for t, i in ROWS if (t, i) not in
-                                               {("olá, tudo bem?", "cancel"), ("muito obrigado!", "help")}])
-    result = CliRunner().invoke(app, ["eval", str(data), "--config", DEFAULT_CONFIG, "--report", str(tmp_path / "r"),
-                                      "--simulate-remote", "accuracy_mini=0.0,accuracy_4o=1.0", "--threshold", "1.0"])
+    data = write_set(
+        tmp_path / "set.jsonl",
+        [(t, i) for t, i in ROWS if (t, i) not in {("olá, tudo bem?", "cancel"), ("muito obrigado!", "help")}],
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(data),
+            "--config",
+            DEFAULT_CONFIG,
+            "--report",
+            str(tmp_path / "r"),
+            "--simulate-remote",
+            "accuracy_mini=0.0,accuracy_4o=1.0",
+            "--threshold",
+            "1.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "SIMULATED" in result.output
     out = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -91,8 +113,9 @@ def test_simulated_cascade_and_report_files(tmp_path: Path) -> None:
 
 def test_bad_input_exits_2(tmp_path: Path) -> None:
     data = write_set(tmp_path / "set.jsonl", ROWS[:3])
-    bad_spec = CliRunner().invoke(app, ["eval", str(data), "--config", DEFAULT_CONFIG,
-                                        "--simulate-remote", "accuracy_gpt5=2"])
+    bad_spec = CliRunner().invoke(
+        app, ["eval", str(data), "--config", DEFAULT_CONFIG, "--simulate-remote", "accuracy_gpt5=2"]
+    )
     assert bad_spec.exit_code == 2 and "simulate-remote" in bad_spec.output
     no_llm = CliRunner().invoke(app, ["eval", str(data), "--config", DEFAULT_CONFIG, "--tier", "cascade"])
     assert no_llm.exit_code == 2 and "--simulate-remote" in no_llm.output
@@ -104,9 +127,14 @@ def test_console_script(tmp_path: Path, cache_dir: Path) -> None:
     data = write_set(tmp_path / "set.jsonl", ROWS[:4])
     exe = Path(sys.executable).with_name("director-llm")
     env = {**os.environ, "DIRECTOR_CACHE_DIR": str(cache_dir)}
-    done = subprocess.run([str(exe), "eval", str(data), "--config", DEFAULT_CONFIG, "--json", "--validation-share", "0"],
-                          capture_output=True,
-                          text=True, env=env, timeout=180, check=False)
+    done = subprocess.run(
+        [str(exe), "eval", str(data), "--config", DEFAULT_CONFIG, "--json", "--validation-share", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n"] == 4
 
@@ -117,7 +145,9 @@ def test_clinc_subset_with_train_file(tmp_path: Path) -> None:
 
     data = find_data_dir("clinc150")
     if data is None:
-        pytest.skip("CLINC150 not found in $DIRECTOR_DATA_DIR or ../shared/data (see the README section on the local tier and eval)")
+        pytest.skip(
+            "CLINC150 not found in $DIRECTOR_DATA_DIR or ../shared/data (see the README section on the local tier and eval)"
+        )
     train, _ = sample_per_intent(load_training_file(data / "clinc150" / "train.jsonl"), 5, seed=1)
     val = load_training_file(data / "clinc150" / "val.jsonl")[::31]  # 100 messages across intents
     out = run(str(write_set(tmp_path / "val.jsonl", val)), "--train", str(write_set(tmp_path / "train.jsonl", train)))

@@ -34,9 +34,19 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_default_config_classifies_offline_with_no_keys(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-c", NO_NETWORK, "classify", "quero criar uma tarefa para amanhã", "--json",
-           "--config", str(ROOT / "configs" / "director.toml")]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env(tmp_path), cwd=tmp_path, timeout=180)
+    cmd = [
+        sys.executable,
+        "-c",
+        NO_NETWORK,
+        "classify",
+        "quero criar uma tarefa para amanhã",
+        "--json",
+        "--config",
+        str(ROOT / "configs" / "director.toml"),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=_env(tmp_path), cwd=tmp_path, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["flow"] == "create_task"
@@ -47,15 +57,24 @@ def test_default_config_classifies_offline_with_no_keys(tmp_path: Path) -> None:
     assert list((tmp_path / "cache" / "local-models").glob("*.npz")), "the trained model was not cached"
 
     # Second start: loads the cached model (no retraining), still offline.
-    again = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env(tmp_path), cwd=tmp_path, timeout=180)
+    again = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=_env(tmp_path), cwd=tmp_path, timeout=180
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["flow"] == "create_task"
 
 
 def test_console_script_default_config(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("director-llm")
-    done = subprocess.run([str(exe), "classify", "obrigado pela ajuda!", "--json"], capture_output=True, text=True, check=False,
-                          env=_env(tmp_path), cwd=ROOT, timeout=180)
+    done = subprocess.run(
+        [str(exe), "classify", "obrigado pela ajuda!", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["flow"] == "thanks" and result["route"]["tier"] == "local"

@@ -7,7 +7,6 @@ session into a temporary cache directory; every Director after the first loads i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -32,26 +31,33 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-cascade-test-0123456789")
 
 
-def config(base: str | None, cache_dir: Path, *, escalate_below: float = 0.5, extra: str = "",
-           strategy: str = "adaptive") -> Director:
+def config(
+    base: str | None, cache_dir: Path, *, escalate_below: float = 0.5, extra: str = "", strategy: str = "adaptive"
+) -> Director:
     text = f'[llm]\nnum_retries = 0\ntimeout_seconds = 10\ndefault_strategy = "{strategy}"\n{extra}'
     text += f'[providers.local]\nkind = "local"\ncache_dir = "{cache_dir}"\n'
     if base is not None:
-        text += (f'[providers.openai]\nmodels = ["{MODEL}"]\nbase_url = "{base}/v1"\napi_key_env = "{KEY_ENV}"\n'
-                 f'[providers.openai.overrides."{MODEL}"]\ninput_price_per_million = 0.15\n'
-                 'output_price_per_million = 0.6\n')
+        text += (
+            f'[providers.openai]\nmodels = ["{MODEL}"]\nbase_url = "{base}/v1"\napi_key_env = "{KEY_ENV}"\n'
+            f'[providers.openai.overrides."{MODEL}"]\ninput_price_per_million = 0.15\n'
+            "output_price_per_million = 0.6\n"
+        )
     text += f"[caching]\nenabled = false\n[intents]\ntier_thresholds = {{ local = {escalate_below} }}\n"
     return Director(parse_config_text(text))
 
 
 def llm_says(flow: str, confidence: float = 0.9):
     def respond(request: RecordedRequest) -> Reply:
-        return Reply(json={"flow": flow, "confidence": confidence, "reasoning": "oracle", "entities": {}},
-                     usage=(200, 20))
+        return Reply(
+            json={"flow": flow, "confidence": confidence, "reasoning": "oracle", "entities": {}}, usage=(200, 20)
+        )
+
     return respond
 
 
-async def test_confident_local_answer_makes_no_http_request(fake_provider: FakeProviderServer, local_cache: Path) -> None:
+async def test_confident_local_answer_makes_no_http_request(
+    fake_provider: FakeProviderServer, local_cache: Path
+) -> None:
     fake_provider.respond_with(MODEL, llm_says("greeting"))
     async with config(fake_provider.base_url, local_cache) as d:
         pred = await d.local_tier.apredict(CONFIDENT)
@@ -76,8 +82,9 @@ async def test_unsure_local_escalates_to_the_llm(fake_provider: FakeProviderServ
     assert CONFIDENT in fake_provider.requests[0].last_user_text
 
 
-async def test_local_is_the_last_resort_when_the_llm_is_down(fake_provider: FakeProviderServer,
-                                                             local_cache: Path) -> None:
+async def test_local_is_the_last_resort_when_the_llm_is_down(
+    fake_provider: FakeProviderServer, local_cache: Path
+) -> None:
     fake_provider.script(MODEL, Fault.status(503), repeat=True)
     async with config(fake_provider.base_url, local_cache, escalate_below=0.999) as d:
         result = await d.classify_intent(CONFIDENT)
@@ -88,8 +95,9 @@ async def test_local_is_the_last_resort_when_the_llm_is_down(fake_provider: Fake
     assert len(fake_provider.requests) >= 1
 
 
-async def test_stream_intent_also_falls_back_to_the_local_tier(fake_provider: FakeProviderServer,
-                                                               local_cache: Path) -> None:
+async def test_stream_intent_also_falls_back_to_the_local_tier(
+    fake_provider: FakeProviderServer, local_cache: Path
+) -> None:
     fake_provider.script(MODEL, Fault.status(503), repeat=True)
     async with config(fake_provider.base_url, local_cache, escalate_below=0.999) as d:
         items = [item async for item in d.stream_intent(CONFIDENT)]

