@@ -243,7 +243,7 @@ async def test_four_processes_share_one_budget(provider, redis_url: str, redis_p
         )
         for _ in range(4)
     ]
-    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), timeout=120)
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), timeout=600)
     results: list[str] = []
     for p, (out, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err.decode()[-2000:]

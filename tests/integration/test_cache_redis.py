@@ -56,6 +56,9 @@ def cache(
         disk_path=disk,
         ttl_seconds=kw.pop("ttl_seconds", 60),
         namespace=namespace,
+        # These tests check what is stored, not how fast: a generous timeout keeps a busy CI
+        # machine from looking like a Redis outage. The outage tests pass their own 0.1 s.
+        redis_timeout_s=kw.pop("redis_timeout_s", 2.0),
         **kw,
     )
 

@@ -222,7 +222,7 @@ async def test_the_deadline_covers_the_whole_stream(fake_provider) -> None:
     stall = Reply("first " + "late " * 5, token_delay=0.0, chunk_chars=6)
     fake_provider.script("a-model", [Reply("one " * 2000, token_delay=0.01)], repeat=True)
     fake_provider.script("b-model", [stall], repeat=True)
-    text = two_in_a_tier(fake_provider.base_url, llm="timeout_seconds = 1.5\nattempt_timeout_seconds = 10")
+    text = two_in_a_tier(fake_provider.base_url, llm="timeout_seconds = 1.5\nattempt_timeout_seconds = 1.0")
     async with Director(parse_config_text(text)) as d:
         started = time.perf_counter()
         with pytest.raises(StreamInterruptedError) as info:
