@@ -151,6 +151,15 @@ def cli(args: argparse.Namespace) -> None:
         f"{'director-llm classify (model cached), wall':<44} n={len(walls):<4} p50 {pct(walls, 50):7.3f} s   "
         f"min {min(walls):7.3f} s   max {max(walls):7.3f} s"
     )
+    floor = []
+    for _ in range(args.cli):  # the same CLI start-up and config loading, no model: the floor
+        started = time.perf_counter()
+        subprocess.run([exe, "check-config", str(args.config)], check=True, capture_output=True)
+        floor.append(time.perf_counter() - started)
+    print(
+        f"{'director-llm check-config (the floor), wall':<44} n={len(floor):<4} p50 {pct(floor, 50):7.3f} s   "
+        f"min {min(floor):7.3f} s   max {max(floor):7.3f} s"
+    )
     code = f"""
 import time
 t0 = time.perf_counter()
