@@ -17,8 +17,6 @@ sparse block. Only numpy is imported at module level: scipy is needed by the bat
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from director_llm.local.encoder import HOT_PATH_BLAS_THREADS, single_blas_thread
 from director_llm.local.text import (
     ANALYZERS,
     Vocabulary,
@@ -34,7 +33,15 @@ from director_llm.local.text import (
     sparse_row,
 )
 
-__all__ = ["FeatureExtractor", "embed", "embed_one", "get_encoder", "single_blas_thread", "use_encoder_cache"]
+__all__ = [
+    "HOT_PATH_BLAS_THREADS",
+    "FeatureExtractor",
+    "embed",
+    "embed_one",
+    "get_encoder",
+    "single_blas_thread",
+    "use_encoder_cache",
+]
 
 # Batches bound peak memory of the numpy forward pass on big training sets.
 _EMBED_BATCH = 256
@@ -75,37 +82,6 @@ def embed_one(text: str) -> np.ndarray:
     from director_llm.local.encoder import raw_encode
 
     return raw_encode(get_encoder(), [text])[0]
-
-
-_BLAS_LIMIT: Any = None
-#: BLAS threads on the hot path (env ``DIRECTOR_LOCAL_BLAS_THREADS``). One is the robust
-#: choice: on an idle 2-core host two threads embed in ~1.2 ms instead of ~1.7 ms, but
-#: under CPU contention their p99 went past 400 ms against ~30 ms for one thread.
-HOT_PATH_BLAS_THREADS = 1
-
-
-def single_blas_thread() -> Any:
-    """Context manager capping BLAS at one thread for a hot-path call.
-
-    A single query is latency-bound: two BLAS threads on a busy host spin waiting for a
-    descheduled peer (measured: a 15k x 512 similarity product went from 1.4 ms to 16 ms
-    p50 under load). The controller is built once; entering it costs ~0.05 ms.
-    """
-    global _BLAS_LIMIT
-    if _BLAS_LIMIT is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            threads = int(os.environ.get("DIRECTOR_LOCAL_BLAS_THREADS", HOT_PATH_BLAS_THREADS))
-            controller = ThreadpoolController()
-
-            def limit() -> Any:
-                return controller.limit(limits=threads, user_api="blas")
-
-            _BLAS_LIMIT = limit
-        except Exception:  # noqa: BLE001 - threadpoolctl missing or broken: run uncapped, never fail
-            _BLAS_LIMIT = contextlib.nullcontext
-    return _BLAS_LIMIT()
 
 
 class FeatureExtractor:
