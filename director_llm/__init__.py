@@ -55,9 +55,11 @@ _EXPORTS: dict[str, str] = {
     "DirectorClosedError": "director_llm.errors",
     "DirectorError": "director_llm.errors",
     "InputError": "director_llm.errors",
+    "LocalModelError": "director_llm.errors",
     "ProviderError": "director_llm.errors",
     "ReservationClosedError": "director_llm.errors",
     "StreamInterruptedError": "director_llm.errors",
+    "TrainingDataError": "director_llm.errors",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -84,9 +86,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from director_llm.errors import DirectorClosedError as DirectorClosedError
     from director_llm.errors import DirectorError as DirectorError
     from director_llm.errors import InputError as InputError
+    from director_llm.errors import LocalModelError as LocalModelError
     from director_llm.errors import ProviderError as ProviderError
     from director_llm.errors import ReservationClosedError as ReservationClosedError
     from director_llm.errors import StreamInterruptedError as StreamInterruptedError
+    from director_llm.errors import TrainingDataError as TrainingDataError
     from director_llm.intents.models import CacheHitEvent as CacheHitEvent
     from director_llm.intents.models import FallbackEvent as FallbackEvent
     from director_llm.intents.models import IntentClassification as IntentClassification

@@ -4,8 +4,8 @@ The hierarchy::
 
     DirectorError
     ├── ConfigError                 you misconfigured: file, line or key, and the fix (CLI exit 2)
-    │   ├── TrainingDataError       a local-tier training file is unreadable (path, line)
-    │   └── LocalModelError         the local tier cannot be trained from what it was given
+    │   └── TrainingDataError       a local-tier training file is unreadable (path, line)
+    ├── LocalModelError             the local tier cannot be trained from what it was given (exit 2)
     ├── InputError                  the text/messages given are unusable (CLI exit 2)
     ├── DirectorClosedError         the Director was closed (``aclose``); build a new one
     ├── BudgetExceededError         no tier can be afforded in some budget window
@@ -45,10 +45,12 @@ __all__ = [
     "DirectorClosedError",
     "DirectorError",
     "InputError",
+    "LocalModelError",
     "ProviderError",
     "RedisUnavailableError",
     "ReservationClosedError",
     "StreamInterruptedError",
+    "TrainingDataError",
     "redact",
 ]
 
@@ -115,6 +117,16 @@ class ConfigError(DirectorError):
         self.line = line
         self.problems = problems or [message]
         super().__init__(message)
+
+
+class LocalModelError(DirectorError):
+    """The local tier cannot be trained from what it was given (e.g. fewer than two intents)."""
+
+    exit_code = 2
+
+
+class TrainingDataError(ConfigError):
+    """A training file is unreadable or has a bad line; ``path`` and ``line`` say where."""
 
 
 class InputError(DirectorError):

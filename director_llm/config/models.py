@@ -112,8 +112,10 @@ class ProviderConfig(_Section):
     def _api_key_env_is_a_name(cls, value: str | None) -> str | None:
         # The value is never echoed: a pasted key must not end up in an error message.
         if value is not None and not re.match(ENV_VAR_NAME, value):
-            raise ValueError("expects the NAME of an environment variable (like OPENAI_API_KEY), not a key: "
-                             "put the key in an environment variable and write its name here")
+            raise ValueError(
+                "expects the NAME of an environment variable (like OPENAI_API_KEY), not a key: "
+                "put the key in an environment variable and write its name here"
+            )
         return value
 
 

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from director_llm.errors import ConfigError, DirectorError
+from director_llm.errors import LocalModelError, TrainingDataError
 
 __all__ = [
     "LocalIntentModel",
@@ -53,16 +53,6 @@ FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
 #: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
 DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.135, 2.363)
 _RANKING_SIZE = 5
-
-
-class LocalModelError(DirectorError):
-    """The local tier cannot be trained from what it was given (e.g. fewer than two intents)."""
-
-    exit_code = 2
-
-
-class TrainingDataError(ConfigError):
-    """A training file is unreadable or has a bad line; ``path`` and ``line`` say where."""
 
 
 @dataclass(frozen=True)

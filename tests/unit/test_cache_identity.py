@@ -59,7 +59,7 @@ def test_endpoint_from_the_environment_counts_only_without_base_url() -> None:
 
 
 def test_disabled_providers_do_not_count() -> None:
-    cfg = config(OPENAI.format(env="KEY_A") + "enabled = false\n[providers.local]\nkind = \"local\"\n")
+    cfg = config(OPENAI.format(env="KEY_A") + 'enabled = false\n[providers.local]\nkind = "local"\n')
     assert credential_identity(cfg, environ={"KEY_A": "sk-1"}) == credential_identity(cfg, environ={"KEY_A": "sk-2"})
 
 
