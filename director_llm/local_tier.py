@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from director_llm.config.models import DirectorConfig, IntentsConfig, ProviderConfig
+from director_llm.config.models import LOCAL_ESCALATE_BELOW, DirectorConfig, IntentsConfig, ProviderConfig
 
 if TYPE_CHECKING:
     from director_llm.intents.models import IntentClassification
@@ -45,13 +45,8 @@ no threshold of its own any more: below ``intents.confidence_threshold`` (what a
 sees, whichever tier answered) a local answer is the fallback flow, unless
 ``[providers.local] confidence_threshold`` overrides it."""
 
-DEFAULT_ESCALATE_BELOW = 0.9
-"""Below this the cascade escalates to an LLM tier (``intents.tier_thresholds.local``).
-On the calibrated scale it is the old uncalibrated 0.55 (the knee measured on the Portuguese
-set: 16% of messages escalated and the local tier right on 0.97 of the rest): a blended
-probability of 0.55 calibrates to 0.89-0.91 with 20-100 examples per intent. It must not be
-below ``intents.confidence_threshold``, or answers in between would become the fallback flow
-locally without an LLM ever being asked."""
+DEFAULT_ESCALATE_BELOW = LOCAL_ESCALATE_BELOW
+"""Below this the cascade escalates to an LLM tier (see ``config.models.LOCAL_ESCALATE_BELOW``)."""
 
 
 def local_section(config: DirectorConfig) -> tuple[str, ProviderConfig] | None:

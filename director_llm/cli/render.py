@@ -41,7 +41,7 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         ]
         table.add_row(
             esc(d["name"]),
-            esc(d["litellm_model"]),
+            "[dim]in process[/]" if d["kind"] == "local" else esc(d["litellm_model"]),
             f"[{_TIER_STYLE.get(tier, 'white')}]{esc(tier)}[/]",
             esc(d["provider_type"]),
             f"{_money(p['input'])} / {_money(p['output'])}",
@@ -89,7 +89,13 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
     size = i.get("prompt_tokens_estimate")
     console.print(
         f"[bold]Flows[/] ({esc(i['source'])}): {esc(listed)}; fallback {esc(i['fallback_flow'])} "
-        f"below {i['confidence_threshold']}" + (f"; classification prompt ~{size:,} tokens (chars/4)" if size else ""),
+        f"below {i['confidence_threshold']}"
+        + (
+            f"; the local tier asks an LLM tier below {i['local_escalates_below']}"
+            if i.get("local_escalates_below") is not None
+            else ""
+        )
+        + (f"; classification prompt ~{size:,} tokens (chars/4)" if size else ""),
         highlight=False,
     )
     for p in report["problems"]:

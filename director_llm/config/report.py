@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from director_llm.cache.redis import redacted_url
-from director_llm.config.models import DirectorConfig
+from director_llm.config.models import LOCAL_ESCALATE_BELOW, DirectorConfig
 from director_llm.config.semantics import LLM_TIERS, Problem, check_semantics, resolve_fallbacks
 
 CHARS_PER_TOKEN = 4
@@ -102,6 +102,11 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
             "source": flow_source,
             "fallback_flow": intents.fallback_flow,
             "confidence_threshold": intents.confidence_threshold,
+            "local_escalates_below": (
+                intents.tier_thresholds.get("local", LOCAL_ESCALATE_BELOW)
+                if any(d.kind == "local" for d in deployments)
+                else None
+            ),
             "prompt_tokens_estimate": estimate,
         },
         "problems": [{"level": p.level, "key": p.key, "message": p.message} for p in problems],

@@ -10,7 +10,7 @@ import difflib
 import os
 from pathlib import Path
 
-from director_llm.config.models import TIERS, DirectorConfig
+from director_llm.config.models import LOCAL_ESCALATE_BELOW, TIERS, DirectorConfig
 from director_llm.config.problems import Problem
 from director_llm.config.runtime_checks import check_flows, check_something_answers, check_timeouts
 
@@ -214,4 +214,21 @@ def _check_intents(config: DirectorConfig, tiers: list[str]) -> list[Problem]:
     for tier in i.tier_thresholds:
         if tier not in tiers and tier != "local":
             out.append(Problem("warning", f"intents.tier_thresholds.{tier}", f"tier '{tier}' has no deployment"))
+    escalate = i.tier_thresholds.get("local", LOCAL_ESCALATE_BELOW)
+    local = next((p for p in config.providers.values() if p.kind == "local" and p.enabled), None)
+    answer_from = (
+        local.confidence_threshold
+        if local is not None and local.confidence_threshold is not None
+        else i.confidence_threshold
+    )
+    if local is not None and any(t != "local" for t in tiers) and escalate < answer_from:
+        out.append(
+            Problem(
+                "warning",
+                "intents.tier_thresholds.local",
+                f"the local tier escalates to an LLM tier below {escalate:g} but answers the fallback flow below "
+                f"{answer_from:g}: a local confidence in between becomes the fallback flow without any LLM being "
+                f"asked. Set tier_thresholds.local to at least {answer_from:g}",
+            )
+        )
     return out

@@ -313,3 +313,14 @@ def test_schema_accepts_the_shipped_configs_and_rejects_what_loading_rejects() -
     ]
     for data in bad:
         assert list(validator.iter_errors(data)), data
+
+
+def test_an_escalation_threshold_below_the_answer_threshold_is_a_warning() -> None:
+    llm = '[providers.openai]\nmodels = ["gpt-4o-mini"]\napi_key_env = "X_KEY"\n'
+    low = LOCAL + llm + "[intents]\nconfidence_threshold = 0.7\ntier_thresholds = { local = 0.5 }\n"
+    level, message = only(problems(low), "intents.tier_thresholds.local")
+    assert level == "warning" and "without any LLM being asked" in message and "at least 0.7" in message
+    fine = LOCAL + llm + "[intents]\nconfidence_threshold = 0.7\ntier_thresholds = { local = 0.8 }\n"
+    assert not [p for p in problems(fine) if p[1] == "intents.tier_thresholds.local"]
+    local_only = LOCAL + "[intents]\nconfidence_threshold = 0.7\ntier_thresholds = { local = 0.5 }\n"
+    assert not [p for p in problems(local_only) if p[1] == "intents.tier_thresholds.local"]  # nothing to escalate to
