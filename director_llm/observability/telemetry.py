@@ -194,6 +194,9 @@ class Telemetry:
         return RequestTelemetry(self, entry, call, None, None)
 
     async def aclose(self) -> None:
+        """Read the state gauges a last time (multiprocess mode keeps them for the scrapes
+        after this process), stop the background refresh, write the health counters."""
+        self.refresh_state()
         self.closed = True
         if self._refreshing is not None and not self._refreshing.done():
             self._refreshing.cancel()
@@ -263,9 +266,13 @@ class RequestTelemetry:
             route = getattr(error, "route", None)
         outcome = outcome_of(route, error)
         seconds = time.perf_counter() - self.started
-        provider = (route.provider if route is not None else None) or "none"
-        model = (route.model if route is not None else None) or "none"
-        tier = (route.tier if route is not None else None) or "none"
+        provider = model = tier = "none"
+        if route is not None:
+            # Labels from the config's deployment (one spelling whatever path answered).
+            info = t.deployments.get(route.deployment) if route.deployment else None
+            provider = (info.provider if info is not None else route.provider) or "none"
+            model = (info.model if info is not None else route.model) or "none"
+            tier = route.tier or (info.tier if info is not None else None) or "none"
         prom = t.prom
         if prom is not None:
             prom.request(provider, model, tier, self.entry, outcome, seconds)
