@@ -165,6 +165,8 @@ def test_metrics_command_serves_every_family_after_real_requests(
     routes = json.loads(worker.stdout.strip().splitlines()[-1])
     fallback, hit, streamed, limited, refused, escalated, last_resort, answered = routes
     assert fallback["deployment"] == "openai/second" and hit["cache"] == "memory"
+    assert limited["attempts"][0]["status_code"] == 429 and refused["calls"] == 0
+    assert escalated["deployment"] == "openai/second"
     assert last_resort["tier"] == "local" and answered["tier"] == "local"
 
     cli = os.path.join(os.path.dirname(sys.executable), "director-llm")
