@@ -28,20 +28,24 @@ def enabled() -> bool:
     return log.isEnabledFor(logging.INFO)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def emit(fields: dict[str, Any], *, fmt: str) -> None:
-    """Log ``fields`` (None values left out) as one line."""
-    clean = {k: v for k, v in fields.items() if v is not None}
+    """Log ``fields`` (None values already left out) as one line."""
     if fmt == "json":
-        message = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
+        message = _JSON.encode(fields)
     else:
-        message = "request " + " ".join(f"{k}={_text(v)}" for k, v in clean.items())
-    log.info("%s", message, extra={"director": clean})
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
-    text = str(value)
-    return text if text and " " not in text else json.dumps(text, ensure_ascii=False)
+        parts = ["request"]
+        for k, v in fields.items():
+            kind = type(v)
+            if kind is str:
+                if not v or " " in v or '"' in v or "=" in v:
+                    v = json.dumps(v, ensure_ascii=False)
+            elif kind is float:
+                v = f"{v:.6g}"
+            elif kind is list:
+                v = ",".join(v) or "-"
+            parts.append(f"{k}={v}")
+        message = " ".join(parts)
+    log.info("%s", message, extra={"director": fields})

@@ -154,6 +154,7 @@ class PromMetrics:
             registry=r,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._attempt_children: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
     def for_director(cls) -> PromMetrics:
@@ -179,7 +180,12 @@ class PromMetrics:
         self._child(self.duration, entry, tier).observe(seconds)
 
     def attempt(self, provider: str, model: str, outcome: str) -> None:
-        self._child(self.attempts, provider, model, outcome).inc()
+        """``outcome``: ok or the error class (bounded by ``label``)."""
+        key = (provider, model, outcome)
+        child = self._attempt_children.get(key)
+        if child is None:
+            child = self._attempt_children[key] = self.attempts.labels(provider, model, label(outcome))
+        child.inc()
 
     def usage(self, provider: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
         if prompt_tokens:

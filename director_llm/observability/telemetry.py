@@ -226,8 +226,7 @@ class RequestTelemetry:
         if info is not None and info.kind != "local":
             prom = t.prom
             if prom is not None:
-                outcome = attempt.outcome if attempt.ok else _error_label(attempt.outcome)
-                prom.attempt(info.provider, info.model, outcome)
+                prom.attempt(info.provider, info.model, attempt.outcome)
             if t.shared is not None:
                 error = None if attempt.ok else f"{attempt.outcome}: {attempt.message}"
                 t.shared.record(attempt.deployment, attempt.ok, attempt.elapsed_s, error)
@@ -293,27 +292,34 @@ class RequestTelemetry:
         flow: str | None,
         confidence: float | None,
     ) -> dict[str, Any]:
+        """The log line's fields (None values left out)."""
         fields: dict[str, Any] = {"entry": self.entry, "outcome": outcome}
         if route is not None:
-            fields.update(
-                deployment=route.deployment,
-                tier=route.tier,
-                group=route.group,
-                strategy=route.strategy,
-                cache=route.cache,
-                prompt_tokens=route.prompt_tokens,
-                completion_tokens=route.completion_tokens,
-                cost_usd=round(route.cost_usd, 8),
-                first_token_ms=route.first_token_ms,
-                calls=route.calls,
-                attempts=[f"{a.deployment}:{a.outcome}" for a in route.attempts],
-            )
+            for key, v in (
+                ("deployment", route.deployment),
+                ("tier", route.tier),
+                ("group", route.group),
+                ("strategy", route.strategy),
+                ("cache", route.cache),
+            ):
+                if v is not None:
+                    fields[key] = v
+            fields["prompt_tokens"] = route.prompt_tokens
+            fields["completion_tokens"] = route.completion_tokens
+            fields["cost_usd"] = round(route.cost_usd, 8)
+            if route.first_token_ms is not None:
+                fields["first_token_ms"] = route.first_token_ms
+            fields["calls"] = route.calls
+            fields["attempts"] = [f"{a.deployment}:{a.outcome}" for a in route.attempts]
         fields["latency_ms"] = round(seconds * 1000, 2)
-        fields["flow"] = flow
-        fields["confidence"] = confidence
+        if flow is not None:
+            fields["flow"] = flow
+            fields["confidence"] = confidence
         if error is not None:
             fields["error"] = type(error).__name__
-            fields["status_code"] = getattr(error, "status_code", None)
+            status = getattr(error, "status_code", None)
+            if status is not None:
+                fields["status_code"] = status
         return fields
 
     def _end_span(
@@ -354,12 +360,6 @@ class RequestTelemetry:
             if text is not None:
                 attributes["gen_ai.output.messages"] = tracing.output_text(text)
         tracing.end_request(self.span, attributes, error)
-
-
-def _error_label(outcome: str) -> str:
-    from director_llm.observability.prometheus import label
-
-    return label(outcome)
 
 
 def _response_text(response: Any) -> str | None:

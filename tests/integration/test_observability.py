@@ -293,3 +293,30 @@ async def test_no_spans_without_a_tracer_provider(fake_provider: FakeProviderSer
         await d.acompletion([{"role": "user", "content": "x"}], model="openai/first")
     assert exporter.get_finished_spans() == ()
     processor.shutdown()
+
+
+async def test_asgi_app_serves_the_metrics(fake_provider: FakeProviderServer) -> None:
+    import httpx
+
+    from director_llm.metrics import asgi_app
+
+    fake_provider.set_default(Reply("ok", usage=(3, 2)))
+    async with config(fake_provider.base_url, extra="budget_per_day = 5.0") as d:
+        await d.acompletion([{"role": "user", "content": PROMPT}], model="openai/first")
+        await d.budget.drain()  # the settlement lands in the background
+        for app in (asgi_app(d), asgi_app()):  # explicit, and this process's latest open Director
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                response = await client.get("/metrics")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain")
+            found = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(response.text)
+                for s in f.samples
+            }
+            ok = {"provider": "openai", "model": "first", "tier": "small", "entry": "complete", "outcome": "ok"}
+            assert value(found, "director_requests_total", **ok) == 1
+            # the scrape refreshed the budget gauge (no refresh_metrics() call here)
+            assert value(found, "director_budget_remaining_usd", window="day") == pytest.approx(5.0 - 3e-6 - 4e-6)
+            assert PROMPT not in response.text
