@@ -320,3 +320,22 @@ async def test_asgi_app_serves_the_metrics(fake_provider: FakeProviderServer) ->
             # the scrape refreshed the budget gauge (no refresh_metrics() call here)
             assert value(found, "director_budget_remaining_usd", window="day") == pytest.approx(5.0 - 3e-6 - 4e-6)
             assert PROMPT not in response.text
+
+
+async def test_streams_closed_early_and_classification_streams(fake_provider: FakeProviderServer) -> None:
+    fake_provider.script("second", [Reply("one two three four five six", token_delay=0.01)], repeat=True)
+    fake_provider.respond_with("first", lambda r: Reply(json=INTENT, usage=(40, 9)))
+    async with config(fake_provider.base_url) as d:
+        async with d.stream_response([{"role": "user", "content": "x"}], model="openai/second") as stream:
+            async for _chunk in stream:
+                break  # the caller leaves after the first token: served, not an error
+        items = [i async for i in d.stream_intent("quero criar uma tarefa", model="openai/first")]
+        assert items[-1].done and items[-1].result.flow == "create_task"
+        found = samples(d)
+    served = {"provider": "openai", "model": "second", "tier": "small"}
+    assert value(found, "director_requests_total", **served, entry="stream", outcome="ok") == 1
+    first = {"provider": "openai", "model": "first", "tier": "small"}
+    assert value(found, "director_requests_total", **first, entry="classify", outcome="ok") == 1
+    assert (
+        value(found, "director_tokens_total", **{k: first[k] for k in ("provider", "model")}, direction="input") == 40
+    )
