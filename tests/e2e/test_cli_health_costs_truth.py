@@ -118,6 +118,7 @@ def test_cold_probe_answers_within_its_own_short_timeout(fake_provider, tmp_path
     assert alive["state"] == "healthy"
     assert report["openai/dead"]["probe"] == {"ok": False, "error": "no answer within 3s"}
     assert report["openai/revoked"]["probe"]["ok"] is False
+    assert "LiteLLM" not in r.stderr  # LiteLLM's own loggers stay quiet under the CLI (none silenced)
 
 
 def test_costs_without_redis_explains_per_process_spend(fake_provider, tmp_path: Path) -> None:
