@@ -169,7 +169,8 @@ class Telemetry:
         if now < self._next_tick:
             return
         self._next_tick = now + REFRESH_S
-        if self._refreshing is not None and not self._refreshing.done():
+        task = self._refreshing
+        if task is not None and not task.done() and not task.get_loop().is_closed():
             return
         try:
             self._refreshing = asyncio.get_running_loop().create_task(self.refresh())

@@ -78,6 +78,7 @@ class SharedAttemptStats:
         self._timeout = timeout_s
         self._pending: dict[str, list[Any]] = {}  # name -> [ok, fail, lat_ms, last error, error at, seen]
         self._due: asyncio.TimerHandle | None = None
+        self._due_loop: asyncio.AbstractEventLoop | None = None  # a closed loop never runs its timer
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- writing ---------------------------------------------------------------------------
@@ -95,12 +96,12 @@ class SharedAttemptStats:
             row[3] = error
             row[4] = now
         row[5] = now
-        if self._due is None:
+        if self._due is None or self._due_loop is None or self._due_loop.is_closed():
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return
-            self._due = loop.call_later(self.flush_s, self._spawn_flush)
+            self._due, self._due_loop = loop.call_later(self.flush_s, self._spawn_flush), loop
 
     def _spawn_flush(self) -> None:
         self._due = None
