@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from director_llm.intents.models import IntentClassification
     from director_llm.local_tier import LocalTier
     from director_llm.redis_clients import RedisClients
+    from director_llm.resilience.shared_stats import SharedAttemptStats
     from director_llm.router.build import BuiltRouter
 
 __all__ = ["Director"]
@@ -127,7 +128,7 @@ class Director:
         p = resolve_config_path(path)
         return cls(load_config(p), source=str(p), **kwargs)
 
-    def _shared_stats(self, state_prefix: str | None) -> Any:
+    def _shared_stats(self, state_prefix: str | None) -> SharedAttemptStats | None:
         if self._redis is None:
             return None
         from director_llm.resilience.shared_stats import SharedAttemptStats
