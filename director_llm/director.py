@@ -9,6 +9,7 @@ event loop on the first LLM call (or ``await director.warmup()``), so the local 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,8 @@ from director_llm.engine.core import Engine
 from director_llm.engine.parts import Parts
 from director_llm.engine.stream import ResponseStream
 from director_llm.errors import DirectorClosedError, InputError
-from director_llm.observability import Metrics
+from director_llm.observability.stats import Metrics
+from director_llm.observability.telemetry import Telemetry
 from director_llm.providers import DeploymentInfo, build_deployments
 from director_llm.request import Call, check_params, check_strategy, needs_of, validate_messages
 from director_llm.resilience.breaker import DEFAULT_PREFIX, CircuitBreaker
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from director_llm.intents.models import IntentClassification
     from director_llm.local_tier import LocalTier
     from director_llm.redis_clients import RedisClients
+    from director_llm.resilience.shared_stats import SharedAttemptStats
     from director_llm.router.build import BuiltRouter
 
 __all__ = ["Director"]
@@ -88,6 +91,18 @@ class Director:
         self.breaker.watch(n for n, d in self.topology.deployments.items() if d.kind != "local")
         self.dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
         planner = Planner(self.topology, self.budget, is_open=self.breaker.is_open, p50_ms=self._p50)
+        self.telemetry = Telemetry(
+            config.observability,
+            deployments=self.providers,
+            watched=(n for n, d in self.topology.deployments.items() if d.kind != "local"),
+            breaker=self.breaker,
+            budget=self.budget,
+            cache=self.cache,
+            shared=self._shared_stats(state_prefix),
+            shared_state=self._redis is not None,
+        )
+        """Metrics, traces, the request log line and the shared health counters
+        (``observability.telemetry``; ``docs/observability.md``)."""
         self.engine = Engine(
             Parts(
                 planner=planner,
@@ -96,6 +111,7 @@ class Director:
                 breaker=self.breaker,
                 metrics=self.metrics,
                 llm=config.llm,
+                observer=self.telemetry,
             )
         )
         """The request engine every call goes through."""
@@ -111,6 +127,13 @@ class Director:
         (``kwargs``: ``state_prefix``, ``clock``)."""
         p = resolve_config_path(path)
         return cls(load_config(p), source=str(p), **kwargs)
+
+    def _shared_stats(self, state_prefix: str | None) -> SharedAttemptStats | None:
+        if self._redis is None:
+            return None
+        from director_llm.resilience.shared_stats import SharedAttemptStats
+
+        return SharedAttemptStats(self._redis, prefix=f"{state_prefix}health:" if state_prefix else "director:health:")
 
     # -- deployments -----------------------------------------------------------------------
     def usable_deployments(self) -> list[DeploymentInfo]:
@@ -235,15 +258,22 @@ class Director:
         """
         call = self._call("complete", messages, model=model, tier=tier, strategy=strategy, cache=cache, kwargs=kwargs)
         served: dict[str, Route] = {}
+        obs = self.telemetry.request("complete", call)
 
         async def upstream() -> Any:
-            reply, route = await self.engine.complete(call)
+            reply, route = await self.engine.complete(call, obs=obs)
             served["route"] = route
             _hidden(reply.response)["director_route"] = route
             return reply.response
 
         group = call.group or f"auto:{call.strategy}"
-        response = await self.cache.complete(call.messages, group=group, params=call.params, cache=cache, call=upstream)
+        try:
+            response = await self.cache.complete(
+                call.messages, group=group, params=call.params, cache=cache, call=upstream
+            )
+        except BaseException as exc:
+            obs.finish(None, error=exc)
+            raise
         hidden = _hidden(response)
         route = served.get("route")
         if route is None or hidden.get("director_route") is not route:
@@ -258,6 +288,7 @@ class Director:
                 latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
             )
             hidden["director_route"] = route
+        obs.finish(route, response=response)
         return response
 
     @staticmethod
@@ -294,14 +325,19 @@ class Director:
         local tier's model. ``serve`` and the CLI call it; a library user may too."""
         self._check_open()
         await self.engine.warmup()
+        if self.config.observability.metrics:
+            await asyncio.to_thread(self.telemetry.load)
         if self.local_tier is not None:
             await self.local_tier.aload()
 
     # -- health and spend ------------------------------------------------------------------
     async def health(self, *, probe: bool = False, probe_timeout: float | None = None) -> dict[str, Any]:
-        """Each deployment's state (healthy / degraded / cooling down / half-open), recent error
-        rate, p50 latency and last error (redacted); ``probe=True`` also sends each a tiny
-        request with a short timeout of its own."""
+        """Each deployment's state (healthy / degraded / cooling down / half-open / unknown),
+        recent error rate, latency and last error (redacted). With Redis the breaker states
+        and the counts are every process's (``resilience.shared_stats``); a deployment no
+        process has called is ``unknown``. ``probe=True`` also sends each a tiny request
+        with a short timeout of its own (``probe_timeout``, default min(5 s, the attempt
+        timeout); LiteLLM is imported before, outside it)."""
         from director_llm.resilience.health import PROBE_MESSAGES, deployment_health
 
         names = [d.name for d in self.usable_deployments() if d.kind != "local"]
@@ -320,8 +356,27 @@ class Director:
             await self.engine.warmup()  # the import is not the probe's time
         timeout = probe_timeout or min(5.0, self.config.llm.attempt_timeout_seconds)
         return await deployment_health(
-            names, breaker=self.breaker, metrics=self.metrics, probe=send if probe else None, probe_timeout=timeout
+            names,
+            breaker=self.breaker,
+            metrics=self.metrics,
+            probe=send if probe else None,
+            probe_timeout=timeout,
+            shared=self.telemetry.shared,
         )
+
+    # -- metrics ---------------------------------------------------------------------------
+    def metrics_text(self) -> str:
+        """This Director's Prometheus metrics in the text exposition format (every process's
+        in multiprocess mode). Counters are live; the budget gauges are as of the last
+        ``refresh_metrics()`` (each scrape through ``director_llm.metrics.asgi_app`` or
+        ``director-llm metrics`` does one, and requests do one at most every 5 s). Empty
+        with ``[observability] metrics = false``. See ``docs/observability.md``."""
+        return self.telemetry.text()
+
+    async def refresh_metrics(self) -> None:
+        """Read the state gauges now: budget windows (one ledger read), breaker states (from
+        Redis when shared), cache counters. Never raises."""
+        await self.telemetry.refresh()
 
     async def spend(self, *, by: str | None = None) -> SpendReport:
         """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
@@ -419,6 +474,7 @@ class Director:
         await self.budget.release_all()
         await self.budget.ledger.aclose()
         await self.cache.aclose()
+        await self.telemetry.aclose()
         await self.breaker.aclose()
         await self.dispatcher.aclose()
         if self._redis is not None:

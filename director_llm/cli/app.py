@@ -140,6 +140,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cmd_costs",
     "cmd_health",
     "cmd_cache",
+    "cmd_metrics",
 )
 
 

@@ -2,7 +2,9 @@
 
 Reads the shared ledger directly (no Router, no LiteLLM import): with ``[llm]
 state_redis_url`` (or ``[caching] redis_url``) it shows what every process spent; without
-Redis the ledger lives in each process's memory, so a CLI process can only show zeros.
+Redis the ledger lives in each process's memory, so the command shows its own process's
+numbers (nothing: it made no call) and says so (``scope: "process"`` and a ``note`` in
+``--json``). An application reads its own with ``director.spend()``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import typer
 from director_llm.cli.app import ConfigOpt, JsonOpt, app, err, fail, out
 from director_llm.cli.render import esc
 from director_llm.errors import DirectorError, InputError
+
+PER_PROCESS_NOTE = (
+    "no Redis in this config, so spend is kept per process: these are this command's own numbers "
+    "(it made no call). Each application process sees its own with director.spend(); set [llm] "
+    "state_redis_url (or [caching] redis_url) to share the ledger and see every process's spend here."
+)
 
 ByOpt = Annotated[str | None, typer.Option("--by", help="Group usage by provider, model or hour.", show_default=False)]
 PrefixOpt = Annotated[
@@ -38,6 +46,9 @@ async def _report(config: Any, by: str | None, prefix: str | None) -> dict[str, 
     finally:
         await ledger.aclose()
     report["shared"] = bool(config.redis_state_url)
+    report["scope"] = "shared" if report["shared"] else "process"
+    if not report["shared"]:
+        report["note"] = PER_PROCESS_NOTE
     if by != "hour":
         report.pop("hourly", None)  # 24 rows of mostly zeros: only with --by hour
     return report
@@ -59,7 +70,7 @@ def costs(config: ConfigOpt = None, as_json: JsonOpt = False, by: ByOpt = None, 
         print(json.dumps(report, indent=2, default=str))
         return
     if not report["shared"]:
-        err.print("note: no Redis configured for shared state; this shows only this process (nothing)")
+        err.print(f"note: {PER_PROCESS_NOTE}", highlight=False)
     _render(report)
 
 

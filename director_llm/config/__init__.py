@@ -9,6 +9,7 @@ from director_llm.config.models import (
     IntentsConfig,
     LLMConfig,
     ModelOverride,
+    ObservabilityConfig,
     ProviderConfig,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "IntentsConfig",
     "LLMConfig",
     "ModelOverride",
+    "ObservabilityConfig",
     "ProviderConfig",
     "load_config",
     "parse_config_text",

@@ -255,6 +255,23 @@ class IntentsConfig(_Section):
         return self
 
 
+class ObservabilityConfig(_Section):
+    """``[observability]``: Prometheus metrics, OpenTelemetry traces, the request log line."""
+
+    metrics: bool = True
+    """Prometheus metrics (``director.metrics_text()``, ``director_llm.metrics.asgi_app()``,
+    ``director-llm metrics``). Off: nothing is counted and prometheus_client is not imported."""
+    tracing: bool = True
+    """OpenTelemetry spans (``pip install 'director-llm[otel]'``), emitted only when the
+    application has set up a tracer provider; without one they cost nothing."""
+    capture_content: bool = False
+    """Put prompt and answer text on the spans (``gen_ai.input.messages`` /
+    ``gen_ai.output.messages``). Off by default: traces often leave the trust boundary."""
+    log_format: Literal["text", "json"] = "text"
+    """The per-request INFO line on the ``director_llm`` logger: ``text`` (key=value) or
+    ``json`` (one JSON object). It never holds prompt text or secrets."""
+
+
 class DirectorConfig(_Section):
     """The whole file."""
 
@@ -266,6 +283,8 @@ class DirectorConfig(_Section):
     """Cache layers."""
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     """Intent classification."""
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    """Metrics, traces and the request log line."""
 
     @model_validator(mode="before")
     @classmethod

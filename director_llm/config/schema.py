@@ -28,6 +28,7 @@ from director_llm.config.models import (
     IntentsConfig,
     LLMConfig,
     ModelOverride,
+    ObservabilityConfig,
     ProviderConfig,
 )
 
@@ -45,6 +46,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("[caching]", CachingConfig, "Cache layers memory -> Redis -> disk; a layer whose setting is absent is off."),
     ("[intents]", IntentsConfig, "How messages are classified into flows."),
     ("[intents.flows.<name>]", FlowConfig, "One flow (intent) of the application."),
+    ("[observability]", ObservabilityConfig, "Prometheus metrics, OpenTelemetry traces, the request log line."),
 )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from director_llm.intents.prompts import (
     repair_messages,
     response_format,
 )
+from director_llm.observability.observer import NOOP_REQUEST
 from director_llm.request import Call, check_strategy
 from director_llm.route import OK, Attempt, Route
 from director_llm.router.dispatch import UpstreamError
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from director_llm.config.models import DirectorConfig
     from director_llm.engine.core import Engine
     from director_llm.local_tier import LocalTier
+    from director_llm.observability.observer import RequestObserver
     from director_llm.providers import DeploymentInfo
 
 __all__ = ["CLASSIFY_MAX_TOKENS", "Classifier", "ClassifyRequest"]
@@ -93,6 +95,8 @@ class ClassifyRequest:
     """Unusable replies seen on the way (for ``ClassificationError.raw_outputs``)."""
     llm_only: bool = False
     """Ask the pinned group alone: no cache, no local tier first or last (evaluation)."""
+    obs: RequestObserver = NOOP_REQUEST
+    """The request's telemetry (``observability.observer``)."""
     _call: Call | None = None
 
     @property
@@ -171,6 +175,20 @@ class Classifier:
         """Classify ``text`` (see the module docstring). Identical requests in flight at the
         same time share one run; the followers get a copy whose route says so (nothing spent)."""
         req = self.prepare(text, history, strategy=strategy, cache=cache, tier=tier, model=model)
+        return await self._observed(req, self._serve(req))
+
+    async def _observed(self, req: ClassifyRequest, work: Awaitable[IntentClassification]) -> IntentClassification:
+        """Run ``work`` and tell the request's telemetry how it ended."""
+        req.obs = obs = self.engine.parts.observer.request("classify", text=req.text)
+        try:
+            result = await work
+        except BaseException as exc:
+            obs.finish(None, error=exc)
+            raise
+        obs.finish(result.route, flow=result.flow, confidence=result.confidence)
+        return result
+
+    async def _serve(self, req: ClassifyRequest) -> IntentClassification:
         if not req.cache:
             return await self._classify(req, None)
         hit = await self._lookup(req)  # a hit needs no single flight
@@ -198,7 +216,7 @@ class Classifier:
         other group (what ``director-llm eval`` measures for a remote tier)."""
         req = self.prepare(text, history, cache=False, model=group)
         req.llm_only = True
-        return await self._classify(req, None)
+        return await self._observed(req, self._classify(req, None))
 
     async def stream(
         self,
@@ -211,6 +229,7 @@ class Classifier:
     ) -> AsyncIterator[Any]:
         """``StreamItem``s: routing events and partial results, then the final one (``done``)."""
         req = self.prepare(text, history, strategy=strategy, tier=tier, model=model)
+        req.obs = obs = self.engine.parts.observer.request("classify", text=req.text)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         task = asyncio.ensure_future(self._classify(req, queue.put_nowait, streaming=True))
         try:
@@ -224,10 +243,14 @@ class Classifier:
             while not queue.empty():
                 yield queue.get_nowait()
             result = task.result()
+        except BaseException as exc:
+            obs.finish(None, error=exc)
+            raise
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        obs.finish(result.route, flow=result.flow, confidence=result.confidence)
         if result.route.calls:
             yield UsageEvent(
                 prompt_tokens=result.route.prompt_tokens,
@@ -267,7 +290,9 @@ class Classifier:
                 words=words,
             )
             if decision.action == "answer":
+                req.obs.local_decision("answered")
                 return self._local(req, pred, decision.reason, [Attempt(self._local_name(), OK)])
+            req.obs.local_decision("escalated")
             why = decision.reason
             prior = [Attempt(self._local_name(), "escalated", why)]
         try:
@@ -280,6 +305,7 @@ class Classifier:
             pred = pred if pred is not None else await local.apredict(req.text)
             what = "every LLM tier over budget" if isinstance(exc, BudgetExceededError) else "no LLM tier can serve"
             lead = f"{why}; " if why else ""
+            req.obs.local_decision("last_resort")
             return self._local(
                 req, pred, f"{lead}{what}, answered locally ({exc})", [*prior, Attempt(self._local_name(), OK)]
             )
@@ -319,7 +345,9 @@ class Classifier:
                 state["failed"] = a
 
         try:
-            parsed, route = await self.engine.run(self.call_of(req), plan, attempt, prior=prior, observer=observe)
+            parsed, route = await self.engine.run(
+                self.call_of(req), plan, attempt, prior=prior, observer=observe, obs=req.obs
+            )
         except ProviderError as exc:
             failed = state["failed"]
             if failed is not None and emit is not None:
@@ -342,6 +370,7 @@ class Classifier:
                 ) from None
             raise
         if state.get("local"):
+            req.obs.local_decision("last_resort")
             failures = "; ".join(f"{a.deployment}: {a.outcome}" for a in route.attempts if a.called and not a.ok)
             route = route.model_copy(
                 update={

@@ -21,6 +21,7 @@ from director_llm.route import Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
 
 if TYPE_CHECKING:
+    from director_llm.observability.observer import RequestObserver
     from director_llm.request import Call
     from director_llm.selection.planner import Plan
 
@@ -54,11 +55,12 @@ class Engine:
         *,
         prior: Sequence[Attempt] = (),
         observer: Callable[[Attempt], None] | None = None,
+        obs: RequestObserver | None = None,
     ) -> tuple[T, Route]:
         """Try ``attempt`` on each deployment of ``plan`` until one returns; ``prior`` are
         attempts made before the plan (the local tier's escalation), ``observer`` sees each
-        attempt as it is recorded."""
-        run = await Run.start(self.parts, call, plan, prior=prior, observer=observer)
+        attempt as it is recorded, ``obs`` is the request's telemetry (attempts and usage)."""
+        run = await Run.start(self.parts, call, plan, prior=prior, observer=observer, obs=obs)
         async for slot in run.slots():
             try:
                 value = await attempt(slot)
@@ -71,7 +73,9 @@ class Engine:
             return value, await run.succeeded(slot)
         raise run.exhausted()
 
-    async def complete(self, call: Call, plan: Plan | None = None) -> tuple[Reply, Route]:
+    async def complete(
+        self, call: Call, plan: Plan | None = None, *, obs: RequestObserver | None = None
+    ) -> tuple[Reply, Route]:
         """A chat completion: the first deployment that gives a non-empty answer."""
         plan = plan or await self.plan(call)
 
@@ -83,7 +87,7 @@ class Engine:
                 )
             return reply
 
-        return await self.run(call, plan, attempt)
+        return await self.run(call, plan, attempt, obs=obs)
 
     def stream(self, call: Call, *, resume: bool = False) -> ResponseStream:
         """A typed stream of ``TextDelta`` then one ``StreamEnd`` (see ``engine.stream``)."""

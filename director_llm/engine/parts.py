@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from director_llm.observability.observer import NOOP_OBSERVER, Observer
+
 if TYPE_CHECKING:
     from director_llm.budget.guard import BudgetGuard
     from director_llm.config.models import LLMConfig
@@ -18,7 +20,8 @@ __all__ = ["Parts"]
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """Planner, dispatcher, budget guard, breaker, metrics and the ``[llm]`` settings."""
+    """Planner, dispatcher, budget guard, breaker, metrics, the ``[llm]`` settings and the
+    observer every request reports to (``observability.observer``)."""
 
     planner: Planner
     dispatcher: Dispatcher
@@ -26,3 +29,4 @@ class Parts:
     breaker: CircuitBreaker
     metrics: Metrics
     llm: LLMConfig
+    observer: Observer = NOOP_OBSERVER

@@ -30,12 +30,14 @@ from director_llm.errors import (
     ProviderError,
     StreamInterruptedError,
 )
+from director_llm.observability.observer import NOOP_REQUEST
 from director_llm.route import OK, SKIPPED, Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
 
 if TYPE_CHECKING:
     from director_llm.budget.guard import Hold
     from director_llm.engine.parts import Parts
+    from director_llm.observability.observer import RequestObserver
     from director_llm.providers import DeploymentInfo
     from director_llm.request import Call
     from director_llm.selection.planner import Plan
@@ -113,7 +115,7 @@ class Slot:
             budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
             raise
         cost = budget.settle(hold, reply.prompt_tokens, reply.completion_tokens)
-        self.run.account(reply.prompt_tokens, reply.completion_tokens, cost, hold.amount_usd)
+        self.run.account(reply.prompt_tokens, reply.completion_tokens, cost, hold.amount_usd, self.deployment)
         return reply
 
     async def stream(
@@ -175,11 +177,11 @@ class Slot:
 
                     ct = text_tokens(self.deployment.litellm_model, "".join(texts))
                 cost = budget.settle(hold, pt or hold.prompt_tokens, ct)
-                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd)
+                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd, self.deployment)
             elif texts or ct or upstream is not None:
                 # Abandoned (cut, cancelled, closed early, broke): the provider bills what it generated.
                 cost = budget.abandon(hold, prompt_tokens=pt, completion_tokens=ct, delivered_text="".join(texts))
-                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd)
+                run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd, self.deployment)
             else:
                 budget.release(hold)
             if upstream is not None:
@@ -205,6 +207,7 @@ class Run:
         deadline_s: float | None = None,
         prior: Sequence[Attempt] = (),
         observer: Callable[[Attempt], None] | None = None,
+        obs: RequestObserver | None = None,
     ) -> None:
         self.parts = parts
         self.call = call
@@ -215,6 +218,8 @@ class Run:
         self.deadline = loop.time() + self.deadline_s
         self.attempts: list[Attempt] = list(prior)
         self._observer = observer
+        self.obs: RequestObserver = obs if obs is not None else NOOP_REQUEST
+        """The request's telemetry: told of every attempt and every call's usage."""
         self.calls = 0
         self.prompt_tokens_total = 0
         self.completion_tokens_total = 0
@@ -250,7 +255,16 @@ class Run:
             )
         return counted
 
-    def account(self, prompt_tokens: int, completion_tokens: int, cost: float, reserved: float) -> None:
+    def account(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        reserved: float,
+        info: DeploymentInfo | None = None,
+    ) -> None:
+        if info is not None:
+            self.obs.usage(info, prompt_tokens, completion_tokens, cost)
         self.prompt_tokens_total += prompt_tokens
         self.completion_tokens_total += completion_tokens
         self.cost_usd += cost
@@ -268,8 +282,9 @@ class Run:
             yield Slot(self, info)
 
     def record(self, attempt: Attempt) -> None:
-        """Add an attempt to the route (and tell the observer: stream events, traces)."""
+        """Add an attempt to the route (and tell the observers: telemetry, stream events)."""
         self.attempts.append(attempt)
+        self.obs.attempt(attempt)
         if self._observer is not None:
             self._observer(attempt)
 

@@ -36,9 +36,9 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from director_llm.engine.run import AttemptRejected, Run
+from director_llm.engine.run import AttemptRejected, Run, Slot
 from director_llm.errors import BudgetBackendError, BudgetExceededError, StreamInterruptedError
 from director_llm.route import Route
 from director_llm.router.dispatch import UpstreamError
@@ -84,23 +84,46 @@ class ResponseStream:
         self._resume = resume
         self._gen = self._run()
         self._closed = False
+        self._obs = parts.observer.request("stream", call)
+        self._finished = False
+        self._live: tuple[Run, Slot] | None = None  # the slot streaming now (telemetry of an early close)
 
     def __aiter__(self) -> ResponseStream:
         return self
 
     async def __anext__(self) -> StreamChunk:
         try:
-            return await self._gen.__anext__()
+            chunk = await self._gen.__anext__()
         except asyncio.CancelledError:
             # The consuming task was cancelled: release the upstream connection now rather than
             # whenever the generator is garbage-collected.
             await asyncio.shield(self.aclose())
             raise
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self._finish(None, error=exc)
+            raise
+        if type(chunk) is StreamEnd:
+            self._finish(chunk.route, output=chunk.text)
+        return chunk
+
+    def _finish(self, route: Route | None, **kwargs: Any) -> None:
+        if not self._finished:
+            self._finished = True
+            self._obs.finish(route, **kwargs)
 
     async def aclose(self) -> None:
         """Stop the stream and close the upstream connection. Safe to call twice."""
         if not self._closed:
             self._closed = True
+            if not self._finished:
+                # Closed by the caller before the end: served (ok) if text was flowing.
+                live = self._live
+                if live is not None and live[1].got_text:
+                    self._finish(live[0].route(live[1].deployment))
+                else:
+                    self._finish(None, error=asyncio.CancelledError("closed before the first token"))
             await self._gen.aclose()
 
     async def __aenter__(self) -> ResponseStream:
@@ -117,11 +140,14 @@ class ResponseStream:
     async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         parts, call, llm = self._parts, self._call, self._parts.llm
         plan = await parts.planner.plan(call)
-        run = await Run.start(parts, call, plan, deadline_s=llm.max_stream_seconds or llm.timeout_seconds)
+        run = await Run.start(
+            parts, call, plan, deadline_s=llm.max_stream_seconds or llm.timeout_seconds, obs=self._obs
+        )
         messages = call.messages
         delivered: list[str] = []
         interrupted_on: str | None = None
         async for slot in run.slots():
+            self._live = (run, slot)
             try:
                 async with aclosing(
                     slot.stream(

@@ -1,7 +1,8 @@
-"""In-process metrics per deployment: requests, failures, latency, cost, last error.
+"""In-process stats per deployment: requests, failures, latency, cost, last error.
 
-Fed by the Router callbacks (every attempt, including retries and fallbacks) and by the
-local tier. Cheap: a few counters and a bounded deque per deployment.
+Fed by the engine (``Run.failed`` / ``Run.succeeded``: every upstream attempt). ``health``
+and the latency strategy read them. Cheap: a few counters and a bounded deque per
+deployment. (Exported metrics are ``observability.prometheus``.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class DeploymentStats:
     last_error: str | None = None
     last_error_class: str | None = None
     last_error_at: float | None = None
+    last_seen_at: float | None = None
+    """Wall time of the last attempt."""
     recent: deque[tuple[bool, float]] = field(default_factory=lambda: deque(maxlen=_WINDOW))
 
     def record_success(self, latency_s: float, cost: float = 0.0, prompt: int = 0, completion: int = 0) -> None:
@@ -36,6 +39,7 @@ class DeploymentStats:
         self.cost_usd += cost
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.last_seen_at = time.time()
         self.recent.append((True, latency_s))
 
     def record_failure(self, latency_s: float, error_class: str, message: str) -> None:
@@ -44,7 +48,7 @@ class DeploymentStats:
         self.consecutive_failures += 1
         self.last_error_class = error_class
         self.last_error = redact(message)[:300]
-        self.last_error_at = time.time()
+        self.last_error_at = self.last_seen_at = time.time()
         self.recent.append((False, latency_s))
 
     @property
