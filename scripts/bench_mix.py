@@ -17,6 +17,9 @@ Each system is configured as a user would:
 * Director: the three deployments in one tier, the memory cache, the circuit breaker
   (3 failures, 30 s), every deployment of the tier tried before giving up.
 
+The bare Router's response cache imports parts of ``litellm.proxy`` that need packages the
+core install lacks: ``pip install orjson soundfile fastapi`` into the venv first.
+
 Prints p50 / p99 latency, throughput, failed requests and cache hits for both.
 Goal: Director's p99 <= 1/3 of the Router's, and 0 failed requests.
 """
@@ -33,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from benchlib import fake_server, pct
@@ -43,6 +47,7 @@ server.respond_with("beta", lambda req: Fault.status(500) if random.random() < 0
                     else Reply("the answer", usage=(30, 8), delay=0.02))
 """
 KEY = "sk-bench-mix-00000000000"
+ERRORS: Counter[str] = Counter()
 
 
 def free_port() -> int:
@@ -72,8 +77,9 @@ async def drive(
         t = time.perf_counter()
         try:
             await call(prompt)
-        except Exception:
+        except Exception as exc:
             failed += 1
+            ERRORS[f"{type(exc).__name__}: {str(exc)[:90]}"] += 1
         latencies.append(time.perf_counter() - t)
         done += 1
         on_progress(done)
@@ -221,6 +227,7 @@ async def main(args: argparse.Namespace) -> None:
     results = {}
     logging.getLogger("director_llm").setLevel(logging.ERROR)  # the breaker logs each opening
     for name in ("router", "director"):
+        ERRORS.clear()
         results[name] = await run_one(name, args, prompts)
         r = results[name]
         print(
@@ -228,6 +235,8 @@ async def main(args: argparse.Namespace) -> None:
             f"failed {int(r['failed']):5d}  cache hits {int(r['hits'])}",
             flush=True,
         )
+        for err, n in ERRORS.most_common(3):
+            print(f"          {n:5d} x {err}")
     ratio = results["director"]["p99"] / results["router"]["p99"]
     print(
         f"Director p99 / Router p99 = {ratio:.3f} (goal <= 0.333); Director failed: {int(results['director']['failed'])} "
