@@ -129,13 +129,31 @@ class Permit:
 
 
 # ------------------------------------------------------------------------------ memory
+class _Log:
+    """One scope's calls of the last window: entries ``[time, id, tokens]`` oldest first, by
+    id, and their token sum (kept up to date, so a check is O(1) amortised)."""
+
+    __slots__ = ("by_id", "entries", "tokens")
+
+    def __init__(self) -> None:
+        self.entries: deque[list[Any]] = deque()
+        self.by_id: dict[str, list[Any]] = {}
+        self.tokens = 0
+
+    def expire(self, cutoff: float) -> None:
+        while self.entries and self.entries[0][0] <= cutoff:
+            entry = self.entries.popleft()
+            self.by_id.pop(entry[1], None)
+            self.tokens -= entry[2]
+
+
 class _MemoryCounts:
     """One process's counts; the same arithmetic as the Lua script."""
 
     def __init__(self, clock: Callable[[], float], window_s: float) -> None:
         self._clock = clock
         self._window = window_s
-        self._logs: dict[str, deque[list[Any]]] = {}  # scope -> [[time, id, tokens], ...]
+        self._logs: dict[str, _Log] = {}
         self._leases: dict[str, dict[str, float]] = {}  # scope -> {id: expiry}
 
     def acquire(
@@ -143,20 +161,23 @@ class _MemoryCounts:
     ) -> LimitReached | None:
         now = self._clock()
         for scope, lim in checks:
-            log = self._logs.setdefault(scope, deque())
-            while log and log[0][0] <= now - self._window:
-                log.popleft()
-            if lim.rpm and len(log) + 1 > lim.rpm:
-                return LimitReached(scope, "rpm", lim.rpm, log[len(log) - lim.rpm][0] + self._window - now)
+            log = self._logs.get(scope)
+            if log is None:
+                log = self._logs[scope] = _Log()
+            log.expire(now - self._window)
+            entries = log.entries
+            if lim.rpm and len(entries) + 1 > lim.rpm:
+                return LimitReached(scope, "rpm", lim.rpm, entries[len(entries) - lim.rpm][0] + self._window - now)
             if lim.tpm:
                 if tokens > lim.tpm:
                     return LimitReached(scope, "tpm", lim.tpm, None)
-                excess = sum(e[2] for e in log) + tokens - lim.tpm
+                excess = log.tokens + tokens - lim.tpm
                 if excess > 0:
-                    for entry in log:
+                    for entry in entries:
                         excess -= entry[2]
                         if excess <= 0:
                             return LimitReached(scope, "tpm", lim.tpm, entry[0] + self._window - now)
+                    return LimitReached(scope, "tpm", lim.tpm, self._window)
             if lim.max_parallel_requests:
                 leases = self._leases.setdefault(scope, {})
                 for lid in [k for k, exp in leases.items() if exp <= now]:
@@ -167,7 +188,11 @@ class _MemoryCounts:
                     )
         for scope, lim in checks:
             if lim.logged:
-                self._logs[scope].append([now, pid, tokens])
+                log = self._logs[scope]
+                entry = [now, pid, tokens]
+                log.entries.append(entry)
+                log.by_id[pid] = entry
+                log.tokens += tokens
             if lim.max_parallel_requests:
                 self._leases[scope][pid] = now + lease_s
         return None
@@ -175,19 +200,20 @@ class _MemoryCounts:
     def finish(self, permit: Permit, tokens: int | None) -> None:
         for scope in permit.scopes:
             self._leases.get(scope, {}).pop(permit.id, None)
-            if tokens is not None:
-                for entry in self._logs.get(scope, ()):
-                    if entry[1] == permit.id:
-                        entry[2] = tokens
-                        break
+            log = self._logs.get(scope)
+            entry = log.by_id.get(permit.id) if log is not None and tokens is not None else None
+            if log is not None and entry is not None and tokens is not None:
+                log.tokens += tokens - entry[2]
+                entry[2] = tokens
 
 
 # ------------------------------------------------------------------------------- Redis
-# KEYS: per scope i, its log (2i-1) and its leases (2i).
+# KEYS: per scope i, its log (3i-2), its leases (3i-1) and its token sum (3i).
 # ARGV: window_ms, id, tokens, lease_ms, scopes, then per scope: rpm, tpm, parallel (0: none).
-# Log members are "<id>:<tokens>" scored by admission time (ms, Redis's clock); leases are
-# "<id>" scored by expiry. Answers {1} (admitted) or {0, scope index, limit, wait_ms}
-# (wait_ms -1: never).
+# Log members are "<id>:<tokens>" scored by admission time (ms, Redis's clock), and the sum
+# key holds their tokens (updated as entries come, leave and are corrected, so a check reads
+# one number); leases are "<id>" scored by expiry. Answers {1} (admitted) or
+# {0, scope index, limit, wait_ms} (wait_ms -1: never).
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -196,11 +222,22 @@ local id = ARGV[2]
 local tokens = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
+local function tokens_of(member)
+  return tonumber(string.match(member, ':(%d+)$')) or 0
+end
 for i = 1, n do
-  local log, leases = KEYS[2 * i - 1], KEYS[2 * i]
+  local log, leases, sum = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local rpm, tpm, par = tonumber(ARGV[3 + 3 * i]), tonumber(ARGV[4 + 3 * i]), tonumber(ARGV[5 + 3 * i])
   if rpm > 0 or tpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+    local old = redis.call('ZRANGEBYSCORE', log, '-inf', now - window)
+    if #old > 0 then
+      local gone = 0
+      for j = 1, #old do
+        gone = gone + tokens_of(old[j])
+      end
+      redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+      redis.call('DECRBY', sum, gone)
+    end
   end
   if rpm > 0 then
     local count = redis.call('ZCARD', log)
@@ -213,18 +250,22 @@ for i = 1, n do
     if tokens > tpm then
       return {0, i, 'tpm', -1}
     end
-    local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
-    local total = tokens
-    for j = 1, #entries, 2 do
-      total = total + tonumber(string.match(entries[j], ':(%d+)$'))
-    end
-    local excess = total - tpm
+    local total = math.max(0, tonumber(redis.call('GET', sum) or '0'))
+    local excess = total + tokens - tpm
     if excess > 0 then
-      for j = 1, #entries, 2 do
-        excess = excess - tonumber(string.match(entries[j], ':(%d+)$'))
-        if excess <= 0 then
-          return {0, i, 'tpm', math.ceil(tonumber(entries[j + 1]) + window - now)}
+      local start = 0
+      while true do
+        local batch = redis.call('ZRANGE', log, start, start + 99, 'WITHSCORES')
+        if #batch == 0 then
+          return {0, i, 'tpm', window}
         end
+        for j = 1, #batch, 2 do
+          excess = excess - tokens_of(batch[j])
+          if excess <= 0 then
+            return {0, i, 'tpm', math.ceil(tonumber(batch[j + 1]) + window - now)}
+          end
+        end
+        start = start + 100
       end
     end
   end
@@ -237,10 +278,15 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local log, leases = KEYS[2 * i - 1], KEYS[2 * i]
+  local log, leases, sum = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   if tonumber(ARGV[3 + 3 * i]) > 0 or tonumber(ARGV[4 + 3 * i]) > 0 then
+    if redis.call('ZCARD', log) == 0 then
+      redis.call('SET', sum, 0)
+    end
     redis.call('ZADD', log, now, id .. ':' .. tokens)
+    redis.call('INCRBY', sum, tokens)
     redis.call('PEXPIRE', log, window + 1000)
+    redis.call('PEXPIRE', sum, window + 1000)
   end
   if tonumber(ARGV[5 + 3 * i]) > 0 then
     redis.call('ZADD', leases, now + lease, id)
@@ -255,14 +301,15 @@ return {1}
 # KEYS: as above. ARGV: id, tokens admitted, tokens used (-1: no correction).
 _FINISH_LUA = """
 local id, old, new = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 1, #KEYS / 2 do
-  local log, leases = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 1, #KEYS / 3 do
+  local log, leases, sum = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   redis.call('ZREM', leases, id)
   if new >= 0 then
     local score = redis.call('ZSCORE', log, id .. ':' .. old)
     if score then
       redis.call('ZREM', log, id .. ':' .. old)
       redis.call('ZADD', log, score, id .. ':' .. new)
+      redis.call('INCRBY', sum, new - tonumber(old))
     end
   end
 end
@@ -391,9 +438,9 @@ class RateLimiter:
         await self._redis_call(lambda r: self._script(r)[1](keys=keys, args=args))
 
     # -- Redis ----------------------------------------------------------------------------------
-    def _keys(self, scope: str) -> tuple[str, str]:
+    def _keys(self, scope: str) -> tuple[str, str, str]:
         base = f"{self.prefix}{{rl}}:{scope}"
-        return f"{base}:log", f"{base}:inflight"
+        return f"{base}:log", f"{base}:inflight", f"{base}:tokens"
 
     def _script(self, client: Redis) -> tuple[Any, Any]:
         scripts = self._scripts.get(id(client))

@@ -302,3 +302,22 @@ async def test_the_redis_script_matches_the_memory_arithmetic(redis_url, redis_p
         assert await lim.acquire("p/a", tokens=10, lease_s=5) is not None
     finally:
         await clients.aclose()
+
+
+async def test_the_redis_token_sum_follows_many_entries(redis_url, redis_prefix) -> None:
+    from director_llm.redis_clients import RedisClients
+
+    clients = RedisClients(redis_url)
+    lim = RateLimiter({"p/c": Limits(tpm=1000)}, redis=clients, prefix=redis_prefix)
+    try:
+        permits = [await lim.acquire("p/c", tokens=2) for _ in range(300)]  # 600 tokens
+        with pytest.raises(LimitReached) as hit:
+            await lim.acquire("p/c", tokens=900)  # the oldest 250 entries must leave first
+        assert hit.value.limit == "tpm" and hit.value.retry_after is not None and 0 < hit.value.retry_after <= 60
+        for p in permits[:250]:
+            await lim.finish(p, tokens=0)  # they used nothing after all
+        assert await lim.acquire("p/c", tokens=900) is not None
+        total = await clients.client().get(f"{redis_prefix}{{rl}}:p/c:tokens")
+        assert int(total) == 50 * 2 + 900
+    finally:
+        await clients.aclose()
