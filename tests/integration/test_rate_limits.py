@@ -321,3 +321,39 @@ async def test_the_redis_token_sum_follows_many_entries(redis_url, redis_prefix)
         assert int(total) == 50 * 2 + 900
     finally:
         await clients.aclose()
+
+
+async def test_a_stream_holds_its_slot_until_it_ends_or_is_closed(fake_provider) -> None:
+    fake_provider.set_default(Reply("one two three four five six", token_delay=0.2))
+    text = config_text(
+        fake_provider.base_url, models={"a-model": "max_parallel_requests = 1"}, rate_limits="max_wait_seconds = 0.3"
+    )
+    async with director(text) as d:
+        stream = d.stream_response(ASK)
+        async with stream:
+            first = await stream.__anext__()
+            assert first.text  # type: ignore[union-attr]
+            with pytest.raises(RateLimitedError) as caught:
+                await d.acompletion(ASK)
+            assert caught.value.limit == "max_parallel_requests"
+        # Closed early: the slot is free again at once.
+        fake_provider.set_default(Reply("ok"))
+        reply = await d.acompletion(ASK)
+        assert reply.choices[0].message.content == "ok"
+        streamed = await d.stream_response(ASK).text()
+        assert streamed == "ok"
+        assert (await d.acompletion(ASK)).choices[0].message.content == "ok"  # the finished stream let go
+    assert fake_provider.peak_in_flight["a-model"] == 1
+
+
+async def test_classification_at_a_limit_falls_back_to_the_local_tier(fake_provider) -> None:
+    fake_provider.set_default(Reply(json={"flow": "greeting", "confidence": 0.9, "reasoning": "hi", "entities": {}}))
+    text = config_text(fake_provider.base_url, models={"a-model": "rpm = 1"}, rate_limits="max_wait_seconds = 0.2")
+    text += '\n[providers.local]\nkind = "local"\n[intents.tier_thresholds]\nlocal = 1.0\n'
+    async with director(text) as d:
+        first = await d.classify_intent("oi, tudo bem?", cache=False)
+        second = await d.classify_intent("bom dia, tudo certo?", cache=False)
+    assert first.route.deployment == "openai/a-model"
+    assert second.route.tier == "local"  # the LLM tier is at its rpm: the last resort answered
+    assert any(a.outcome == "skipped" and "rpm limit" in a.message for a in second.route.attempts)
+    assert len(fake_provider.requests_for("a-model")) == 1
