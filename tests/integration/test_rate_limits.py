@@ -261,6 +261,12 @@ async def test_a_redis_outage_counts_in_memory_and_keeps_serving(fake_provider, 
         with pytest.raises(RateLimitedError):
             for _ in range(3):
                 await d.acompletion(ASK, model="openai/a-model")
+        # Redis is back (after the factory's retry delay): counting is shared again.
+        redis_server.start()
+        await asyncio.sleep(2.5)
+        permit = await d.limiter.acquire("openai/a-model")
+        assert permit is not None and permit.shared and d.limiter.shared
+        await d.limiter.finish(permit)
 
 
 async def test_the_redis_script_matches_the_memory_arithmetic(redis_url, redis_prefix) -> None:
