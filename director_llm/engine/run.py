@@ -282,6 +282,7 @@ class Run:
         """Deployments skipped at a rate limit in the current round of the plan."""
         self.waited_s = 0.0
         """Time spent waiting for a rate limit to free up."""
+        self._limit_skips: set[str] = set()
         self._counted: dict[int, int] = {}
         self.first_token_at: float | None = None
         self._last_retry_after: float | None = None
@@ -381,7 +382,9 @@ class Run:
     def limited(self, slot: Slot, exc: LimitReached) -> None:
         """The deployment (or the global limit) is at a rate limit: skip it for this round."""
         self._limited[slot.name] = exc
-        self.skip(slot.name, f"rate limited: {exc}")
+        if slot.name not in self._limit_skips:  # once per request, not once per look while waiting
+            self._limit_skips.add(slot.name)
+            self.skip(slot.name, f"rate limited: {exc}")
 
     def refused(self, slot: Slot, exc: BudgetExceededError | BudgetBackendError) -> None:
         """The budget refused (or could not check) the slot's reservation: skip it."""
