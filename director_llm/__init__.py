@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "InputError": "director_llm.errors",
     "LocalModelError": "director_llm.errors",
     "ProviderError": "director_llm.errors",
+    "RateLimitedError": "director_llm.errors",
     "ReservationClosedError": "director_llm.errors",
     "StreamInterruptedError": "director_llm.errors",
     "TrainingDataError": "director_llm.errors",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from director_llm.errors import InputError as InputError
     from director_llm.errors import LocalModelError as LocalModelError
     from director_llm.errors import ProviderError as ProviderError
+    from director_llm.errors import RateLimitedError as RateLimitedError
     from director_llm.errors import ReservationClosedError as ReservationClosedError
     from director_llm.errors import StreamInterruptedError as StreamInterruptedError
     from director_llm.errors import TrainingDataError as TrainingDataError

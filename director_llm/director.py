@@ -30,6 +30,8 @@ from director_llm.observability.telemetry import Telemetry
 from director_llm.providers import DeploymentInfo, build_deployments
 from director_llm.request import Call, check_params, check_strategy, needs_of, validate_messages
 from director_llm.resilience.breaker import DEFAULT_PREFIX, CircuitBreaker
+from director_llm.resilience.rate_limits import DEFAULT_PREFIX as LIMITS_PREFIX
+from director_llm.resilience.rate_limits import RateLimiter
 from director_llm.route import Route
 from director_llm.router.dispatch import Dispatcher, UpstreamError
 from director_llm.selection.planner import Planner
@@ -90,6 +92,14 @@ class Director:
         """Groups (tiers, deployment names) and fallback chains of the usable deployments."""
         self.breaker.watch(n for n, d in self.topology.deployments.items() if d.kind != "local")
         self.dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
+        self.limiter = RateLimiter.from_config(
+            config,
+            self.topology.deployments.values(),
+            redis=self._redis,
+            prefix=f"{state_prefix}limits:" if state_prefix else LIMITS_PREFIX,
+        )
+        """Rate limits per deployment and global (``resilience.rate_limits``), counted in the
+        state Redis when there is one, in memory otherwise."""
         planner = Planner(self.topology, self.budget, is_open=self.breaker.is_open, p50_ms=self._p50)
         self.telemetry = Telemetry(
             config.observability,
@@ -112,6 +122,7 @@ class Director:
                 metrics=self.metrics,
                 llm=config.llm,
                 observer=self.telemetry,
+                limiter=self.limiter if self.limiter.enabled else None,
             )
         )
         """The request engine every call goes through."""

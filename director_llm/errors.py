@@ -15,6 +15,7 @@ The hierarchy::
     ├── ReservationClosedError      a budget reservation was settled twice (a bug in the caller)
     ├── ProviderError               the world failed: every deployment that could serve failed (exit 1)
     │   ├── ClassificationError     no deployment produced a valid classification
+    │   ├── RateLimitedError        every deployment that could serve is at a rate limit
     │   └── StreamInterruptedError  a stream broke after tokens were delivered
     ├── CacheError                  internal; never escapes a request (caches degrade to misses)
     └── RedisUnavailableError       tests: no redis-server to start (``director_llm.testing``)
@@ -47,6 +48,7 @@ __all__ = [
     "InputError",
     "LocalModelError",
     "ProviderError",
+    "RateLimitedError",
     "RedisUnavailableError",
     "ReservationClosedError",
     "StreamInterruptedError",
@@ -211,6 +213,31 @@ class ClassificationError(ProviderError):
         self.raw_outputs = [redact(r) for r in (raw_outputs or [])]
         self.usage = usage or {}
         super().__init__(message, attempts=attempts, route=route)
+
+
+class RateLimitedError(ProviderError):
+    """Every deployment that could serve the request is at a rate limit this library
+    enforces (``rpm``, ``tpm``, ``max_parallel_requests`` of a deployment, or of
+    ``[llm.rate_limits]``) and none freed up within ``[llm.rate_limits] max_wait_seconds``
+    (or the request deadline). ``limit`` names the limit (``"rpm"``, ``"tpm"``,
+    ``"max_parallel_requests"``), ``scope`` the deployment or ``"global"``, ``retry_after``
+    the seconds until it frees up (for ``max_parallel_requests`` an upper bound: a slot
+    frees as soon as a request in flight ends; None when this request alone exceeds the
+    limit)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        scope: str,
+        retry_after: float | None,
+        attempts: Sequence[Any] | None = None,
+        route: Route | None = None,
+    ) -> None:
+        self.limit = limit
+        self.scope = scope
+        super().__init__(message, attempts=attempts, retry_after=retry_after, route=route)
 
 
 class StreamInterruptedError(ProviderError):

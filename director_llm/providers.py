@@ -62,6 +62,7 @@ class DeploymentInfo:
     timeout_seconds: float
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel_requests: int | None = None
     max_tokens: int | None = None
     context_window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -126,6 +127,7 @@ class DeploymentInfo:
             "timeout_seconds": self.timeout_seconds,
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "max_parallel_requests": self.max_parallel_requests,
             "max_tokens": self.max_tokens,
             "context_window": self.context_window,
         }
@@ -230,6 +232,7 @@ def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> lis
                 timeout_seconds=p.timeout_seconds or config.llm.attempt_timeout_seconds,
                 rpm=ov.rpm,
                 tpm=ov.tpm,
+                max_parallel_requests=ov.max_parallel_requests,
                 max_tokens=ov.max_tokens,
                 context_window=ov.context_window or (entry or {}).get("max_input_tokens"),
             )

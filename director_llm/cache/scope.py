@@ -50,7 +50,7 @@ NON_ANSWER_PARAMS = frozenset(
 #: Provider fields that cannot change an answer (left out of the namespace fingerprint; the
 #: key *values* the variables hold are in it, through the credential identity).
 _PROVIDER_FIELDS_IGNORED = {"api_key_env", "api_key_envs", "timeout_seconds", "budget_per_hour", "budget_per_day"}
-_OVERRIDE_FIELDS_IGNORED = {"rpm", "tpm"}
+_OVERRIDE_FIELDS_IGNORED = {"rpm", "tpm", "max_parallel_requests"}
 _CHAT_NS = {"kind": "chat", "v": 2}  # v2: credential parameters are in the key
 
 

@@ -26,6 +26,19 @@ def _money(v: float | None) -> str:
     return "?" if v is None else f"${v:,.4f}".rstrip("0").rstrip(".") if v else "$0"
 
 
+def _rate_limits_line(rl: dict[str, Any]) -> str:
+    def limits(v: dict[str, Any]) -> str:
+        names = (("rpm", "rpm"), ("tpm", "tpm"), ("max_parallel_requests", "in flight"))
+        return ", ".join(f"{label} {v[k]}" for k, label in names if v.get(k))
+
+    scopes = ([f"global {limits(rl['global'])}"] if limits(rl["global"]) else []) + [
+        f"{esc(n)}: {limits(v)}" for n, v in rl["deployments"].items()
+    ]
+    if not scopes:
+        return "none"
+    return "; ".join(scopes) + f" (wait up to {rl['max_wait_seconds']:g}s, counted in {rl['store']})"
+
+
 def render_config_report(console: Console, report: dict[str, Any]) -> None:
     """The ``check-config`` view: deployments, budgets, fallbacks, cache, problems."""
     table = Table(title=f"Deployments in {esc(report['source'])}", title_justify="left", expand=False)
@@ -69,6 +82,9 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         f"{t['attempt_s']}s per attempt, {t['num_retries']} retries   [bold]Breaker[/]: opens after "
         f"{cb['failure_threshold']} failures for {cb['cooldown_seconds']}s"
     )
+    rl = report.get("rate_limits")
+    if rl is not None and (rl["deployments"] or any(rl["global"].values())):
+        console.print("[bold]Rate limits[/]: " + _rate_limits_line(rl))
     tiers = report["tiers"]
     console.print("[bold]Tiers[/]: " + (", ".join(f"{esc(k)} ({len(v)})" for k, v in tiers.items()) or "none"))
     fb = report["fallbacks"]

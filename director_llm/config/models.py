@@ -52,9 +52,14 @@ class ModelOverride(_Section):
     output_price_per_million: float | None = Field(default=None, ge=0)
     """USD per 1M output tokens. Overrides LiteLLM's cost map."""
     rpm: int | None = Field(default=None, gt=0)
-    """Requests per minute this deployment accepts (LiteLLM routes around it when reached)."""
+    """Requests per minute sent to this deployment, over any 60 s (all processes sharing the
+    state Redis). At the limit a request goes to another deployment, else waits up to
+    ``llm.rate_limits.max_wait_seconds``, else ``RateLimitedError``."""
     tpm: int | None = Field(default=None, gt=0)
-    """Tokens per minute this deployment accepts."""
+    """Tokens per minute sent to this deployment, over any 60 s: prompt tokens counted before
+    the call, corrected to prompt + completion tokens after it."""
+    max_parallel_requests: int | None = Field(default=None, gt=0)
+    """Requests in flight to this deployment at once (all processes sharing the state Redis)."""
     max_tokens: int | None = Field(default=None, gt=0)
     """Maximum output tokens asked of this model (also used for budget reservations)."""
     context_window: int | None = Field(default=None, gt=0)
@@ -141,6 +146,22 @@ class CircuitBreakerConfig(_Section):
     sends (a ``Retry-After: 999999999`` must not take a deployment out for years)."""
 
 
+class RateLimitsConfig(_Section):
+    """``[llm.rate_limits]``: limits over all deployments, and how long a request waits for one."""
+
+    rpm: int | None = Field(default=None, gt=0)
+    """Requests per minute over all LLM deployments together (any 60 s, all processes sharing
+    the state Redis). None: no global limit."""
+    tpm: int | None = Field(default=None, gt=0)
+    """Tokens per minute over all LLM deployments together (prompt tokens before each call,
+    corrected to prompt + completion after it)."""
+    max_parallel_requests: int | None = Field(default=None, gt=0)
+    """Requests in flight at once over all LLM deployments together."""
+    max_wait_seconds: float = Field(default=5.0, ge=0)
+    """When every deployment that could serve a request is at a limit, how long it waits for
+    one to free up (within the request deadline) before ``RateLimitedError``. 0: never wait."""
+
+
 class LLMConfig(_Section):
     """``[llm]``: budgets, strategy, timeouts, retries and routing."""
 
@@ -176,8 +197,11 @@ class LLMConfig(_Section):
     """Add the default chain (each tier falls back to the next stronger tier with deployments)."""
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     """Circuit-breaker settings shared by all deployments."""
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    """Global rate limits and the wait at a limit (per-deployment limits are ``rpm``, ``tpm``
+    and ``max_parallel_requests`` in ``[providers.<name>.overrides.<model>]``)."""
     state_redis_url: str | None = None
-    """Redis for shared state (budget ledger, breakers). Default: ``caching.redis_url``."""
+    """Redis for shared state (budget ledger, breakers, rate limits). Default: ``caching.redis_url``."""
 
     @field_validator("state_redis_url")
     @classmethod

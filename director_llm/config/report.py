@@ -42,6 +42,20 @@ def _prompt_problem(estimate: int, deployments: list[Any]) -> Problem | None:
     )
 
 
+def _rate_limits(config: DirectorConfig, deployments: list[Any]) -> dict[str, Any]:
+    rl = config.llm.rate_limits
+    return {
+        "global": {"rpm": rl.rpm, "tpm": rl.tpm, "max_parallel_requests": rl.max_parallel_requests},
+        "deployments": {
+            d.name: {"rpm": d.rpm, "tpm": d.tpm, "max_parallel_requests": d.max_parallel_requests}
+            for d in deployments
+            if d.kind != "local" and (d.rpm or d.tpm or d.max_parallel_requests)
+        },
+        "max_wait_seconds": rl.max_wait_seconds,
+        "store": "redis" if config.redis_state_url else "memory",
+    }
+
+
 def config_report(config: DirectorConfig, *, source: str, strict: bool = False) -> dict[str, Any]:
     """Everything ``check-config`` shows. Holds key *status*, never a key value."""
     from director_llm.providers import build_deployments, tiers_in_use
@@ -95,6 +109,7 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
             "num_retries": config.llm.num_retries,
         },
         "circuit_breaker": config.llm.circuit_breaker.model_dump(),
+        "rate_limits": _rate_limits(config, deployments),
         "fallbacks": resolve_fallbacks(config, [d.name for d in deployments], tiers),
         "cache": layers,
         "intents": {

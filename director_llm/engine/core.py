@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from director_llm.engine.parts import Parts
-from director_llm.engine.run import AttemptRejected, Run, Slot
+from director_llm.engine.run import AttemptRejected, LimitReached, Run, Slot
 from director_llm.engine.stream import ResponseStream
 from director_llm.errors import BudgetBackendError, BudgetExceededError
 from director_llm.route import Attempt, Route
@@ -69,6 +69,9 @@ class Engine:
                 continue
             except (BudgetExceededError, BudgetBackendError) as exc:
                 run.refused(slot, exc)
+                continue
+            except LimitReached as exc:
+                run.limited(slot, exc)
                 continue
             return value, await run.succeeded(slot)
         raise run.exhausted()

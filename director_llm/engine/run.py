@@ -6,19 +6,26 @@ worth trying, until the request's deadline:
 * a deployment whose circuit breaker is open is skipped (``Attempt(outcome="skipped")``);
   a half-open one gets its single trial request;
 * ``Slot.call`` / ``Slot.stream`` make one upstream call: reserve the budget (a refusal
-  skips the deployment), send it within ``min(attempt timeout, time left)``, then settle
-  the hold to the usage (or release it, or settle what was generated when the call was
-  abandoned), and count tokens and cost for the route;
+  skips the deployment), take a rate-limit permit (a deployment at its limit, or at a
+  global one, is skipped: ``LimitReached``), send it within ``min(attempt timeout, time
+  left)``, then settle the hold to the usage (or release it, or settle what was generated
+  when the call was abandoned), give the permit back with the tokens used, and count tokens
+  and cost for the route;
 * the caller reports the outcome (``succeeded`` / ``failed``); failures the deployment is
   to blame for feed its breaker, every attempt feeds the metrics, and the next slot comes.
 
-When the plan runs out, ``exhausted()`` is the error: the budget's when nothing was
-affordable, else a ``ProviderError`` holding every attempt and the route so far.
+When the plan runs out and some deployments were skipped at a rate limit, the run waits
+for the soonest of them to free up (``[llm.rate_limits] max_wait_seconds`` in all, within
+the deadline) and offers those again: a request waits only when nothing else could serve it.
+Then ``exhausted()`` is the error: ``RateLimitedError`` when the last round ended at a limit,
+the budget's when nothing was affordable, else a ``ProviderError`` holding every attempt and
+the route so far.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,9 +35,11 @@ from director_llm.errors import (
     BudgetBackendError,
     BudgetExceededError,
     ProviderError,
+    RateLimitedError,
     StreamInterruptedError,
 )
 from director_llm.observability.observer import NOOP_REQUEST
+from director_llm.resilience.rate_limits import LimitReached
 from director_llm.route import OK, SKIPPED, Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
 
@@ -40,9 +49,15 @@ if TYPE_CHECKING:
     from director_llm.observability.observer import RequestObserver
     from director_llm.providers import DeploymentInfo
     from director_llm.request import Call
+    from director_llm.resilience.rate_limits import Permit
     from director_llm.selection.planner import Plan
 
-__all__ = ["AttemptRejected", "Run", "Slot"]
+__all__ = ["AttemptRejected", "LimitReached", "Run", "Slot"]
+
+LEASE_MARGIN_S = 5.0
+"""An in-flight slot is held at most this long past the request's deadline (a killed process)."""
+POLL_S = 0.05
+"""How often a request waiting for an in-flight slot looks again."""
 
 
 class AttemptRejected(Exception):
@@ -95,28 +110,63 @@ class Slot:
         hold = await budget.reserve(info, prompt_tokens=prompt, max_tokens=max_tokens)
         return hold, params
 
+    async def _admit(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], hold: Hold
+    ) -> Permit | None:
+        """A rate-limit permit for this call (None: no limit applies). At a limit the budget
+        hold is released and ``LimitReached`` raised: the deployment is skipped."""
+        limiter = self.run.parts.limiter
+        info = self.deployment
+        if limiter is None or not limiter.applies(info.name):
+            return None
+        tokens = self.run.prompt_tokens(info, messages, params) if limiter.counts_tokens(info.name) else 0
+        try:
+            return await limiter.acquire(
+                info.name, tokens=tokens, lease_s=max(0.0, self.run.remaining()) + LEASE_MARGIN_S
+            )
+        except BaseException:
+            self.run.parts.budget.release(hold)
+            raise
+
+    async def _finish(self, permit: Permit | None, prompt_tokens: int, completion_tokens: int) -> None:
+        """Give the permit back; the tokens used correct the admitted count (when known)."""
+        if permit is None:
+            return
+        used = (prompt_tokens or permit.tokens) + completion_tokens if (prompt_tokens or completion_tokens) else None
+        limiter = self.run.parts.limiter
+        if limiter is not None:
+            await limiter.finish(permit, tokens=used)
+
     async def call(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Reply:
         """One non-streamed call to this deployment (``UpstreamError`` when it failed)."""
         timeout = self.timeout()
         hold, sent = await self._reserve(messages, dict(params))
+        permit = await self._admit(messages, sent, hold)
         budget = self.run.parts.budget
         self.run.calls += 1
+        pt = ct = 0
         try:
-            async with asyncio.timeout(timeout):
-                reply = await self.run.parts.dispatcher.complete(self.deployment, messages, sent, timeout=timeout)
-        except UpstreamError:
-            budget.release(hold)
-            raise
-        except TimeoutError:
-            # Cut by us: the provider read the prompt and may be generating; book the prompt.
-            budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
-            raise UpstreamError("provider", "Timeout", f"no answer within {timeout:.2f}s", status_code=408) from None
-        except BaseException:
-            budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
-            raise
-        cost = budget.settle(hold, reply.prompt_tokens, reply.completion_tokens)
-        self.run.account(reply.prompt_tokens, reply.completion_tokens, cost, hold.amount_usd, self.deployment)
-        return reply
+            try:
+                async with asyncio.timeout(timeout):
+                    reply = await self.run.parts.dispatcher.complete(self.deployment, messages, sent, timeout=timeout)
+            except UpstreamError:
+                budget.release(hold)
+                raise
+            except TimeoutError:
+                # Cut by us: the provider read the prompt and may be generating; book the prompt.
+                budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
+                raise UpstreamError(
+                    "provider", "Timeout", f"no answer within {timeout:.2f}s", status_code=408
+                ) from None
+            except BaseException:
+                budget.abandon(hold, prompt_tokens=0, completion_tokens=0, delivered_text="")
+                raise
+            pt, ct = reply.prompt_tokens, reply.completion_tokens
+            cost = budget.settle(hold, pt, ct)
+            self.run.account(pt, ct, cost, hold.amount_usd, self.deployment)
+            return reply
+        finally:
+            await self._finish(permit, pt, ct)
 
     async def stream(
         self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], *, first_token_s: float, idle_s: float
@@ -130,6 +180,7 @@ class Slot:
             raise UpstreamError("provider", "Timeout", "no time left before the request deadline", status_code=408)
         wait = min(first_token_s, left)
         hold, sent = await self._reserve(messages, dict(params))
+        permit = await self._admit(messages, sent, hold)
         budget = run.parts.budget
         run.calls += 1
         upstream = None
@@ -186,6 +237,7 @@ class Slot:
                 budget.release(hold)
             if upstream is not None:
                 await upstream.aclose()
+            await self._finish(permit, pt, ct)
 
 
 class _StreamDeadline(UpstreamError):
@@ -226,6 +278,11 @@ class Run:
         self.cost_usd = 0.0
         self.reserved_usd: float | None = None
         self._refusals: list[BudgetExceededError | BudgetBackendError] = []
+        self._limited: dict[str, LimitReached] = {}
+        """Deployments skipped at a rate limit in the current round of the plan."""
+        self.waited_s = 0.0
+        """Time spent waiting for a rate limit to free up."""
+        self._limit_skips: set[str] = set()
         self._counted: dict[int, int] = {}
         self.first_token_at: float | None = None
         self._last_retry_after: float | None = None
@@ -273,13 +330,44 @@ class Run:
     # -- the loop ----------------------------------------------------------------------------
     async def slots(self) -> AsyncIterator[Slot]:
         breaker = self.parts.breaker
-        for info in self.plan.candidates:
-            if self.remaining() <= 0:
+        todo = list(self.plan.candidates)
+        while todo:
+            self._limited = {}
+            for info in todo:
+                if self.remaining() <= 0:
+                    return
+                if info.kind != "local" and not await breaker.allow(info.name):
+                    self.skip(info.name, "circuit open")
+                    continue
+                yield Slot(self, info)
+            # Nothing answered; only deployments at a rate limit may still serve: wait for one.
+            if not self._limited or not await self._wait_for_limits():
                 return
-            if info.kind != "local" and not await breaker.allow(info.name):
-                self.skip(info.name, "circuit open")
-                continue
-            yield Slot(self, info)
+            todo = [
+                i
+                for i in self.plan.candidates
+                if i.name in self._limited and self._limited[i.name].retry_after is not None
+            ]
+
+    async def _wait_for_limits(self) -> bool:
+        """Sleep until the soonest rate limit of this round frees up (True), unless that is
+        past ``[llm.rate_limits] max_wait_seconds`` or the deadline (False)."""
+        left = min(self.parts.llm.rate_limits.max_wait_seconds - self.waited_s, self.remaining() - POLL_S)
+        hits = list(self._limited.values())
+        frees = [h.retry_after for h in hits if h.retry_after is not None]
+        if left <= 0 or not frees:
+            return False
+        if any(not h.exact and h.retry_after is not None for h in hits):
+            pause = min(POLL_S * random.uniform(0.8, 1.2), left)
+        else:
+            soonest = min(frees)
+            if soonest > left:
+                return False
+            pause = min(soonest + 0.01, left)
+        started = self._loop.time()
+        await asyncio.sleep(pause)
+        self.waited_s += self._loop.time() - started
+        return True
 
     def record(self, attempt: Attempt) -> None:
         """Add an attempt to the route (and tell the observers: telemetry, stream events)."""
@@ -290,6 +378,13 @@ class Run:
 
     def skip(self, name: str, why: str) -> None:
         self.record(Attempt(name, SKIPPED, why))
+
+    def limited(self, slot: Slot, exc: LimitReached) -> None:
+        """The deployment (or the global limit) is at a rate limit: skip it for this round."""
+        self._limited[slot.name] = exc
+        if slot.name not in self._limit_skips:  # once per request, not once per look while waiting
+            self._limit_skips.add(slot.name)
+            self.skip(slot.name, f"rate limited: {exc}")
 
     def refused(self, slot: Slot, exc: BudgetExceededError | BudgetBackendError) -> None:
         """The budget refused (or could not check) the slot's reservation: skip it."""
@@ -349,6 +444,8 @@ class Run:
     def exhausted(self, *, partial_text: str = "", interrupted_on: str | None = None) -> Exception:
         """The error when no deployment answered (see the module docstring)."""
         called = [a for a in self.attempts if a.called]
+        if self._limited and interrupted_on is None:
+            return self._rate_limited()
         if not called and self._refusals:
             first = self._refusals[0]
             first.route = self.route(None)
@@ -382,6 +479,22 @@ class Run:
             status_code=last.status_code if last else None,
             retry_after=retry_after,
             route=route,
+        )
+
+    def _rate_limited(self) -> RateLimitedError:
+        hits = sorted(self._limited.values(), key=lambda h: (h.retry_after is None, h.retry_after or 0.0))
+        first = hits[0]
+        waited = f"after waiting {self.waited_s:.2f}s" if self.waited_s else "without waiting"
+        summary = "; ".join(f"{n}: {h}" for n, h in self._limited.items())
+        return RateLimitedError(
+            f"every deployment that could serve this request is at a rate limit, {waited} "
+            f"([llm.rate_limits] max_wait_seconds = {self.parts.llm.rate_limits.max_wait_seconds:g}, "
+            f"request deadline {self.deadline_s:g}s): {summary}",
+            limit=first.limit,
+            scope=first.scope,
+            retry_after=first.retry_after,
+            attempts=list(self.attempts),
+            route=self.route(None),
         )
 
 

@@ -38,7 +38,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from director_llm.engine.run import AttemptRejected, Run, Slot
+from director_llm.engine.run import AttemptRejected, LimitReached, Run, Slot
 from director_llm.errors import BudgetBackendError, BudgetExceededError, StreamInterruptedError
 from director_llm.route import Route
 from director_llm.router.dispatch import UpstreamError
@@ -186,6 +186,9 @@ class ResponseStream:
                 continue
             except (BudgetExceededError, BudgetBackendError) as exc:
                 run.refused(slot, exc)
+                continue
+            except LimitReached as exc:
+                run.limited(slot, exc)
                 continue
             route = await run.succeeded(slot)
             if interrupted_on is not None:

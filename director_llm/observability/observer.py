@@ -120,7 +120,7 @@ def outcome_of(route: Route | None, error: BaseException | None) -> str:
     * ``fallback``: answered, after at least one deployment was called and failed;
     * ``ok``: answered by the first deployment called (or shared with an identical request);
     * ``refused_budget``: nothing was affordable (``BudgetExceededError``);
-    * ``rate_limited``: the last upstream answer was a 429;
+    * ``rate_limited``: the last upstream answer was a 429, or ``RateLimitedError`` (our limits);
     * ``error``: any other failure.
     """
     if error is None:

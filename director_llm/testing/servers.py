@@ -101,6 +101,10 @@ class FakeProviderServer:
         """Ollama ``/api/show`` and ``/api/tags`` requests (kept apart from chat requests)."""
         self.errors: list[str] = []
         """Exceptions raised by responders (each also answered with HTTP 500)."""
+        self.in_flight: dict[str | None, int] = {}
+        """Chat requests being answered now, by model."""
+        self.peak_in_flight: dict[str | None, int] = {}
+        """The most chat requests answered at once, by model (since the last reset)."""
         self._book = ScriptBook()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -227,6 +231,8 @@ class FakeProviderServer:
         self.disconnects.clear()
         self.meta_requests.clear()
         self.errors.clear()
+        self.in_flight.clear()
+        self.peak_in_flight.clear()
 
     # -- inspection ----------------------------------------------------------------------
     def requests_for(self, model: str, *, protocol: str | None = None) -> list[RecordedRequest]:
@@ -310,6 +316,17 @@ class FakeProviderServer:
                 raise web.HTTPNotFound(text=f"fake gemini does not serve :{method}")
         proto, recorded = await self._record(request, protocol, path_model)
         self.requests.append(recorded)
+        model = recorded.model
+        self.in_flight[model] = self.in_flight.get(model, 0) + 1
+        self.peak_in_flight[model] = max(self.peak_in_flight.get(model, 0), self.in_flight[model])
+        try:
+            return await self._answer(request, protocol, proto, recorded)
+        finally:
+            self.in_flight[model] = max(0, self.in_flight.get(model, 0) - 1)
+
+    async def _answer(
+        self, request: web.Request, protocol: str, proto: Protocol, recorded: RecordedRequest
+    ) -> web.StreamResponse:
         try:
             behaviour = self._book.choose(recorded)
         except Exception as exc:
