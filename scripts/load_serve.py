@@ -50,9 +50,9 @@ def config_text(redis_url: str, port_a: int, port_b: int, budget: float) -> str:
     return f"""
 [llm]
 budget_per_hour = {budget}
-timeout_seconds = 10
-attempt_timeout_seconds = 3
-first_token_timeout_seconds = 3
+timeout_seconds = 30
+attempt_timeout_seconds = 10
+first_token_timeout_seconds = 10
 state_redis_url = "{redis_url}"
 [llm.circuit_breaker]
 failure_threshold = {THRESHOLD}
