@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse, Response
 
 from director_llm.engine.stream import ResponseStream, StreamChunk, StreamEnd, TextDelta
 from director_llm.errors import DirectorError, InputError
-from director_llm.serve.body import read_json
-from director_llm.serve.errors import UnknownModelError, error_info, error_response
+from director_llm.serve.body import Rejected, read_json
+from director_llm.serve.errors import error_info, error_response
 from director_llm.serve.headers import route_headers
 from director_llm.serve.sse import DONE, event, sse_response
 
@@ -65,9 +65,11 @@ def resolve_model(director: Any, model: Any) -> str | None:
     groups = director.groups()
     if model not in groups:
         tiers = sorted(g for g in groups if "/" not in g)
-        raise UnknownModelError(
-            f"unknown model {model!r}: use 'auto', a tier ({', '.join(tiers) or 'none'}) or a deployment "
-            "listed by GET /v1/models"
+        raise Rejected(
+            404,
+            "model_not_found",
+            f"unknown model {model[:100]!r}: use 'auto', a tier ({', '.join(tiers) or 'none'}) or a deployment "
+            "listed by GET /v1/models",
         )
     return model
 
@@ -108,7 +110,7 @@ class ChatEndpoint:
             if stream:
                 return await self._stream(messages, options)
             response = await self.director.acompletion(messages, **options)
-        except DirectorError as exc:
+        except (DirectorError, Rejected) as exc:
             return error_response(exc)
         route = self.director.route_of(response)
         payload = response.model_dump(mode="json", exclude_none=False)

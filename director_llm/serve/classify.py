@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from director_llm.errors import DirectorError, InputError
-from director_llm.serve.body import read_json
+from director_llm.serve.body import Rejected, read_json
 from director_llm.serve.errors import error_info, error_response
 from director_llm.serve.headers import route_headers
 from director_llm.serve.sse import DONE, event, sse_response
@@ -61,7 +61,7 @@ class ClassifyEndpoint:
             if cache is not None and not isinstance(cache, bool):
                 raise InputError('"cache" must be true or false')
             result = await self.director.classify_intent(**options, cache=cache)
-        except DirectorError as exc:
+        except (DirectorError, Rejected) as exc:
             return error_response(exc)
         return Response(result.model_dump_json(), media_type="application/json", headers=route_headers(result.route))
 

@@ -35,16 +35,12 @@ from director_llm.errors import (
     ProviderError,
     redact,
 )
-from director_llm.serve.body import BodyTooLargeError, MalformedBodyError
+from director_llm.serve.body import Rejected
 from director_llm.serve.headers import route_headers
 
 __all__ = ["ErrorInfo", "error_info", "error_response", "openai_error"]
 
 log = logging.getLogger("director_llm.serve")
-
-
-class UnknownModelError(InputError):
-    """``model`` names no deployment, tier or ``auto`` (answered 404 ``model_not_found``)."""
 
 
 class ErrorInfo:
@@ -72,12 +68,8 @@ def _retry_after(seconds: float | None) -> dict[str, str]:
 def error_info(exc: BaseException) -> ErrorInfo:
     """Map an exception to its status, body and headers (see the module docstring)."""
     headers = route_headers(getattr(exc, "route", None)) if isinstance(exc, DirectorError) else {}
-    if isinstance(exc, UnknownModelError):
-        return ErrorInfo(404, str(exc), "invalid_request_error", "model_not_found", headers)
-    if isinstance(exc, BodyTooLargeError):
-        return ErrorInfo(413, str(exc), "invalid_request_error", "request_too_large", headers)
-    if isinstance(exc, MalformedBodyError):
-        return ErrorInfo(400, str(exc), "invalid_request_error", "invalid_json", headers)
+    if isinstance(exc, Rejected):
+        return ErrorInfo(exc.status, str(exc), exc.type, exc.code)
     if isinstance(exc, InputError):
         return ErrorInfo(400, str(exc), "invalid_request_error", "invalid_input", headers)
     if isinstance(exc, BudgetExceededError):
