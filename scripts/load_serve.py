@@ -345,7 +345,7 @@ def table(r: dict) -> str:
     rows = [
         ("workers x client concurrency", f"{r['workers']} x {r['concurrency']}, {r['seconds']} s"),
         ("requests (ok)", f"{r['requests']} ({r['ok']})"),
-        ("throughput", f"{r['throughput_rps']} req/s"),
+        ("throughput (answered)", f"{r['throughput_rps']} req/s"),
         ("latency p50 / p99", f"{r['p50_ms']} ms / {r['p99_ms']} ms"),
         ("error rate", f"{r['error_rate']:.2%} ({', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))})"),
         ("failed requests another deployment could serve", f"{r['failed_servable']} (target 0)"),
@@ -356,7 +356,7 @@ def table(r: dict) -> str:
             f"${spend['spent']:.4f} of ${spend['limit']:.4f}, ${spend['held']:.4f} still held (target spend <= budget)",
         ),
         (
-            "b/beta killed / restarted at",
+            "b/beta dies / comes back at",
             f"{r['b_died_at_s']} s / {r['b_back_at_s']} s",
         ),
         ("how b/beta died", "answers 503" if r["fault"] == "503" else "process killed (connection refused)"),
