@@ -36,14 +36,15 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self.loop = loop
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve(sockets=[self._sock])
+
         try:
-            loop.run_until_complete(self.server.serve(sockets=[self._sock]))
+            # asyncio.run also cancels what the app left running (LiteLLM's logging worker).
+            asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
-        finally:
-            loop.close()
 
     def start(self) -> str:
         """Start serving; returns the base URL once the app's startup is complete."""

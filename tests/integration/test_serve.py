@@ -34,9 +34,6 @@ description = "The user wants to create a task or reminder"
 examples = ["cria uma tarefa para amanhã", "remind me to call Ana"]
 """
 HI = [{"role": "user", "content": "hi"}]
-# Each server thread has its own event loop; LiteLLM's logging worker, bound to a closed one,
-# complains when collected.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 def config_text(base: str, *, llm: str = "", extra: str = "") -> str:
@@ -248,6 +245,9 @@ def test_input_errors_are_400(served) -> None:
         assert r.status_code == 400, raw
         assert set(r.json()["error"]) == {"message", "type", "code", "param"}
         _no_traceback(r.text)
+    huge = b'{"model": "small", "messages": [{"role": "user", "content": "' + b"x" * 3_000_000 + b'"}]}'
+    r = httpx.post(f"{served.url}/v1/chat/completions", content=huge, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     r = httpx.get(f"{served.url}/v1/nothing-here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
