@@ -5,6 +5,7 @@ deployment / auto, /v1/models, classify (JSON and SSE), errors, auth, disconnect
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 
@@ -73,9 +74,9 @@ class Served:
         self.client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=20)
 
 
-def serve(base: str, **kwargs: str) -> Iterator[Served]:
+def serve(base: str, log_level: str = "warning", **kwargs: str) -> Iterator[Served]:
     director = Director(parse_config_text(config_text(base, **kwargs)))
-    server = ServerThread(create_app(director))
+    server = ServerThread(create_app(director), log_level=log_level)
     server.start()
     try:
         yield Served(server, director)
@@ -294,9 +295,12 @@ def test_budget_exceeded_is_402_with_retry_after(fake_provider) -> None:
 
 
 # -- auth ---------------------------------------------------------------------------------------
-def test_bearer_tokens(fake_provider, monkeypatch) -> None:
+def test_bearer_tokens(fake_provider, monkeypatch, caplog) -> None:
     monkeypatch.setenv("TEST_SERVE_TOKENS", "tok-alpha-123456, tok-beta-654321")
-    for s in serve(fake_provider.base_url, extra='[serve]\napi_keys_env = "TEST_SERVE_TOKENS"'):
+    caplog.set_level(logging.DEBUG)
+    for s in serve(fake_provider.base_url, "debug", extra='[serve]\napi_keys_env = "TEST_SERVE_TOKENS"'):
+        for name in ("uvicorn.access", "uvicorn.error"):  # they do not propagate to the root logger
+            logging.getLogger(name).addHandler(caplog.handler)
         with pytest.raises(openai.AuthenticationError):
             s.client.chat.completions.create(model="small", messages=HI)
         for token in ("tok-alpha-123456", "tok-beta-654321"):
@@ -308,6 +312,10 @@ def test_bearer_tokens(fake_provider, monkeypatch) -> None:
         assert httpx.get(f"{s.url}/metrics").status_code == 401
         assert httpx.get(f"{s.url}/health").status_code == 200  # load balancers have no token
         assert len(fake_provider.requests) == 2  # refused requests never reached a provider
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).removeHandler(caplog.handler)
+    assert "POST /v1/chat/completions" in caplog.text  # the access log was on...
+    assert "tok-alpha" not in caplog.text and "tok-beta" not in caplog.text  # ...and holds no token
 
 
 def test_api_keys_env_without_tokens_refuses_to_start(fake_provider, monkeypatch) -> None:
