@@ -23,8 +23,9 @@ deployment, no I/O). With Redis the view is refreshed in the background at most 
 ``refresh_interval`` seconds and updated at once by this process's own failures, so an open
 breaker costs microseconds; and ``allow``, just before each attempt to a deployment the view
 shows closed, reads that deployment's shared state (one HMGET, ~0.1-0.3 ms on loopback), so
-no process sends a request to a deployment another one has already opened (measured with
-``scripts/load_serve.py``: 4 workers, docs/serving.md). Redis errors never fail a request: the breaker falls back to its in-memory state and
+no process admits a new attempt to a deployment another one has already opened. Attempts
+admitted just before still run and fail (``scripts/load_serve.py``, docs/serving.md: under
+load the total stays above ``failure_threshold``). Redis errors never fail a request: the breaker falls back to its in-memory state and
 tries Redis again after ``REDIS_RETRY_SECONDS``.
 """
 
