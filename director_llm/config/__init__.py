@@ -11,6 +11,7 @@ from director_llm.config.models import (
     ModelOverride,
     ObservabilityConfig,
     ProviderConfig,
+    ServeConfig,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ModelOverride",
     "ObservabilityConfig",
     "ProviderConfig",
+    "ServeConfig",
     "load_config",
     "parse_config_text",
 ]

@@ -296,6 +296,26 @@ class ObservabilityConfig(_Section):
     ``json`` (one JSON object). It never holds prompt text or secrets."""
 
 
+class ServeConfig(_Section):
+    """``[serve]``: the OpenAI-compatible HTTP gateway (``director-llm serve``)."""
+
+    api_keys_env: str | None = Field(default=None, json_schema_extra={"pattern": ENV_VAR_NAME})
+    """Name of an environment variable holding the bearer tokens clients must send
+    (comma separated), e.g. ``"DIRECTOR_SERVE_KEYS"``. Unset: no authentication (bind to
+    loopback). Set but the variable empty or missing: ``serve`` refuses to start."""
+
+    @field_validator("api_keys_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(ENV_VAR_NAME, value):
+            # Never echoed: a pasted token must not end up in an error message.
+            raise ValueError(
+                "expects the NAME of an environment variable (like DIRECTOR_SERVE_KEYS), not a token: "
+                "put the tokens (comma separated) in an environment variable and write its name here"
+            )
+        return value
+
+
 class DirectorConfig(_Section):
     """The whole file."""
 
@@ -309,6 +329,8 @@ class DirectorConfig(_Section):
     """Intent classification."""
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     """Metrics, traces and the request log line."""
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    """The HTTP gateway (``director-llm serve``)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from director_llm.config.models import (
     ModelOverride,
     ObservabilityConfig,
     ProviderConfig,
+    ServeConfig,
 )
 
 #: (TOML header, model, one line about the section) in the order of the reference page.
@@ -47,6 +48,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("[intents]", IntentsConfig, "How messages are classified into flows."),
     ("[intents.flows.<name>]", FlowConfig, "One flow (intent) of the application."),
     ("[observability]", ObservabilityConfig, "Prometheus metrics, OpenTelemetry traces, the request log line."),
+    ("[serve]", ServeConfig, "The OpenAI-compatible HTTP gateway (`director-llm serve`, [serving](serving.md))."),
 )
 
 

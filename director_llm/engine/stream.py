@@ -45,6 +45,7 @@ from director_llm.router.dispatch import UpstreamError
 
 if TYPE_CHECKING:
     from director_llm.engine.parts import Parts
+    from director_llm.providers import DeploymentInfo
     from director_llm.request import Call
 
 __all__ = ["RESUME_PROMPT", "ResponseStream", "StreamChunk", "StreamEnd", "TextDelta"]
@@ -90,6 +91,14 @@ class ResponseStream:
 
     def __aiter__(self) -> ResponseStream:
         return self
+
+    @property
+    def deployment(self) -> DeploymentInfo | None:
+        """The deployment streaming now (None before the first attempt). After the first
+        chunk it is the one that produced it (with ``resume=True`` a later one may finish
+        the answer: ``StreamEnd.route`` is final). A gateway names it in its headers."""
+        live = self._live
+        return live[1].deployment if live is not None else None
 
     async def __anext__(self) -> StreamChunk:
         try:

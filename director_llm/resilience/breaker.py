@@ -18,11 +18,14 @@ Why not LiteLLM's cooldowns: they are a TTL with no half-open trial, single-depl
 are exempt, and connection errors never cool a deployment down. So ``routing`` builds the
 Router with ``disable_cooldowns=True`` and this module decides alone.
 
-Cost on the request path: ``filter`` reads a local view of the states (a dict lookup per
+Cost on the request path: planning reads a local view of the states (a dict lookup per
 deployment, no I/O). With Redis the view is refreshed in the background at most every
 ``refresh_interval`` seconds and updated at once by this process's own failures, so an open
-breaker costs microseconds, and all processes skip a dead provider within ~250 ms of each
-other. Redis errors never fail a request: the breaker falls back to its in-memory state and
+breaker costs microseconds; and ``allow``, just before each attempt to a deployment the view
+shows closed, reads that deployment's shared state (one HMGET, ~0.1-0.3 ms on loopback), so
+no process admits a new attempt to a deployment another one has already opened. Attempts
+admitted just before still run and fail (``scripts/load_serve.py``, docs/serving.md: under
+load the total stays above ``failure_threshold``). Redis errors never fail a request: the breaker falls back to its in-memory state and
 tries Redis again after ``REDIS_RETRY_SECONDS``.
 """
 
@@ -253,10 +256,14 @@ class CircuitBreaker:
 
     # -- the request path ---------------------------------------------------------------------
     async def allow(self, name: str) -> bool:
-        """May an attempt go to ``name`` now? Claims the single half-open trial if due."""
+        """May an attempt go to ``name`` now? Claims the single half-open trial if due.
+        Shared: ``name``'s state is read from Redis first (one HMGET), so a deployment that
+        another process has just opened is skipped here too, not after the next refresh."""
         self._known.add(name)
         self._maybe_refresh()
         s = self._view.get(name)
+        if self.shared and (s is None or s.opens == 0 or time.time() >= s.open_until):
+            s = await self._read(name)
         if s is None or s.opens == 0:
             return True
         now = time.time()
@@ -377,6 +384,19 @@ class CircuitBreaker:
             return await self._redis.call(op, timeout_s=self._redis_timeout, user="circuit breaker")
         except (RedisError, OSError, TimeoutError):
             return None
+
+    async def _read(self, name: str) -> BreakerSnapshot | None:
+        """``name``'s shared state now (the view is updated); the view's when Redis is down."""
+        row = await self._redis_call(lambda r: r.hmget(self._key(name), "failures", "opens", "until"))
+        if row is None:
+            return self._view.get(name)
+        failures, opens, until = row
+        if failures is None:
+            self._view.pop(name, None)
+            return None
+        snapshot = BreakerSnapshot(int(failures), int(opens or 0), float(until or 0))
+        self._view[name] = snapshot
+        return snapshot
 
     def _view_may_be_stale(self) -> bool:
         return time.monotonic() - self._refreshed_at > self.refresh_interval

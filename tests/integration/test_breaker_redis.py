@@ -104,3 +104,17 @@ def test_two_real_processes_share_state(redis_url: str, redis_prefix: str) -> No
             await b.aclose()
 
     assert asyncio.run(check())
+
+
+async def test_allow_reads_the_shared_state_before_each_attempt(redis_url: str, redis_prefix: str) -> None:
+    # b's view is never refreshed in the background here: allow() itself must see that a
+    # opened the breaker, so no process sends a request to a deployment already known dead.
+    a = _make(redis_url, redis_prefix)
+    b = CircuitBreaker(redis_url=redis_url, prefix=redis_prefix, failure_threshold=2, refresh_interval=3600)
+    assert await b.allow("dead")
+    for _ in range(2):
+        await a.record_failure("dead", _Err())
+    assert not await b.allow("dead")
+    assert b.is_open("dead")
+    await a.aclose()
+    await b.aclose()

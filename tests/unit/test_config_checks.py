@@ -293,7 +293,7 @@ def test_reference_documents_every_key() -> None:
     for _, model, _ in SECTIONS:
         for name in model.model_fields:
             assert f"| `{name}` |" in page, name
-    assert set(DirectorConfig.model_fields) == {"llm", "providers", "caching", "intents", "observability"}
+    assert set(DirectorConfig.model_fields) == {"llm", "providers", "caching", "intents", "observability", "serve"}
 
 
 def test_schema_accepts_the_shipped_configs_and_rejects_what_loading_rejects() -> None:
