@@ -141,6 +141,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cmd_health",
     "cmd_cache",
     "cmd_metrics",
+    "cmd_export",
 )
 
 
