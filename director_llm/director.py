@@ -554,7 +554,7 @@ class Director:
         # -- the swap: plain assignments, no await
         t = self.telemetry
         t.deployments, t.watched, t.breaker, t.budget, t.cache, t.shared = (
-            providers,
+            {**self.providers, **providers},  # attempts in flight on a removed deployment still count
             sorted(watched),
             breaker,
             budget,

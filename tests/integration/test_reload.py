@@ -226,3 +226,29 @@ async def test_the_cache_carries_over_when_answers_cannot_change(fake_provider, 
         await d.reload()
         r = await d.acompletion(HI, temperature=0, model="p_old_model/old-model")
         assert d.route_of(r).cache is None
+
+
+async def test_moving_shared_state_to_redis_starts_fresh_parts_there(fake_provider, cfg, redis_url, redis_prefix):
+    write(cfg, fake_provider.base_url, ["old-model"])
+    fake_provider.script("old-model", [Reply(text="old", usage=(1000, 1000))], repeat=True)
+    async with Director.from_file(cfg, state_prefix=redis_prefix) as d:
+        await d.acompletion(HI)
+        assert not d.breaker.shared
+        memory_budget = d.budget
+        write(cfg, fake_provider.base_url, ["old-model"], extra=f'state_redis_url = "{redis_url}"\n')
+        await d.reload()
+        assert d.breaker.shared and d.budget is not memory_budget
+        await d.acompletion(HI)
+        await d.budget.drain()
+        report = await d.spend()
+        assert report.windows["day"].spent_usd == pytest.approx(1000 * 1e-6 + 1000 * 2e-6)  # the Redis ledger's own
+
+
+def test_the_sync_facade_reloads(fake_provider, cfg):
+    from director_llm import SyncDirector
+
+    write(cfg, fake_provider.base_url, ["old-model"])
+    with SyncDirector.from_file(cfg) as d:
+        write(cfg, fake_provider.base_url, ["new-model"])
+        assert d.reload()["added"] == ["p_new_model/new-model"]
+        assert list(d.director.providers) == ["p_new_model/new-model"]
