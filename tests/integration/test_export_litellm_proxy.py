@@ -11,6 +11,7 @@ references with LiteLLM's ``get_secret``, and applies ``litellm_settings`` to th
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import subprocess
@@ -137,6 +138,37 @@ async def test_the_exported_file_drives_a_real_router_to_the_fake_servers(fake_p
     assert r.choices[0].message.content == "balanced fallback"
     # The shared Redis reached the Router as host and port.
     assert doc["router_settings"]["redis_host"] == "127.0.0.1"
+
+
+async def test_the_exported_cache_settings_cache_through_the_real_redis(fake_provider, secrets, redis_url):
+    """What the proxy does with ``litellm_settings`` ``cache: true`` and ``cache_params``:
+    ``litellm.cache = Cache(**cache_params)``, then ``router.cache_responses = True``."""
+    import uuid
+
+    import litellm
+    from litellm.caching.caching import Cache
+
+    text = config_text(fake_provider.base_url, redis=redis_url).replace("memory_size_mb = 4", "ttl_seconds = 30")
+    doc = yaml.safe_load(litellm_proxy_yaml(parse_config_text(text)))
+    settings = _resolved(doc["litellm_settings"])
+    assert settings["cache"] is True
+    router = _router(doc)
+    fake_provider.script("gpt-4o-mini", [Reply(text="cache me")], repeat=True)
+    messages = [{"role": "user", "content": f"export cache test {uuid.uuid4().hex}"}]
+    previous = litellm.cache
+    litellm.cache = Cache(**settings["cache_params"])
+    router.cache_responses = True
+    try:
+        first = await router.acompletion(model="openai/gpt-4o-mini", messages=messages)
+        for _ in range(50):  # LiteLLM writes the cache in the background
+            second = await router.acompletion(model="openai/gpt-4o-mini", messages=messages)
+            if second._hidden_params.get("cache_hit"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        litellm.cache = previous
+    assert first.choices[0].message.content == second.choices[0].message.content == "cache me"
+    assert second._hidden_params.get("cache_hit") is True
 
 
 async def test_the_litellm_proxy_kind_via_the_router(fake_provider, secrets):
