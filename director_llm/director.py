@@ -605,7 +605,7 @@ class Director:
 
     def install_reload_signal(self, sig: int | None = None) -> None:
         """Reload the config file on SIGHUP (or ``sig``) in this running event loop (opt-in,
-        for long-running processes; Unix only). An invalid file is logged as a warning on the
+        for long-running processes; Unix, from the main thread). An invalid file is logged as a warning on the
         ``director_llm`` logger and the current config keeps serving."""
         import signal
 
