@@ -137,11 +137,15 @@ class Director:
         return cls(load_config(p), source=str(p), **kwargs)
 
     def _shared_stats(self, state_prefix: str | None) -> SharedAttemptStats | None:
-        if self._redis is None:
+        return self._shared_stats_on(self._redis, state_prefix)
+
+    @staticmethod
+    def _shared_stats_on(redis: RedisClients | None, state_prefix: str | None) -> SharedAttemptStats | None:
+        if redis is None:
             return None
         from director_llm.resilience.shared_stats import SharedAttemptStats
 
-        return SharedAttemptStats(self._redis, prefix=f"{state_prefix}health:" if state_prefix else "director:health:")
+        return SharedAttemptStats(redis, prefix=f"{state_prefix}health:" if state_prefix else "director:health:")
 
     # -- deployments -----------------------------------------------------------------------
     def usable_deployments(self) -> list[DeploymentInfo]:
@@ -519,11 +523,7 @@ class Director:
                 ledger_from_config(config, clock=self._clock, prefix=prefix, redis=redis),
                 default_max_tokens=config.llm.default_max_tokens,
             )
-            self._redis = redis
-            shared = self._shared_stats(prefix)
-        else:
-            breaker.configure(config)
-            budget.configure(config)
+            shared = self._shared_stats_on(redis, prefix)
         cache = DirectorCache(config)
         if config.caching == old.caching and cache.namespace == self.cache.namespace:
             cache = self.cache  # same answers, same layers: keep every entry, memory included
@@ -552,7 +552,12 @@ class Director:
         keep_local = _local_part(config) == _local_part(old) and source == self.source
         before = set(self.providers)
         # -- the swap: plain assignments, no await
+        if breaker is self.breaker:  # carried over: the new thresholds and limits apply from now
+            breaker.configure(config)
+            budget.configure(config)
+        self._redis = redis
         t = self.telemetry
+        t.shared_state = redis is not None
         t.deployments, t.watched, t.breaker, t.budget, t.cache, t.shared = (
             {**self.providers, **providers},  # attempts in flight on a removed deployment still count
             sorted(watched),
