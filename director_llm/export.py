@@ -265,6 +265,12 @@ def unexpressed(config: DirectorConfig) -> list[str]:
                     f"Redis URL details (database number, TLS, user name) of {u.hostname}: set them on the proxy"
                 )
                 break
+    limited = [d.name for d in dep if d.rpm is not None or d.tpm is not None]
+    if limited:
+        out.append(
+            "rpm/tpm count per model_list entry: each deployment is listed twice (its tier and its name), "
+            f"so a client using both names can reach twice the limit ({', '.join(limited)})"
+        )
     missing = [d.name for d in dep if not d.price.known]
     if missing:
         out.append(f"unknown prices, exported as 0: {', '.join(missing)}")
