@@ -10,6 +10,7 @@ event loop on the first LLM call (or ``await director.warmup()``), so the local 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -68,6 +69,8 @@ class Director:
     ) -> None:
         self.config = config
         self.source = source
+        self._state_prefix = state_prefix
+        self._clock = clock
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in build_deployments(config)}
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self.metrics = Metrics()
@@ -131,6 +134,11 @@ class Director:
         self._local_loaded = False
         self._classifier: Classifier | None = None
         self._closed = False
+        self._reload_lock = asyncio.Lock()
+        self._retired: list[Any] = []  # parts replaced by a reload, closed once their requests are done
+        self._retiring: set[asyncio.Task[Any]] = set()
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self._signal = 0
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Director:
@@ -140,11 +148,15 @@ class Director:
         return cls(load_config(p), source=str(p), **kwargs)
 
     def _shared_stats(self, state_prefix: str | None) -> SharedAttemptStats | None:
-        if self._redis is None:
+        return self._shared_stats_on(self._redis, state_prefix)
+
+    @staticmethod
+    def _shared_stats_on(redis: RedisClients | None, state_prefix: str | None) -> SharedAttemptStats | None:
+        if redis is None:
             return None
         from director_llm.resilience.shared_stats import SharedAttemptStats
 
-        return SharedAttemptStats(self._redis, prefix=f"{state_prefix}health:" if state_prefix else "director:health:")
+        return SharedAttemptStats(redis, prefix=f"{state_prefix}health:" if state_prefix else "director:health:")
 
     # -- deployments -----------------------------------------------------------------------
     def usable_deployments(self) -> list[DeploymentInfo]:
@@ -272,16 +284,15 @@ class Director:
         obs = self.telemetry.request("complete", call)
 
         async def upstream() -> Any:
-            reply, route = await self.engine.complete(call, obs=obs)
+            reply, route = await engine.complete(call, obs=obs)
             served["route"] = route
             _hidden(reply.response)["director_route"] = route
             return reply.response
 
         group = call.group or f"auto:{call.strategy}"
+        engine, cache_ = self.engine, self.cache  # a reload meanwhile does not move this request
         try:
-            response = await self.cache.complete(
-                call.messages, group=group, params=call.params, cache=cache, call=upstream
-            )
+            response = await cache_.complete(call.messages, group=group, params=call.params, cache=cache, call=upstream)
         except BaseException as exc:
             obs.finish(None, error=exc)
             raise
@@ -474,6 +485,185 @@ class Director:
         this process, or None when caching is off or nothing was looked up yet."""
         return self.cache.stats()
 
+    # -- hot reload ------------------------------------------------------------------------
+    async def reload(self, path: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+        """Load ``path`` (None: the file this Director was built from) and swap it in.
+
+        A valid config replaces the deployments, groups, fallbacks, strategy, timeouts and
+        limits in one step: requests already running finish on the parts they started with;
+        new ones use the new config. State carries over: the budget ledger (spend and open
+        holds) and the circuit breakers (by deployment name, so an open breaker stays open),
+        the metrics, and the cache when the config's cache namespace is unchanged (a change
+        that can change answers starts a new namespace, on purpose). A new Redis URL for
+        shared state starts fresh parts on it. ``[observability]`` changes need a restart.
+
+        An invalid file raises the ``ConfigError`` ``check-config`` reports (file, key or
+        line, fix), and the current config keeps serving. Returns the deployment names
+        ``added``, ``removed`` and ``kept``."""
+        self._check_open()
+        target = path if path is not None else self.source
+        if target is None:
+            from director_llm.errors import ConfigError
+
+            raise ConfigError("this Director was built from a config object, not a file: call reload(path)")
+        p = resolve_config_path(target)
+        config = await asyncio.to_thread(load_config, p)  # raises ConfigError; nothing changed yet
+        async with self._reload_lock:
+            self._check_open()
+            return self._swap(config, source=str(p))
+
+    def _swap(self, config: DirectorConfig, *, source: str) -> dict[str, list[str]]:
+        """Build the parts of ``config`` (reusing the stateful ones) and assign them without an
+        ``await`` in between, so no request sees half of each config."""
+        old = self.config
+        retired: list[Any] = []
+        providers = {d.name: d for d in build_deployments(config)}
+        redis, breaker, budget, shared = self._redis, self.breaker, self.budget, self.telemetry.shared
+        if config.redis_state_url != old.redis_state_url:
+            retired += [self.budget, self.breaker, *([shared] if shared is not None else []), self._redis]
+            redis = None
+            if config.redis_state_url:
+                from director_llm.redis_clients import RedisClients
+
+                redis = RedisClients(config.redis_state_url)
+            prefix = self._state_prefix
+            breaker = CircuitBreaker.from_config(
+                config, prefix=f"{prefix}breaker:" if prefix else DEFAULT_PREFIX, redis=redis
+            )
+            budget = BudgetGuard(
+                ledger_from_config(config, clock=self._clock, prefix=prefix, redis=redis),
+                default_max_tokens=config.llm.default_max_tokens,
+            )
+            shared = self._shared_stats_on(redis, prefix)
+        cache = DirectorCache(config)
+        if config.caching == old.caching and cache.namespace == self.cache.namespace:
+            cache = self.cache  # same answers, same layers: keep every entry, memory included
+        else:
+            retired.append(self.cache)
+        usable = [d for d in providers.values() if d.key_status() != "missing"]
+        topology = Topology.build(config, usable)
+        watched = [n for n, d in topology.deployments.items() if d.kind != "local"]
+        breaker.watch(watched)
+        dispatcher = self.dispatcher
+        if config.llm.max_response_bytes != old.llm.max_response_bytes:
+            retired.append(self.dispatcher)
+            dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
+        planner = Planner(topology, budget, is_open=breaker.is_open, p50_ms=self._p50)
+        engine = Engine(
+            Parts(
+                planner=planner,
+                dispatcher=dispatcher,
+                budget=budget,
+                breaker=breaker,
+                metrics=self.metrics,
+                llm=config.llm,
+                observer=self.telemetry,
+            )
+        )
+        keep_local = _local_part(config) == _local_part(old) and source == self.source
+        before = set(self.providers)
+        # -- the swap: plain assignments, no await
+        if breaker is self.breaker:  # carried over: the new thresholds and limits apply from now
+            breaker.configure(config)
+            budget.configure(config)
+        self._redis = redis
+        t = self.telemetry
+        t.shared_state = redis is not None
+        t.deployments, t.watched, t.breaker, t.budget, t.cache, t.shared = (
+            {**self.providers, **providers},  # attempts in flight on a removed deployment still count
+            sorted(watched),
+            breaker,
+            budget,
+            cache,
+            shared,
+        )
+        self.config, self.source, self.providers, self.topology = config, source, providers, topology
+        self.breaker, self.budget, self.cache, self.dispatcher, self.engine = breaker, budget, cache, dispatcher, engine
+        self._built = None
+        self._classifier = None
+        if not keep_local:
+            self._local_tier, self._local_loaded = None, False
+        self._retire([r for r in retired if r is not None], after=_longest_request_s(old))
+        return {
+            "added": sorted(set(providers) - before),
+            "removed": sorted(before - set(providers)),
+            "kept": sorted(before & set(providers)),
+        }
+
+    def _retire(self, parts: list[Any], *, after: float) -> None:
+        """Close ``parts`` once the requests that hold them are over (their deadline)."""
+        if not parts:
+            return
+        self._retired.extend(parts)
+
+        async def later() -> None:
+            await asyncio.sleep(after)
+            done = [p for p in parts if p in self._retired]
+            self._retired = [p for p in self._retired if p not in done]
+            await self._close_retired(done)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _close_retired(parts: list[Any]) -> None:
+        for part in parts:
+            try:
+                if isinstance(part, BudgetGuard):
+                    await part.drain()
+                    await part.release_all()
+                    await part.ledger.aclose()
+                else:
+                    await part.aclose()
+            except Exception:  # closing an old part must not fail the new config
+                logging.getLogger("director_llm").warning("closing a part replaced by a reload failed", exc_info=True)
+
+    def install_reload_signal(self, sig: int | None = None) -> None:
+        """Reload the config file on SIGHUP (or ``sig``) in this running event loop (opt-in,
+        for long-running processes; Unix, from the main thread). An invalid file is logged as a warning on the
+        ``director_llm`` logger and the current config keeps serving."""
+        import signal
+
+        loop = asyncio.get_running_loop()
+        number = sig if sig is not None else signal.SIGHUP
+
+        def handle() -> None:
+            task = loop.create_task(self._reload_logged())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+        loop.add_signal_handler(number, handle)
+        self._signal_loop = loop
+        self._signal = number
+
+    def remove_reload_signal(self) -> None:
+        """Undo ``install_reload_signal``."""
+        loop, self._signal_loop = self._signal_loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_signal_handler(self._signal)
+
+    async def _reload_logged(self) -> dict[str, list[str]] | None:
+        """``reload()`` for unattended callers (signals, file watchers): the outcome is logged,
+        a ``ConfigError`` is not raised."""
+        from director_llm.errors import ConfigError
+
+        log = logging.getLogger("director_llm")
+        try:
+            changes = await self.reload()
+        except ConfigError as exc:
+            log.warning("config reload rejected, the current config keeps serving: %s", exc)
+            return None
+        except DirectorClosedError:
+            return None
+        log.info(
+            "config reloaded from %s: added %s, removed %s",
+            self.source,
+            ", ".join(changes["added"]) or "none",
+            ", ".join(changes["removed"]) or "none",
+        )
+        return changes
+
     # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Flush background work and release connections. Safe to call twice; a closed
@@ -481,6 +671,11 @@ class Director:
         if self._closed:
             return
         self._closed = True
+        self.remove_reload_signal()
+        for task in list(self._retiring):
+            task.cancel()
+        await self._close_retired(self._retired)
+        self._retired = []
         await self.budget.drain()
         await self.budget.release_all()
         await self.budget.ledger.aclose()
@@ -499,6 +694,18 @@ class Director:
 
     def __repr__(self) -> str:
         return f"Director(source={self.source!r}, deployments={list(self.providers)})"
+
+
+def _local_part(config: DirectorConfig) -> Any:
+    """What the local tier is built from: its provider section(s) and the intents."""
+    local = {n: p for n, p in config.providers.items() if p.kind == "local"}
+    return (local, config.intents)
+
+
+def _longest_request_s(config: DirectorConfig) -> float:
+    """How long a request of ``config`` may still be running: its deadline, or a stream's."""
+    llm = config.llm
+    return max(llm.timeout_seconds, llm.max_stream_seconds or 0.0) + 5.0
 
 
 def _hidden(response: Any) -> dict[str, Any]:

@@ -39,6 +39,9 @@ KINDS: dict[str, KindSpec] = {
     "gemini": KindSpec("gemini", "GEMINI_API_KEY", None, "balanced", ("gemini/{m}", "{m}", "vertex_ai/{m}")),
     "anthropic": KindSpec("anthropic", "ANTHROPIC_API_KEY", None, "strong", ("{m}", "anthropic/{m}")),
     "openai_compatible": KindSpec("openai", None, None, "small", ("{m}",)),
+    # A LiteLLM Proxy: models are the proxy's model names; its key (a virtual key or the
+    # master key) is optional, like an OpenAI-compatible server's.
+    "litellm_proxy": KindSpec("litellm_proxy", None, None, "balanced", ("{m}", "openai/{m}")),
     "local": KindSpec(LOCAL_PROVIDER, None, None, "local", ()),
 }
 
@@ -93,7 +96,7 @@ class DeploymentInfo:
             key = env.get(self.api_key_env)
             if key:
                 params["api_key"] = key
-        elif self.kind == "openai_compatible":
+        elif self.kind in ("openai_compatible", "litellm_proxy"):
             params["api_key"] = "not-needed"  # OpenAI clients insist on some key
         if self.price.known:
             params["input_cost_per_token"] = self.price.input_per_token
@@ -176,7 +179,7 @@ def _tier(p: ProviderConfig, ov: ModelOverride, price: Price) -> str:
     if p.tier:
         return p.tier
     spec = KINDS[p.kind]
-    if p.kind in ("openai", "gemini", "anthropic") and price.input_per_token is not None:
+    if p.kind in ("openai", "gemini", "anthropic", "litellm_proxy") and price.input_per_token is not None:
         return "strong" if price.input_per_token >= _STRONG_INPUT_PRICE else "balanced"
     return spec.default_tier
 

@@ -85,6 +85,11 @@ class SyncDirector:
         """``Director.spend``, blocking."""
         return self._run(self.director.spend(**kwargs))
 
+    def reload(self, path: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+        """``Director.reload``, blocking: swap in the config file (default: the one it was
+        built from); an invalid file raises ``ConfigError`` and the current config stays."""
+        return self._run(self.director.reload(path))
+
     def close(self) -> None:
         """Close the Director and stop the background loop. Safe to call twice."""
         if self._closed:

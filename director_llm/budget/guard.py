@@ -153,6 +153,15 @@ class BudgetGuard:
         self.round_trips = 0
         """Ledger operations that needed the store (benchmarks read it)."""
 
+    def configure(self, config: DirectorConfig) -> None:
+        """Take a reloaded config's limits and default ``max_tokens``. The store (spend booked,
+        holds open) is kept: windows are read against the limits at each call."""
+        limits = budget_limits(config)
+        if hasattr(self.ledger, "limits"):
+            self.ledger.limits = limits
+        self.limited = has_limits(limits)
+        self.default_max_tokens = config.llm.default_max_tokens
+
     # -- pricing ---------------------------------------------------------------------------
     is_free = staticmethod(is_free)
 

@@ -142,6 +142,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cmd_cache",
     "cmd_metrics",
     "cmd_serve",
+    "cmd_export",
 )
 
 

@@ -175,7 +175,7 @@ def _describe(err: Any) -> str:
         if loc and loc[-1] == "kind":
             return (
                 f"{key}: required for a provider section with a custom name; set kind to one of "
-                "ollama, openai, gemini, anthropic, openai_compatible, local"
+                "ollama, openai, gemini, anthropic, openai_compatible, litellm_proxy, local"
             )
         return f"{key}: required key is missing"
     if kind in ("literal_error", "enum"):

@@ -20,9 +20,17 @@ from director_llm.config.urls import http_url_problem, redis_url_problem
 TIERS: tuple[str, ...] = ("local", "small", "balanced", "strong")
 Tier = Literal["local", "small", "balanced", "strong"]
 Strategy = Literal["cost", "latency", "quality", "adaptive"]
-ProviderKind = Literal["ollama", "openai", "gemini", "anthropic", "openai_compatible", "local"]
+ProviderKind = Literal["ollama", "openai", "gemini", "anthropic", "openai_compatible", "litellm_proxy", "local"]
 #: Section names that imply their ``kind`` (``[providers.openai]`` needs no ``kind``).
-KNOWN_KINDS: tuple[str, ...] = ("ollama", "openai", "gemini", "anthropic", "openai_compatible", "local")
+KNOWN_KINDS: tuple[str, ...] = (
+    "ollama",
+    "openai",
+    "gemini",
+    "anthropic",
+    "openai_compatible",
+    "litellm_proxy",
+    "local",
+)
 #: What an environment variable name looks like (``api_key_env`` holds a name, never a key).
 ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -77,8 +85,9 @@ class ProviderConfig(_Section):
 
     kind: ProviderKind
     """Protocol: ollama, openai, gemini, anthropic, openai_compatible (llama.cpp, vLLM, LM
-    Studio...) or local (the embedded classifier). Implied by the section name when it is one
-    of these."""
+    Studio...), litellm_proxy (a LiteLLM Proxy: ``base_url`` is its URL, ``models`` its model
+    names) or local (the embedded classifier). Implied by the section name when it is one of
+    these."""
     enabled: bool = True
     """Disabled providers are validated but get no deployment."""
     models: list[str] = Field(default_factory=list)

@@ -41,7 +41,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
         "[providers.<name>]",
         ProviderConfig,
         "One section per provider. The name is free; `ollama`, `openai`, `gemini`, `anthropic`, "
-        "`openai_compatible` and `local` also set `kind`.",
+        "`openai_compatible`, `litellm_proxy` and `local` also set `kind`.",
     ),
     ("[providers.<name>.overrides.<model>]", ModelOverride, "Per-model settings; `<model>` is listed in `models`."),
     ("[caching]", CachingConfig, "Cache layers memory -> Redis -> disk; a layer whose setting is absent is off."),

@@ -118,12 +118,13 @@ def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> li
                 )
         if p.use_openai_compatibility and p.kind != "gemini":
             out.append(Problem("error", f"{key}.use_openai_compatibility", 'only valid for kind = "gemini"'))
-        if p.kind == "openai_compatible" and not p.base_url:
+        if p.kind in ("openai_compatible", "litellm_proxy") and not p.base_url:
+            example = "http://localhost:8080/v1" if p.kind == "openai_compatible" else "http://localhost:4000"
             out.append(
                 Problem(
                     "error",
                     f"{key}.base_url",
-                    'required for kind = "openai_compatible" (e.g. "http://localhost:8080/v1")',
+                    f'required for kind = "{p.kind}" (e.g. "{example}")',
                 )
             )
         if p.kind != "local":

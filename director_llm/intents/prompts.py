@@ -44,7 +44,7 @@ OUTPUT_FORMAT = (
 ConstraintKind = Literal["json_schema", "json_object", "prompt"]
 _TAG_RE = re.compile(r"<\s*(/?)\s*(user_message|history)\s*>", re.IGNORECASE)
 # Kinds whose LiteLLM provider maps ``{"type": "json_object"}`` onto a native JSON mode.
-_JSON_MODE_KINDS = ("openai", "openai_compatible", "ollama", "gemini")
+_JSON_MODE_KINDS = ("openai", "openai_compatible", "litellm_proxy", "ollama", "gemini")
 
 
 @dataclass(frozen=True)

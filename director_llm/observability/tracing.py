@@ -47,6 +47,7 @@ MAX_CONTENT_CHARS = 32_000
 _SYSTEMS = {
     "openai": "openai",
     "openai_compatible": "openai",
+    "litellm_proxy": "litellm_proxy",
     "anthropic": "anthropic",
     "gemini": "gcp.gemini",
     "ollama": "ollama",

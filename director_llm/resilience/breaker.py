@@ -220,6 +220,13 @@ class CircuitBreaker:
             trial_ttl_seconds=max(config.llm.attempt_timeout_seconds, 1.0),
         )
 
+    def configure(self, config: DirectorConfig) -> None:
+        """Take a reloaded config's thresholds; every deployment's state (failures, open,
+        cooldown) is kept by name."""
+        cb = config.llm.circuit_breaker
+        self.policy = BreakerPolicy(cb.failure_threshold, cb.cooldown_seconds, cb.max_cooldown_seconds)
+        self.trial_ttl_seconds = max(config.llm.attempt_timeout_seconds, 1.0)
+
     @property
     def shared(self) -> bool:
         """Whether state is shared through Redis (and Redis is currently answering)."""

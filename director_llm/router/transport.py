@@ -96,7 +96,7 @@ class Clients:
         return CappedTransport(inner, self.max_bytes)
 
     def _build(self, deployment: DeploymentInfo, request: dict[str, Any]) -> Any:
-        if deployment.litellm_model.startswith("openai/"):
+        if deployment.litellm_model.startswith(("openai/", "litellm_proxy/")):  # OpenAI SDK clients
             from openai import AsyncOpenAI
 
             return AsyncOpenAI(
