@@ -32,6 +32,13 @@ def serve(
         ),
     ] = 1,
     state_prefix: PrefixOpt = None,
+    reload_config: Annotated[
+        bool,
+        typer.Option(
+            "--reload-config",
+            help="Reload the config file when it changes (an invalid file is logged and the old config keeps serving).",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",
@@ -45,14 +52,14 @@ def serve(
         print_error(ImportError(MISSING_EXTRA))
         raise typer.Exit(2) from None
     from director_llm.config.loading import load_config, resolve_config_path
-    from director_llm.serve.app import CONFIG_ENV, STATE_PREFIX_ENV, create_app
+    from director_llm.serve.app import CONFIG_ENV, RELOAD_ENV, STATE_PREFIX_ENV, create_app
     from director_llm.serve.auth import tokens_from_config
 
     source = resolve_config_path(config)
     try:
         cfg = load_config(source)
         secured = bool(tokens_from_config(cfg, str(source)))
-        target = create_app(source, state_prefix=state_prefix) if workers == 1 else None
+        target = create_app(source, state_prefix=state_prefix, reload_config=reload_config) if workers == 1 else None
     except DirectorError as exc:
         raise fail(exc) from None
     if workers > 1 and cfg.redis_state_url is None:
@@ -75,6 +82,8 @@ def serve(
             os.environ[CONFIG_ENV] = str(source.resolve())
             if state_prefix:
                 os.environ[STATE_PREFIX_ENV] = state_prefix
+            if reload_config:
+                os.environ[RELOAD_ENV] = "1"
             uvicorn.run(
                 "director_llm.serve.app:app_from_env",
                 factory=True,

@@ -8,6 +8,8 @@ it reads the config path from ``$DIRECTOR_SERVE_CONFIG``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,17 +24,20 @@ from starlette.routing import Route
 from director_llm.director import Director
 from director_llm.errors import DirectorError
 from director_llm.metrics import asgi_app
+from director_llm.reloader import watch_and_reload
 from director_llm.serve.auth import BearerAuth, tokens_from_config
 from director_llm.serve.chat import AUTO, ChatEndpoint
 from director_llm.serve.classify import ClassifyEndpoint
 from director_llm.serve.errors import error_response, openai_error
 
-__all__ = ["CONFIG_ENV", "STATE_PREFIX_ENV", "app_from_env", "create_app"]
+__all__ = ["CONFIG_ENV", "RELOAD_ENV", "STATE_PREFIX_ENV", "app_from_env", "create_app"]
 
 CONFIG_ENV = "DIRECTOR_SERVE_CONFIG"
 """The config path the worker processes of ``serve --workers N`` read."""
 STATE_PREFIX_ENV = "DIRECTOR_SERVE_STATE_PREFIX"
 """Optional Redis key prefix of the workers' shared state (``--state-prefix``)."""
+RELOAD_ENV = "DIRECTOR_SERVE_RELOAD_CONFIG"
+"""``1``: the workers of ``serve --workers N --reload-config`` watch the config file."""
 _BODY_OVERHEAD = 1 << 20
 
 
@@ -47,12 +52,18 @@ class _Metrics:
 
 
 def create_app(
-    source: Director | str | os.PathLike[str] | None = None, *, state_prefix: str | None = None
+    source: Director | str | os.PathLike[str] | None = None,
+    *,
+    state_prefix: str | None = None,
+    reload_config: bool = False,
 ) -> Starlette:
     """The gateway for ``source``: a ``Director`` (the caller owns it and closes it), or a
     config path (None: ``$DIRECTOR_CONFIG``, else ``configs/director.toml``), whose Director
     is built now (a bad config raises ``ConfigError`` here) and closed on shutdown.
-    ``ConfigError`` too when ``[serve] api_keys_env`` names a variable holding no token."""
+    ``ConfigError`` too when ``[serve] api_keys_env`` names a variable holding no token.
+    A Director built here reloads its config file on SIGHUP (main thread, Unix) and, with
+    ``reload_config``, whenever the file changes (``director_llm.reloader``); ``[serve]``
+    itself (tokens, body limit) is read once, at start."""
     owned = not isinstance(source, Director)
     director = source if isinstance(source, Director) else Director.from_file(source, state_prefix=state_prefix)
     tokens = tokens_from_config(director.config, director.source)
@@ -84,9 +95,21 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await director.warmup()
+        stop = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+        if owned:
+            with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+                director.install_reload_signal()  # not from a thread, not on Windows
+            if reload_config:
+                watcher = asyncio.create_task(watch_and_reload(director, stop_event=stop))
         try:
             yield
         finally:
+            stop.set()
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             if owned:
                 await director.aclose()
 
@@ -110,7 +133,11 @@ def create_app(
 def app_from_env() -> Starlette:
     """The app of ``$DIRECTOR_SERVE_CONFIG`` (uvicorn's ``factory=True`` in each worker)."""
     path = os.environ.get(CONFIG_ENV)
-    return create_app(Path(path) if path else None, state_prefix=os.environ.get(STATE_PREFIX_ENV) or None)
+    return create_app(
+        Path(path) if path else None,
+        state_prefix=os.environ.get(STATE_PREFIX_ENV) or None,
+        reload_config=os.environ.get(RELOAD_ENV) == "1",
+    )
 
 
 def models_payload(director: Director) -> dict[str, Any]:

@@ -361,3 +361,45 @@ def test_health_and_metrics(served, fake_provider) -> None:
     metrics = httpx.get(f"{served.url}/metrics")
     assert metrics.status_code == 200
     assert 'director_requests_total{entry="complete"' in metrics.text or "director_requests_total{" in metrics.text
+
+
+# -- hot reload ---------------------------------------------------------------------------------
+def test_reload_config_picks_up_an_edited_file_and_keeps_serving_on_a_bad_one(fake_provider, tmp_path) -> None:
+    """``serve --reload-config``: an edited file swaps in (a new deployment appears in /v1/models
+    and answers); an invalid one is refused and the running config keeps serving."""
+    path = tmp_path / "director.toml"
+    path.write_text(config_text(fake_provider.base_url), encoding="utf-8")
+    server = ServerThread(create_app(path, reload_config=True), log_level="warning")
+    server.start()
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=20)
+
+        def model_ids() -> set[str]:
+            return {m.id for m in client.models.list().data}
+
+        def wait_for(predicate, what: str) -> None:
+            deadline = time.monotonic() + 60  # watchfiles debounce + a rebuild, on a busy box
+            while not predicate():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                time.sleep(0.2)
+
+        assert "openai/o1" not in model_ids()
+        time.sleep(0.5)  # the watcher starts with the lifespan; give it a moment to arm
+        extra = '[providers.openai.overrides."o1"]\ntier = "balanced"\ninput_price_per_million = 9.0\n'
+        extra += "output_price_per_million = 9.0\n"
+        path.write_text(
+            config_text(fake_provider.base_url).replace(f'"{STRONG}"]', f'"{STRONG}", "o1"]', 1) + extra,
+            encoding="utf-8",
+        )
+        wait_for(lambda: "openai/o1" in model_ids(), "the reloaded config")
+        fake_provider.script("o1", Reply("from the new deployment"))
+        answer = client.chat.completions.create(model="openai/o1", messages=HI)
+        assert answer.choices[0].message.content == "from the new deployment"
+
+        path.write_text("[llm\nthis is not toml", encoding="utf-8")
+        time.sleep(2.0)  # past the debounce: the bad file was seen and refused
+        assert "openai/o1" in model_ids()
+        fake_provider.script(SMALL, Reply("still serving"))
+        assert client.chat.completions.create(model="small", messages=HI).choices[0].message.content == "still serving"
+    finally:
+        server.stop()
