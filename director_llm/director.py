@@ -21,6 +21,7 @@ from director_llm.budget.guard import BudgetGuard, ledger_from_config
 from director_llm.cache.director import DirectorCache
 from director_llm.config.loading import load_config, resolve_config_path
 from director_llm.config.models import DirectorConfig
+from director_llm.config.secrets import SecretScope
 from director_llm.engine.core import Engine
 from director_llm.engine.parts import Parts
 from director_llm.engine.stream import ResponseStream
@@ -66,6 +67,8 @@ class Director:
     ) -> None:
         self.config = config
         self.source = source
+        self._secrets = SecretScope(config, owner=self)
+        """This config's secrets: redacted from errors and log records while this Director lives."""
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in build_deployments(config)}
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self.metrics = Metrics()
@@ -470,15 +473,18 @@ class Director:
         if self._closed:
             return
         self._closed = True
-        await self.budget.drain()
-        await self.budget.release_all()
-        await self.budget.ledger.aclose()
-        await self.cache.aclose()
-        await self.telemetry.aclose()
-        await self.breaker.aclose()
-        await self.dispatcher.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        try:
+            await self.budget.drain()
+            await self.budget.release_all()
+            await self.budget.ledger.aclose()
+            await self.cache.aclose()
+            await self.telemetry.aclose()
+            await self.breaker.aclose()
+            await self.dispatcher.aclose()
+            if self._redis is not None:
+                await self._redis.aclose()
+        finally:
+            self._secrets.close()
 
     async def __aenter__(self) -> Director:
         return self
