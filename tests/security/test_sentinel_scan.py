@@ -340,7 +340,7 @@ def test_errors_and_debug_logs_hold_no_secret(world: World, monkeypatch: pytest.
     scan("the disk cache", files_dump(world.cache_dir))
 
 
-def test_config_errors_and_redaction_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_errors_and_the_redaction_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A wrong-scheme redis_url: a located error, no traceback, no password, from any command.
     path = tmp_path / "bad.toml"
     path.write_text(f'[providers.local]\nkind = "local"\n[caching]\nredis_url = "http://u:{REDIS_PASSWORD}@h:1/0"\n')
@@ -361,7 +361,7 @@ def test_config_errors_and_redaction_rules(tmp_path: Path, monkeypatch: pytest.M
     scan("the ConfigError", chain_text(info.value) + repr(info.value.problems))
     # Free-text redaction: registered values whatever the name; URL credentials; query secrets.
     from director_llm.config.loading import parse_config_text
-    from director_llm.config.secrets import SecretScope
+    from director_llm.config.secrets import RedactingFilter, SecretScope
 
     monkeypatch.setenv("ACME_TENANT", KEYS["ACME_TENANT"])
     cfg = parse_config_text(
@@ -370,12 +370,24 @@ def test_config_errors_and_redaction_rules(tmp_path: Path, monkeypatch: pytest.M
     )
     message = f"key {KEYS['ACME_TENANT']} at https://u:pw-{MARK}@x.example/v1?sig={MARK}x"
     assert TAG in redact(f"{KEYS['ACME_TENANT']}")  # nothing registered: an unknown name is not guessed
+    litellm_log, capture = logging.getLogger("LiteLLM"), Capture()
+    litellm_log.addHandler(capture)
+    level, litellm_log.level = litellm_log.level, logging.DEBUG
     scope = SecretScope(cfg)
     try:
         assert not leaks(redact(message))
         assert not leaks(str(DirectorError(message)))
+        try:
+            raise RuntimeError(message)
+        except RuntimeError:  # a record with args and a traceback, as LiteLLM logs them
+            litellm_log.debug("request: %s", message, exc_info=True)
+        assert capture.lines and "[REDACTED]" in capture.lines[0]
+        scan("a LiteLLM log record", "\n".join(capture.lines))
     finally:
         scope.close()
+        litellm_log.removeHandler(capture)
+        litellm_log.setLevel(level)
+    assert RedactingFilter not in {type(f) for f in litellm_log.filters}  # removed with the last scope
     assert TAG in redact(KEYS["ACME_TENANT"])  # closed: forgotten
     assert redact("https://u:hunter2@h/x?api_key=abc123456&q=1") == "https://u:[REDACTED]@h/x?api_key=[REDACTED]&q=1"
     assert re.search(r"\[REDACTED\]", redact("redis://:pw@h:6379/0"))
