@@ -239,9 +239,12 @@ def _loggers() -> list[logging.Logger]:
 
 
 def _install_filter() -> None:
+    # First in line: a filter that rewrites the text before ours (LiteLLM masks parts of
+    # secrets its own way) would leave pieces our exact values no longer match.
     for logger in _loggers():
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+        if _FILTER in logger.filters:
+            logger.filters.remove(_FILTER)
+        logger.filters.insert(0, _FILTER)
 
 
 def _remove_filter() -> None:
