@@ -22,6 +22,7 @@ from director_llm.budget.guard import BudgetGuard, ledger_from_config
 from director_llm.cache.director import DirectorCache
 from director_llm.config.loading import load_config, resolve_config_path
 from director_llm.config.models import DirectorConfig
+from director_llm.config.secrets import SecretScope
 from director_llm.engine.core import Engine
 from director_llm.engine.parts import Parts
 from director_llm.engine.stream import ResponseStream
@@ -71,6 +72,9 @@ class Director:
         self.source = source
         self._state_prefix = state_prefix
         self._clock = clock
+        self._secrets = SecretScope(config, owner=self)
+        """This config's secrets: redacted from errors and log records while this Director lives."""
+        self._old_secrets: list[SecretScope] = []
         self.providers: dict[str, DeploymentInfo] = {d.name: d for d in build_deployments(config)}
         """Every configured deployment by name (``openai/gpt-4o``): type, price, capabilities, tier."""
         self.metrics = Metrics()
@@ -548,6 +552,13 @@ class Director:
         if config.llm.max_response_bytes != old.llm.max_response_bytes:
             retired.append(self.dispatcher)
             dispatcher = Dispatcher(max_response_bytes=config.llm.max_response_bytes)
+        limiter = RateLimiter.from_config(
+            config,
+            topology.deployments.values(),
+            redis=redis,
+            prefix=f"{self._state_prefix}limits:" if self._state_prefix else LIMITS_PREFIX,
+        )
+        limiter.adopt_counts(self.limiter)
         planner = Planner(topology, budget, is_open=breaker.is_open, p50_ms=self._p50)
         engine = Engine(
             Parts(
@@ -558,6 +569,7 @@ class Director:
                 metrics=self.metrics,
                 llm=config.llm,
                 observer=self.telemetry,
+                limiter=limiter if limiter.enabled else None,
             )
         )
         keep_local = _local_part(config) == _local_part(old) and source == self.source
@@ -579,6 +591,11 @@ class Director:
         )
         self.config, self.source, self.providers, self.topology = config, source, providers, topology
         self.breaker, self.budget, self.cache, self.dispatcher, self.engine = breaker, budget, cache, dispatcher, engine
+        self.limiter = limiter
+        # The new config's secrets are redacted from now on; the old ones stay redacted until
+        # aclose (requests in flight on the old parts may still log them).
+        self._old_secrets.append(self._secrets)
+        self._secrets = SecretScope(config, owner=self)
         self._built = None
         self._classifier = None
         if not keep_local:
@@ -671,20 +688,25 @@ class Director:
         if self._closed:
             return
         self._closed = True
-        self.remove_reload_signal()
-        for task in list(self._retiring):
-            task.cancel()
-        await self._close_retired(self._retired)
-        self._retired = []
-        await self.budget.drain()
-        await self.budget.release_all()
-        await self.budget.ledger.aclose()
-        await self.cache.aclose()
-        await self.telemetry.aclose()
-        await self.breaker.aclose()
-        await self.dispatcher.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        try:
+            self.remove_reload_signal()
+            for task in list(self._retiring):
+                task.cancel()
+            await self._close_retired(self._retired)
+            self._retired = []
+            await self.budget.drain()
+            await self.budget.release_all()
+            await self.budget.ledger.aclose()
+            await self.cache.aclose()
+            await self.telemetry.aclose()
+            await self.breaker.aclose()
+            await self.dispatcher.aclose()
+            if self._redis is not None:
+                await self._redis.aclose()
+        finally:
+            for scope in [*self._old_secrets, self._secrets]:
+                scope.close()
+            self._old_secrets = []
 
     async def __aenter__(self) -> Director:
         return self

@@ -26,9 +26,11 @@ never part of a message: ``redact`` is applied to anything that may echo a provi
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -54,27 +56,67 @@ __all__ = [
     "StreamInterruptedError",
     "TrainingDataError",
     "redact",
+    "register_secrets",
+    "unregister_secrets",
 ]
 
-# Long opaque tokens that look like API keys (sk-..., AIza..., bearer tokens).
+# Long opaque tokens that look like API keys (sk-..., AIza..., bearer tokens), credentials in
+# URLs (``scheme://user:password@``) and secret-looking query parameters (``?api_key=...``).
 _KEY_PATTERNS = [
     re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
-    re.compile(r"(?i)([?&]key=)[^&\s\"']{6,}"),
+    re.compile(r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]{6,}"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/@:\"'<>]*:)[^\s/@\"'<>]+(?=@)"),
+    re.compile(
+        r"(?i)([?&;](?:[a-z0-9_\-]*(?:key|token|secret|passw(?:or)?d|pwd|sig|signature|credential|auth))=)"
+        r"[^&#\s\"'<>]+"
+    ),
 ]
-_SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CRED", "AUTH")
+_MIN_SECRET_CHARS = 6
+"""Shorter values are not replaced wherever they appear (they would eat ordinary words);
+credentials in URLs are still removed by the URL pattern above."""
+
+_registry_lock = threading.Lock()
+_registered: dict[int, frozenset[str]] = {}
+_known: tuple[str, ...] = ()
+_tokens = itertools.count(1)
+
+
+def register_secrets(values: Iterable[str]) -> int:
+    """Make ``redact`` remove ``values`` (a live Director's configured secrets) until
+    ``unregister_secrets(token)``; returns the token. See ``director_llm.config.secrets``."""
+    global _known
+    kept = frozenset(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
+    with _registry_lock:
+        token = next(_tokens)
+        _registered[token] = kept
+        _known = tuple(sorted(set().union(*_registered.values()), key=len, reverse=True))
+    return token
+
+
+def unregister_secrets(token: int) -> None:
+    """Forget the values registered under ``token`` (unknown tokens are ignored)."""
+    global _known
+    with _registry_lock:
+        if _registered.pop(token, None) is None:
+            return
+        _known = tuple(sorted(set().union(*_registered.values()), key=len, reverse=True))
 
 
 def redact(text: object, extra_secrets: tuple[str, ...] = ()) -> str:
-    """Return ``text`` with API keys removed: known key shapes, plus the current values of
-    environment variables whose name looks secret (``*_API_KEY``, ``*_TOKEN``...)."""
+    """Return ``text`` with secrets removed: the values registered by live Directors (every
+    configured key, URL password and secret query value, whatever the variable's name), the
+    current values of environment variables whose name looks secret (``*_API_KEY``,
+    ``*_TOKEN``, ``*_CRED``...), ``extra_secrets``, known key shapes, URL userinfo and
+    secret-looking query parameters."""
     s = str(text)
-    secrets = [v for k, v in os.environ.items() if any(h in k.upper() for h in _SECRET_ENV_HINTS)]
-    for secret in (*extra_secrets, *secrets):
-        if secret and len(secret) >= 6 and secret in s:
+    env = [v for k, v in os.environ.items() if any(h in k.upper() for h in _SECRET_ENV_HINTS)]
+    candidates = [*extra_secrets, *_known, *sorted(env, key=len, reverse=True)]
+    for secret in candidates:
+        if secret and len(secret) >= _MIN_SECRET_CHARS and secret in s:
             s = s.replace(secret, "[REDACTED]")
     for pat in _KEY_PATTERNS:
         if pat.groups:
@@ -117,7 +159,7 @@ class ConfigError(DirectorError):
         self.path = path
         self.key = key
         self.line = line
-        self.problems = problems or [message]
+        self.problems = [redact(p) for p in problems] if problems else [redact(message)]
         super().__init__(message)
 
 

@@ -26,7 +26,8 @@ import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from director_llm.config.urls import redacted_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,19 +40,6 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 2.0
-
-
-def redacted_url(url: str) -> str:
-    """``url`` without user, password or query (safe to log): ``redis://host:port/db``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid redis url>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class RedisClients:

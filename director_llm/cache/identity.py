@@ -115,17 +115,9 @@ def keyed_digest(value: Any, *, secret: bytes | None, purpose: str = "credential
 
 def provider_key_envs(section: ProviderConfig) -> list[str]:
     """Environment variables a provider section takes its key(s) from (pool or single)."""
-    pool = getattr(section, "api_key_envs", None)  # key pools (a later config change)
-    if pool:
-        return [str(name) for name in pool]
-    if section.api_key_env:
-        return [section.api_key_env]
-    if section.kind in ("ollama", "local"):
-        return []  # local servers need no key unless the config names one
-    from director_llm.providers import KINDS
+    from director_llm.config.secrets import key_env_names
 
-    spec = KINDS.get(section.kind)
-    return [spec.default_key_env] if spec is not None and spec.default_key_env else []
+    return key_env_names(section)
 
 
 def _values(names: Iterable[str], env: Mapping[str, str]) -> list[str]:

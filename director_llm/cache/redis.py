@@ -24,11 +24,11 @@ import asyncio
 import logging
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
+from director_llm.config.urls import redacted_url
 from director_llm.errors import CacheError, ConfigError
 
-__all__ = ["RedisLayer", "RedisState"]
+__all__ = ["RedisLayer", "RedisState", "redacted_url"]
 
 RedisState = Literal["up", "down"]
 
@@ -44,14 +44,6 @@ WRITE_SLOT_WAIT_S = 10.0
 _CLEAR_BATCH = 500
 #: After a warning, further outages within this many seconds log at debug (flapping).
 _WARN_EVERY_S = 60.0
-
-
-def redacted_url(url: str) -> str:
-    """``url`` without its password (safe to log): ``redis://host:port/db``."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class RedisLayer:

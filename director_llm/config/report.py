@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from director_llm.cache.redis import redacted_url
 from director_llm.config.models import LOCAL_ESCALATE_BELOW, DirectorConfig
+from director_llm.config.secrets import config_secrets, redact_data
 from director_llm.config.semantics import LLM_TIERS, Problem, check_semantics, resolve_fallbacks
+from director_llm.config.urls import redacted_url
 
 CHARS_PER_TOKEN = 4
 """Prompt size estimate without a tokenizer (no tokenizer import in check-config): ~4
@@ -87,7 +88,7 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
         flow_names, flow_source = list(BUILTIN_FLOWS), "built-in"
     else:
         flow_names, flow_source = list(flows), "config"
-    return {
+    report = {
         "source": source,
         "valid": not any(p.level == "error" for p in problems),
         "deployments": [d.as_dict() for d in deployments],
@@ -126,3 +127,5 @@ def config_report(config: DirectorConfig, *, source: str, strict: bool = False) 
         },
         "problems": [{"level": p.level, "key": p.key, "message": p.message} for p in problems],
     }
+    # One pass over everything shown: keys, URL credentials, a key pasted into a name field.
+    return cast(dict[str, Any], redact_data(report, config_secrets(config)))

@@ -67,9 +67,10 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
 def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> list[Problem]:
     """Every cross-field problem of ``config``. ``base_dir`` is the config file's folder:
     relative paths in it (``training_file``) are found there or in the working directory."""
+    from director_llm.config.secrets import name_field_problems
     from director_llm.providers import build_deployments, tiers_in_use
 
-    problems: list[Problem] = _check_providers(config, base_dir)
+    problems: list[Problem] = _check_providers(config, base_dir) + name_field_problems(config)
     if any(p.level == "error" for p in problems):
         return problems  # deployments cannot be built from a broken provider section
     problems += check_something_answers(config)

@@ -9,17 +9,75 @@ message (or None) and never raises; messages show the URL without its password a
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 HTTP_SCHEMES = ("http", "https")
 _MAX_SHOWN = 80
-_USERINFO = re.compile(r"//[^/@]*@")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#@]*)@")
+_QUERY_PARAM = re.compile(r"([?&;])([^=&#;]+)=([^&#;]*)")
+#: Query parameter names (or parts of names) whose values are credentials.
+SECRET_PARAM_HINTS = ("key", "token", "secret", "password", "passwd", "pwd", "sig", "credential", "auth")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter called ``name`` carries a credential (``key``, ``api_key``,
+    ``access_token``, ``sig``, ``password``...)."""
+    n = unquote(name).lower()
+    return any(h in n for h in SECRET_PARAM_HINTS)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials inside ``url``, as written and percent-decoded: the userinfo password
+    (or the user name when there is no password: ``https://TOKEN@host``) and the values of
+    secret-looking query parameters. Never raises."""
+    found: list[str] = []
+    m = _USERINFO.match(url)
+    if m:
+        user, sep, password = m.group(2).partition(":")
+        found.append(password if sep else user)
+    for _, name, value in _QUERY_PARAM.findall(url.split("#", 1)[0]):
+        if is_secret_param(name):
+            found.append(value)
+    out: list[str] = []
+    for value in found:
+        for v in (value, unquote(value)):
+            if v and v not in out:
+                out.append(v)
+    return out
+
+
+def redact_url(url: str, mask: str = "***") -> str:
+    """``url`` with its credentials replaced by ``mask`` (``https://user:***@host/v1?key=***``),
+    everything else kept. Never raises."""
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user}:{mask}@" if sep else f"{m.group(1)}{mask}@"
+
+    def param(m: re.Match[str]) -> str:
+        return f"{m.group(1)}{m.group(2)}={mask}" if is_secret_param(m.group(2)) else m.group(0)
+
+    return _QUERY_PARAM.sub(param, _USERINFO.sub(userinfo, url, count=1))
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without user, password or query (safe to log): ``redis://host:port/db``.
+    Never raises (a URL urllib cannot read gives a placeholder)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def shown(url: str) -> str:
-    """``url`` quoted for an error message: userinfo (password) removed, at most 80 characters."""
-    safe = _USERINFO.sub("//***@", url)
+    """``url`` quoted for an error message: credentials removed, at most 80 characters."""
+    safe = redact_url(url)
     if len(safe) > _MAX_SHOWN:
         safe = safe[:_MAX_SHOWN] + "..."
     return f'"{safe}"'

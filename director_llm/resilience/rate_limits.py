@@ -369,6 +369,12 @@ class RateLimiter:
             prefix=prefix,
         )
 
+    def adopt_counts(self, previous: RateLimiter) -> None:
+        """Keep counting where ``previous`` left off (a config reload): its in-memory windows
+        and in-flight leases become this limiter's, so a reload never resets a limit. Counts
+        in Redis carry over by themselves (same keys)."""
+        self._memory = previous._memory
+
     # -- reading -----------------------------------------------------------------------------
     @property
     def enabled(self) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from director_llm.config.models import DirectorConfig
+from director_llm.config.secrets import key_value_problem
 from director_llm.providers import DeploymentInfo
 from director_llm.router.dispatch import import_litellm
 from director_llm.selection.topology import Topology
@@ -58,6 +59,8 @@ def model_list(deployments: list[DeploymentInfo], instance_id: str) -> list[dict
     entries = []
     for d in deployments:
         params = d.litellm_params()
+        if params.get("api_key") and key_value_problem(d.api_key_env or "", params["api_key"]):
+            params.pop("api_key")  # a URL or DSN is never sent as a key (config.secrets)
         base_info: dict[str, Any] = {"director_deployment": d.name, "director_tier": d.tier}
         if d.context_window:
             base_info["max_input_tokens"] = d.context_window

@@ -21,8 +21,11 @@ local       LiteLLM failed before any HTTP exchange (a shape it cannot   no
             send); the next deployment may still take it
 ==========  ===========================================================  ==============
 
-The message is redacted and the cause is dropped (``raise ... from None``): LiteLLM's
-exception can hold request headers with the key.
+The message is redacted (``errors.redact``: the live Directors' configured secrets, key
+shapes, URL credentials) before it is cut short, and the ``UpstreamError`` is raised outside
+the ``except`` block: no ``__cause__`` nor ``__context__`` leads back to LiteLLM's exception,
+which holds the request headers with the key. A key variable holding a URL or DSN
+(``api_key_env = "DATABASE_URL"``) is refused before any HTTP (kind ``credential``).
 
 Why not ``litellm.Router.acompletion``: the engine already chose the deployment, so the
 Router's selection, retries, fallbacks and callbacks would be dead weight (measured ~1.4 ms
@@ -39,6 +42,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from director_llm.config.secrets import key_value_problem
 from director_llm.errors import redact
 from director_llm.providers import DeploymentInfo
 from director_llm.resilience.retry_after import retry_after_of
@@ -189,6 +193,7 @@ class ReplyStream:
         return self._texts()
 
     async def _texts(self) -> AsyncIterator[str]:
+        failure: UpstreamError | None = None
         try:
             async for chunk in self._chunks:
                 self.received += 1
@@ -199,7 +204,9 @@ class ReplyStream:
         except (UpstreamError, asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the body broke after the stream opened: translated
-            raise translate(exc) from None
+            failure = translate(exc)
+        if failure is not None:
+            raise failure  # outside the handler: no __context__ pointing at LiteLLM's exception
 
     def _take_usage(self, chunk: Any) -> None:
         usage = getattr(chunk, "usage", None)
@@ -256,6 +263,10 @@ class Dispatcher:
         timeout: float,
     ) -> dict[str, Any]:
         request = deployment.litellm_params()
+        key = request.get("api_key")
+        problem = key_value_problem(deployment.api_key_env or "", key) if key and "api_key" not in params else None
+        if problem:  # e.g. api_key_env = "DATABASE_URL": refused before any HTTP, never sent
+            raise UpstreamError("credential", "UnusableKey", f"{deployment.name}: {problem}")
         for unused in ("rpm", "tpm"):
             request.pop(unused, None)
         request.update(params)
@@ -291,8 +302,10 @@ class Dispatcher:
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
-            raise translate(exc, caller_key=caller_key) from None
-        return _reply(response)
+            failure = translate(exc, caller_key=caller_key)
+        else:
+            return _reply(response)
+        raise failure  # outside the handler: no __context__ pointing at LiteLLM's exception
 
     async def stream(
         self,
@@ -313,8 +326,10 @@ class Dispatcher:
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
-            raise translate(exc, caller_key=caller_key) from None
-        return ReplyStream(chunks)
+            failure = translate(exc, caller_key=caller_key)
+        else:
+            return ReplyStream(chunks)
+        raise failure  # outside the handler: no __context__ pointing at LiteLLM's exception
 
 
 def model_response(data: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ protocol classes say what the bytes are, :mod:`director_llm.testing.servers` rou
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -64,10 +65,11 @@ class Player:
         await self.wait(self.request, fault.delay)
         kind = fault.kind
         if kind is FaultKind.STATUS:
+            message = fault.message
+            if fault.echo_credentials:
+                message = f"{message}: {json.dumps(self.recorded.credentials)}"
             body = (
-                fault.body
-                if fault.body is not None
-                else self.proto.error(fault.status_code, fault.message, fault.error_type)
+                fault.body if fault.body is not None else self.proto.error(fault.status_code, message, fault.error_type)
             )
             return web.Response(
                 status=fault.status_code,

@@ -45,6 +45,14 @@ class RecordedRequest:
         return self.query.get("key")
 
     @property
+    def credentials(self) -> dict[str, str]:
+        """Every credential header and query parameter the client sent, by (lower-case) name."""
+        found = {name: self.headers[name] for name in _KEY_HEADERS if self.headers.get(name)}
+        if self.query.get("key"):
+            found["?key"] = self.query["key"]
+        return found
+
+    @property
     def messages(self) -> list[Any]:
         """The chat messages (``messages`` or Gemini's ``contents``), or an empty list."""
         if not isinstance(self.body, dict):

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Self
+from urllib.parse import quote
 
 from director_llm.errors import RedisUnavailableError
 
@@ -27,11 +28,16 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
 
-def ping(host: str = DEFAULT_HOST, port: int = 6379, *, timeout: float = 0.5) -> bool:
-    """Whether a Redis server answers ``PING`` at ``host:port``."""
+def ping(host: str = DEFAULT_HOST, port: int = 6379, *, timeout: float = 0.5, password: str | None = None) -> bool:
+    """Whether a Redis server answers ``PING`` at ``host:port`` (after ``AUTH password``)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
+            if password is not None:
+                secret = password.encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -51,19 +57,22 @@ class RedisServer:
     Args:
         port: Port to use; 0 picks a free one on first start and keeps it for restarts.
         binary: The ``redis-server`` executable (looked up on PATH by default).
+        password: Require this password (``requirepass``); ``url`` then carries it.
     """
 
-    def __init__(self, port: int = 0, *, binary: str | None = None):
+    def __init__(self, port: int = 0, *, binary: str | None = None, password: str | None = None):
         self.host = DEFAULT_HOST
         self.port = port
+        self.password = password
         self._binary = binary or shutil.which("redis-server")
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.host}:{self.port}/0"
+        """``redis://127.0.0.1:PORT/0`` (``redis://:PASSWORD@127.0.0.1:PORT/0`` with a password)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -92,9 +101,11 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(log_path),
         ]  # fmt: skip
+        if self.password is not None:
+            command += ["--requirepass", self.password]
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not ping(self.host, self.port, timeout=0.2):
+        while not ping(self.host, self.port, timeout=0.2, password=self.password):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-500:] if log_path.exists() else ""
                 self.stop()

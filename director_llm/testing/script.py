@@ -124,6 +124,10 @@ class Fault:
         after_chunks: For ``CUT_STREAM``: how many text chunks to send before closing.
         reset: For ``CUT_STREAM``: close with a TCP RST instead of a clean FIN.
         delay: Seconds to wait before misbehaving.
+        echo_credentials: For ``STATUS`` faults: append the credential headers and query
+            parameters the client sent (``Authorization``, ``x-api-key``, ``x-goog-api-key``,
+            ``api-key``, ``?key=``) to the error message, as careless providers and proxies
+            do. For redaction tests.
     """
 
     kind: FaultKind
@@ -135,6 +139,7 @@ class Fault:
     after_chunks: int = 2
     reset: bool = False
     delay: float = 0.0
+    echo_credentials: bool = False
 
     @classmethod
     def status(
@@ -146,8 +151,10 @@ class Fault:
         body: str | bytes | None = None,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        echo_credentials: bool = False,
     ) -> Fault:
-        """An HTTP error. ``body`` replaces the provider-shaped error body when given."""
+        """An HTTP error. ``body`` replaces the provider-shaped error body when given;
+        ``echo_credentials`` appends the credentials the client sent to the message."""
         return cls(
             FaultKind.STATUS,
             status_code=status_code,
@@ -156,7 +163,14 @@ class Fault:
             body=body,
             headers=tuple((headers or {}).items()),
             delay=delay,
+            echo_credentials=echo_credentials,
         )
+
+    @classmethod
+    def echo_credentials_error(cls, status_code: int = 401, message: str | None = None) -> Fault:
+        """An HTTP error (401 by default) whose body echoes the credentials the client sent,
+        headers included (``{"authorization": "Bearer sk-..."}``)."""
+        return cls.status(status_code, message or "Incorrect API key provided", echo_credentials=True)
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = None, *, message: str | None = None) -> Fault:
@@ -336,6 +350,7 @@ def behaviour_from_dict(data: dict[str, Any]) -> Behaviour:
         kwargs = {k: v for k, v in data.items() if k != "fault"}
         factory: Callable[..., Fault] | None = {  # type: ignore[assignment]
             "status": Fault.status,
+            "echo_credentials": Fault.echo_credentials_error,
             "rate_limited": Fault.rate_limited,
             "context_length_exceeded": Fault.context_length_exceeded,
             "hang": Fault.hang,

@@ -252,3 +252,20 @@ def test_the_sync_facade_reloads(fake_provider, cfg):
         write(cfg, fake_provider.base_url, ["new-model"])
         assert d.reload()["added"] == ["p_new_model/new-model"]
         assert list(d.director.providers) == ["p_new_model/new-model"]
+
+
+async def test_rate_limits_keep_counting_across_a_reload(fake_provider, cfg):
+    """A reload never resets a limit: the requests counted before it still count after it."""
+    from director_llm import RateLimitedError
+
+    limits = "[llm.rate_limits]\nrpm = 2\nmax_wait_seconds = 0\n"
+    write(cfg, fake_provider.base_url, ["old-model"], extra="timeout_seconds = 20\n" + limits)
+    fake_provider.script("old-model", [Reply(text="old")], repeat=True)
+    async with Director.from_file(cfg) as d:
+        for _ in range(2):
+            await d.acompletion(HI)
+        write(cfg, fake_provider.base_url, ["old-model"], extra="timeout_seconds = 21\n" + limits)
+        assert (await d.reload())["kept"] == ["p_old_model/old-model"]
+        with pytest.raises(RateLimitedError):
+            await d.acompletion(HI)
+    assert len(fake_provider.requests_for("old-model")) == 2
