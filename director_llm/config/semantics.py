@@ -84,11 +84,19 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     for d in deployments:
         key = f"providers.{d.provider}"
         if d.needs_key and d.key_status() == "missing":
-            problems.append(
-                Problem(
-                    "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
+            if len(d.api_key_envs) > 1:
+                listed = ", ".join(f"${n}" for n in d.api_key_envs)
+                problems.append(
+                    Problem(
+                        "warning", f"{key}.api_key_envs", f"none of {listed} is set: {d.name} is skipped at run time"
+                    )
                 )
-            )
+            else:
+                problems.append(
+                    Problem(
+                        "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
+                    )
+                )
         if not d.price.known:
             problems.append(Problem("warning", f"{key}.overrides.{d.model}", unknown_price_message(d.name)))
     return problems

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from director_llm.config.models import LLMConfig
     from director_llm.observability import Metrics
     from director_llm.resilience.breaker import CircuitBreaker
+    from director_llm.resilience.keys import KeyPools
     from director_llm.router.dispatch import Dispatcher
     from director_llm.selection.planner import Planner
 
@@ -20,8 +21,9 @@ __all__ = ["Parts"]
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """Planner, dispatcher, budget guard, breaker, metrics, the ``[llm]`` settings and the
-    observer every request reports to (``observability.observer``)."""
+    """Planner, dispatcher, budget guard, breaker, metrics, the ``[llm]`` settings, the
+    observer every request reports to (``observability.observer``) and the API key pools
+    (``resilience.keys``; None: each deployment's key is read from the environment)."""
 
     planner: Planner
     dispatcher: Dispatcher
@@ -30,3 +32,4 @@ class Parts:
     metrics: Metrics
     llm: LLMConfig
     observer: Observer = NOOP_OBSERVER
+    keys: KeyPools | None = None

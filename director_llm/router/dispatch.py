@@ -254,8 +254,11 @@ class Dispatcher:
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
         timeout: float,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        request = deployment.litellm_params()
+        request = deployment.litellm_params(with_key=key is None)
+        if key is not None and "api_key" not in params:
+            request["api_key"] = key  # chosen by the key pool for this attempt
         for unused in ("rpm", "tpm"):
             request.pop(unused, None)
         request.update(params)
@@ -283,11 +286,14 @@ class Dispatcher:
         params: Mapping[str, Any],
         *,
         timeout: float,
+        key: str | None = None,
     ) -> Reply:
+        """One non-streamed call; ``key`` is the API key value to send (the key pool's choice;
+        None: the deployment's first key set in the environment)."""
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
         try:
-            response = await litellm.acompletion(**self._request(deployment, messages, params, timeout))
+            response = await litellm.acompletion(**self._request(deployment, messages, params, timeout, key))
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
@@ -301,11 +307,12 @@ class Dispatcher:
         params: Mapping[str, Any],
         *,
         timeout: float,
+        key: str | None = None,
     ) -> ReplyStream:
         """Open a stream (``stream_options.include_usage`` on, so the last chunk has usage)."""
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
-        request = self._request(deployment, messages, params, timeout)
+        request = self._request(deployment, messages, params, timeout, key)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         try:
