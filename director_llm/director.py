@@ -352,23 +352,40 @@ class Director:
         names = [d.name for d in self.usable_deployments() if d.kind != "local"]
 
         async def send(name: str, timeout: float) -> None:
-            # A probe's outcome is evidence like any attempt's: it feeds the breaker.
+            # A probe's outcome is evidence like any attempt's: it feeds the breaker. With a key
+            # pool each key is probed: a refused one leaves the pool (not the last), as in requests.
             info = self.providers[name]
             pool = self.keys.pool_for(info)
-            lease = pool.take(name) if pool is not None else None
-            try:
-                await self.dispatcher.complete(
-                    info, PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout, key=lease.value if lease else None
-                )
-            except UpstreamError as exc:
-                if lease is not None:
-                    exc.message = f"{exc.message} [key {lease.name}]"
-                if exc.feeds_breaker:
-                    await self.breaker.record_failure(name, exc)
-                raise
-            finally:
-                if lease is not None:
-                    lease.release()
+            if pool is None:
+                leases: list[Any] = [None]
+            else:
+                taken = [pool.take(name, name=k) for k in pool.names]
+                leases = [lease for lease in taken if lease is not None]
+                if not leases:
+                    raise UpstreamError("local", "NoUsableKey", "no API key of the pool can serve now")
+            answered = False
+            failure: UpstreamError | None = None
+            for lease in leases:
+                try:
+                    await self.dispatcher.complete(
+                        info, PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout, key=lease.value if lease else None
+                    )
+                    answered = True
+                except UpstreamError as exc:
+                    if lease is not None:
+                        exc.message = f"{exc.message} [key {lease.name}]"
+                        if exc.kind == "credential" and pool is not None and pool.drop(lease, exc.status_code):
+                            continue
+                        if exc.status_code == 429 and pool is not None and pool.cool(lease, exc.retry_after):
+                            continue
+                    failure = exc
+                finally:
+                    if lease is not None:
+                        lease.release()
+            if failure is not None and not answered:
+                if failure.feeds_breaker:
+                    await self.breaker.record_failure(name, failure)
+                raise failure
             await self.breaker.record_success(name)
 
         if probe and names:
@@ -385,7 +402,7 @@ class Director:
         for name in names:  # the key pool of each deployment's provider, by variable name
             pool = self.keys.pool_for(self.providers[name])
             if pool is not None and name in report:
-                report[name]["keys"] = {k: v["state"] for k, v in pool.describe().items()}
+                report[name]["keys"] = pool.states()
         return report
 
     def key_pools(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -172,10 +172,13 @@ class KeyPool:
         ]
         return max(0.0, min(ends) - now) if ends else None
 
-    def take(self, deployment: str) -> KeyLease | None:
+    def take(self, deployment: str, *, name: str | None = None) -> KeyLease | None:
         """The key for the next attempt on ``deployment``: fewest calls in flight, then round
-        robin (None when no key is set, or every one is dropped or cooling down)."""
+        robin (None when no key is set, or every one is dropped or cooling down); ``name``
+        asks for that key (a probe of each key)."""
         usable = self._usable(deployment, self._clock())
+        if name is not None:
+            usable = [k for k in usable if k.name == name]
         if not usable:
             return None
         start = next(self._turn) % len(usable)
@@ -227,6 +230,11 @@ class KeyPool:
 
     def usage(self) -> dict[str, KeyUsage]:
         return {n: k.usage for n, k in self._keys.items()}
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """``describe`` without the counters: ``{name: {"state", "status"?, "cooling_s"?}}``."""
+        keep = ("state", "status", "cooling_s")
+        return {n: {k: v for k, v in d.items() if k in keep} for n, d in self.describe().items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """``{name: {"state", "in_flight", ...}}``; states: ``ok``, ``missing`` (not set),
