@@ -346,7 +346,9 @@ class Director:
         and the counts are every process's (``resilience.shared_stats``); a deployment no
         process has called is ``unknown``. ``probe=True`` also sends each a tiny request
         with a short timeout of its own (``probe_timeout``, default min(5 s, the attempt
-        timeout); LiteLLM is imported before, outside it)."""
+        timeout); LiteLLM is imported before, outside it; with a key pool, one request per key).
+        Each deployment with an API key also has ``keys``: its provider's keys by variable
+        name and their state (as in ``key_pools``), never a value."""
         from director_llm.resilience.health import PROBE_MESSAGES, deployment_health
 
         names = [d.name for d in self.usable_deployments() if d.kind != "local"]

@@ -61,7 +61,7 @@ class KeyUsage:
 @dataclass
 class _Key:
     name: str
-    fingerprint: int = 0  # hash of the value, to notice a change on reload (never shown)
+    fingerprint: int = field(default=0, repr=False)  # hash of the value, to notice a change on reload
     present: bool = False
     dropped_status: int | None = None
     dropped_at: float | None = None

@@ -213,3 +213,18 @@ def test_config_refuses_both_settings_and_values_in_place_of_names() -> None:
         parse_config_text('[providers.openai]\nmodels = ["gpt-4o"]\napi_key_envs = ["K_A", "K_A"]\n')
     with pytest.raises(ConfigError):
         parse_config_text('[providers.openai]\nmodels = ["gpt-4o"]\napi_key_envs = []\n')
+
+
+async def test_concurrent_requests_all_served_while_a_key_is_refused(fake_provider) -> None:
+    fake_provider.set_default(Reply("ok", delay=0.05))
+    fake_provider.script(None, Fault.status(401), api_key=B, repeat=True)
+    async with Director(parse_config_text(pool_config(fake_provider.base_url))) as d:
+        results = await asyncio.gather(*(d.acompletion(ASK) for _ in range(30)), return_exceptions=True)
+        states = {n: s["state"] for n, s in d.key_pools()["openai"].items()}
+        report = await d.spend()
+    assert [r for r in results if isinstance(r, BaseException)] == []  # 0 failed requests
+    assert states == {"TEST_POOL_KEY_A": "ok", "TEST_POOL_KEY_B": "dropped", "TEST_POOL_KEY_C": "ok"}
+    # B was refused only by the calls that took it before its first 401 came back.
+    assert len(fake_provider.requests_with_key(B)) <= 10
+    assert report.keys["TEST_POOL_KEY_A"].requests + report.keys["TEST_POOL_KEY_C"].requests == 30
+    assert d.breaker.state("openai/pool-model") == "closed"
