@@ -110,7 +110,7 @@ class Slot:
         if pool is None:
             self.run.calls += 1
             return await send(None)
-        while True:
+        for _ in range(len(pool.names)):  # each key at most once per slot, whatever its Retry-After
             lease = pool.take(self.name)
             if lease is None:
                 raise UpstreamError("local", "NoUsableKey", f"no API key of {self.deployment.provider} can serve now")
@@ -137,6 +137,7 @@ class Slot:
                 raise
             self.lease = lease
             return result
+        raise UpstreamError("local", "KeysExhausted", f"every API key of {self.deployment.provider} was tried")
 
     def _book_key(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
         lease, self.lease = self.lease, None
