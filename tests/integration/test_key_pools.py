@@ -228,3 +228,15 @@ async def test_concurrent_requests_all_served_while_a_key_is_refused(fake_provid
     assert len(fake_provider.requests_with_key(B)) <= 10
     assert report.keys["TEST_POOL_KEY_A"].requests + report.keys["TEST_POOL_KEY_C"].requests == 30
     assert d.breaker.state("openai/pool-model") == "closed"
+
+
+async def test_classification_uses_the_pool_too(fake_provider) -> None:
+    good = {"flow": "greeting", "confidence": 0.93, "reasoning": "a greeting", "entities": {}}
+    fake_provider.set_default(Reply(json=good))
+    fake_provider.script(None, Fault.status(401), api_key=A, repeat=True)
+    async with Director(parse_config_text(pool_config(fake_provider.base_url, NAMES[:2]))) as d:
+        results = [await d.classify_intent(f"oi {i}", cache=False) for i in range(3)]
+        report = await d.spend()
+    assert [r.flow for r in results] == ["greeting"] * 3
+    assert len(fake_provider.requests_with_key(A)) == 1
+    assert report.keys["TEST_POOL_KEY_B"].requests == 3
