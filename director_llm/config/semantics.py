@@ -81,8 +81,21 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     problems += _check_intents(config, tiers)
     problems += check_flows(config)
     problems += check_timeouts(config, deployments)
+    partial_pools: set[str] = set()
     for d in deployments:
         key = f"providers.{d.provider}"
+        unset = [n for n, state in d.key_statuses().items() if state == "missing"]
+        if len(d.api_key_envs) > 1 and unset and len(unset) < len(d.api_key_envs) and d.provider not in partial_pools:
+            partial_pools.add(d.provider)
+            listed = ", ".join(f"${n}" for n in unset)
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{key}.api_key_envs",
+                    f"{listed} {'is' if len(unset) == 1 else 'are'} not set: the key pool serves with "
+                    f"{len(d.api_key_envs) - len(unset)} of its {len(d.api_key_envs)} keys",
+                )
+            )
         if d.needs_key and d.key_status() == "missing":
             if len(d.api_key_envs) > 1:
                 listed = ", ".join(f"${n}" for n in d.api_key_envs)

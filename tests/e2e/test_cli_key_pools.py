@@ -56,6 +56,10 @@ def test_check_config_shows_the_pool_by_name(tmp_path, fake_provider) -> None:
     as_json = run("check-config", "--config", cfg, "--json", env=KEYS)
     assert table.exit_code == 0 and as_json.returncode == 0, table.stdout + as_json.stderr
     assert "2/3 set" in table.stdout
+    problems = json.loads(as_json.stdout)["problems"]
+    assert any(
+        p["key"] == "providers.openai.api_key_envs" and "$TEST_CLI_POOL_C is not set" in p["message"] for p in problems
+    )
     assert "TEST_CLI_POOL_C" in table.stdout and "missing" in table.stdout
     deployment = json.loads(as_json.stdout)["deployments"][0]
     assert deployment["api_key_envs"] == ["TEST_CLI_POOL_A", "TEST_CLI_POOL_B", "TEST_CLI_POOL_C"]
