@@ -120,6 +120,8 @@ class Slot:
                 result = await send(lease.value)
             except UpstreamError as exc:
                 lease.release()
+                if lease.value and lease.value in exc.message:  # an upstream body echoing the key
+                    exc.message = exc.message.replace(lease.value, f"[{lease.name}]")
                 if exc.kind == "credential" and pool.drop(lease, exc.status_code):
                     why = f"key {lease.name} refused ({exc.status_code}): taken out of the pool"
                 elif exc.status_code == 429 and pool.cool(lease, exc.retry_after):

@@ -240,3 +240,22 @@ async def test_classification_uses_the_pool_too(fake_provider) -> None:
     assert [r.flow for r in results] == ["greeting"] * 3
     assert len(fake_provider.requests_with_key(A)) == 1
     assert report.keys["TEST_POOL_KEY_B"].requests == 3
+
+
+async def test_an_echoed_key_never_reaches_the_route_or_the_error(fake_provider, monkeypatch) -> None:
+    # Variable names without KEY/TOKEN/SECRET: the generic redactor would not know them.
+    cred = {"TENANT_CRED_ONE": "tenant-cred-one-0123456789", "TENANT_CRED_TWO": "tenant-cred-two-0123456789"}
+    for name, value in cred.items():
+        monkeypatch.setenv(name, value)
+    for value in cred.values():
+        fake_provider.script(
+            None, Fault.status(401, f"Incorrect API key provided: {value}"), api_key=value, repeat=True
+        )
+    cfg = pool_config(fake_provider.base_url, tuple(cred), threshold=1)
+    async with Director(parse_config_text(cfg)) as d:
+        with pytest.raises(ProviderError) as caught:
+            await d.acompletion(ASK)
+        health = await d.health()
+    text = str(caught.value) + repr(caught.value) + repr(caught.value.route) + json.dumps(health)
+    assert "[TENANT_CRED_ONE]" in text or "[TENANT_CRED_TWO]" in text
+    assert all(value not in text for value in cred.values())
