@@ -32,6 +32,7 @@ from director_llm.observability.telemetry import Telemetry
 from director_llm.providers import DeploymentInfo, build_deployments
 from director_llm.request import Call, check_params, check_strategy, needs_of, validate_messages
 from director_llm.resilience.breaker import DEFAULT_PREFIX, CircuitBreaker
+from director_llm.resilience.keys import KeyPools
 from director_llm.resilience.rate_limits import DEFAULT_PREFIX as LIMITS_PREFIX
 from director_llm.resilience.rate_limits import RateLimiter
 from director_llm.route import Route
@@ -107,6 +108,13 @@ class Director:
         )
         """Rate limits per deployment and global (``resilience.rate_limits``), counted in the
         state Redis when there is one, in memory otherwise."""
+        breaker_cfg = config.llm.circuit_breaker
+        self.keys = KeyPools(
+            (d for d in self.providers.values() if d.kind != "local"),
+            default_cooldown_s=breaker_cfg.cooldown_seconds,
+            max_cooldown_s=breaker_cfg.max_cooldown_seconds,
+        )
+        """The API key pool of each provider (``resilience.keys``): names and states, never values."""
         planner = Planner(self.topology, self.budget, is_open=self.breaker.is_open, p50_ms=self._p50)
         self.telemetry = Telemetry(
             config.observability,
@@ -130,6 +138,7 @@ class Director:
                 llm=config.llm,
                 observer=self.telemetry,
                 limiter=self.limiter if self.limiter.enabled else None,
+                keys=self.keys,
             )
         )
         """The request engine every call goes through."""
@@ -363,31 +372,111 @@ class Director:
         and the counts are every process's (``resilience.shared_stats``); a deployment no
         process has called is ``unknown``. ``probe=True`` also sends each a tiny request
         with a short timeout of its own (``probe_timeout``, default min(5 s, the attempt
-        timeout); LiteLLM is imported before, outside it)."""
+        timeout); LiteLLM is imported before, outside it; with a key pool, one request per key).
+        Each deployment with an API key also has ``keys``: its provider's keys by variable
+        name and their state (as in ``key_pools``), never a value."""
         from director_llm.resilience.health import PROBE_MESSAGES, deployment_health
 
         names = [d.name for d in self.usable_deployments() if d.kind != "local"]
 
         async def send(name: str, timeout: float) -> None:
-            # A probe's outcome is evidence like any attempt's: it feeds the breaker.
-            try:
-                await self.dispatcher.complete(self.providers[name], PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout)
-            except UpstreamError as exc:
-                if exc.feeds_breaker:
-                    await self.breaker.record_failure(name, exc)
-                raise
+            # A probe's outcome is evidence like any attempt's: it feeds the breaker. With a key
+            # pool each key is probed: a refused one leaves the pool (not the last), as in requests.
+            info = self.providers[name]
+            pool = self.keys.pool_for(info)
+            if pool is None:
+                leases: list[Any] = [None]
+            else:
+                taken = [pool.take(name, name=k) for k in pool.names]
+                leases = [lease for lease in taken if lease is not None]
+                if not leases:
+                    raise UpstreamError("local", "NoUsableKey", "no API key of the pool can serve now")
+            answered = False
+            failure: UpstreamError | None = None
+            for lease in leases:
+                try:
+                    await self.dispatcher.complete(
+                        info, PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout, key=lease.value if lease else None
+                    )
+                    answered = True
+                except UpstreamError as exc:
+                    if lease is not None:
+                        exc.message = f"{exc.message} [key {lease.name}]"
+                        if exc.kind == "credential" and pool is not None and pool.drop(lease, exc.status_code):
+                            continue
+                        if exc.status_code == 429 and pool is not None and pool.cool(lease, exc.retry_after):
+                            continue
+                    failure = exc
+                finally:
+                    if lease is not None:
+                        lease.release()
+            if failure is not None and not answered:
+                if failure.feeds_breaker:
+                    await self.breaker.record_failure(name, failure)
+                raise failure
             await self.breaker.record_success(name)
 
         if probe and names:
             await self.engine.warmup()  # the import is not the probe's time
         timeout = probe_timeout or min(5.0, self.config.llm.attempt_timeout_seconds)
-        return await deployment_health(
+        report = await deployment_health(
             names,
             breaker=self.breaker,
             metrics=self.metrics,
             probe=send if probe else None,
             probe_timeout=timeout,
             shared=self.telemetry.shared,
+        )
+        for name in names:  # the key pool of each deployment's provider, by variable name
+            pool = self.keys.pool_for(self.providers[name])
+            if pool is not None and name in report:
+                report[name]["keys"] = pool.states()
+        return report
+
+    def key_pools(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each provider's API keys by variable NAME (never a value) and their state: ``ok``,
+        ``missing`` (unset), ``dropped`` (answered 401/403), ``rejected`` (the last key, kept:
+        the breaker decides), ``cooling`` (answered 429; ``cooling_s`` left per deployment),
+        with the calls each answered in this process. ``health`` shows the same states."""
+        return self.keys.describe()
+
+    def reload_keys(self) -> dict[str, dict[str, str]]:
+        """Read the API keys again from the environment, without rebuilding the Director:
+        ``{provider: {variable: "unchanged" | "changed" | "added" | "removed" | "missing"}}``.
+        A changed or newly set key is back in its pool (a dropped or cooling one too); an
+        unset one leaves it. Requests in flight finish with the key they took. A provider
+        that had no key at all when the Director was built stays out of its plan: build a
+        new Director for it. (The cache namespace is not recomputed.)"""
+        return self.keys.reload()
+
+    def install_sighup_handler(self) -> bool:
+        """Reload the keys on SIGHUP (``kill -HUP <pid>``) for a long-running process. Opt in:
+        call it once from the main thread, with the event loop running (the handler goes on
+        the loop) or not (a plain ``signal`` handler). False where there is no SIGHUP
+        (Windows) or when called outside the main thread."""
+        import signal
+        import threading
+
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None or threading.current_thread() is not threading.main_thread():
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            loop.add_signal_handler(sighup, self._on_sighup)
+        else:
+            signal.signal(sighup, lambda *_: self._on_sighup())
+        return True
+
+    def _on_sighup(self) -> None:
+        import logging
+
+        changes = self.reload_keys()
+        changed = sorted(n for pool in changes.values() for n, c in pool.items() if c not in ("unchanged", "missing"))
+        logging.getLogger("director_llm").info(
+            "SIGHUP: API keys reloaded (%s)", ", ".join(changed) if changed else "no change"
         )
 
     # -- metrics ---------------------------------------------------------------------------
@@ -407,11 +496,21 @@ class Director:
     async def spend(self, *, by: str | None = None) -> SpendReport:
         """``budget.SpendReport`` from the (shared) ledger: each window's limit, spend, held,
         remaining and reset time, and requests/tokens/cost of the last 24 h grouped ``by``
-        ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend."""
+        ``provider``, ``model`` or ``hour``. With Redis it includes every process's spend.
+        ``keys`` holds this process's calls per API key, by variable name (never a value)."""
         if by not in (None, "provider", "model", "hour"):
             raise InputError(f"by must be 'provider', 'model' or 'hour', not {by!r}")
         await self.budget.flush()  # this process's batched usage first
-        return await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
+        report = await self.budget.ledger.snapshot(by=by)  # type: ignore[arg-type]
+        from dataclasses import replace
+
+        from director_llm.budget.ledger import UsageReport
+
+        keys = {
+            name: UsageReport(u.requests, u.prompt_tokens, u.completion_tokens, round(u.cost_usd, 12))
+            for name, u in self.keys.usage().items()
+        }
+        return replace(report, keys=keys)
 
     # -- intents ---------------------------------------------------------------------------
     @property
@@ -559,6 +658,12 @@ class Director:
             prefix=f"{self._state_prefix}limits:" if self._state_prefix else LIMITS_PREFIX,
         )
         limiter.adopt_counts(self.limiter)
+        keys = KeyPools(
+            (d for d in providers.values() if d.kind != "local"),
+            default_cooldown_s=config.llm.circuit_breaker.cooldown_seconds,
+            max_cooldown_s=config.llm.circuit_breaker.max_cooldown_seconds,
+        )
+        keys.adopt(self.keys)
         planner = Planner(topology, budget, is_open=breaker.is_open, p50_ms=self._p50)
         engine = Engine(
             Parts(
@@ -570,6 +675,7 @@ class Director:
                 llm=config.llm,
                 observer=self.telemetry,
                 limiter=limiter if limiter.enabled else None,
+                keys=keys,
             )
         )
         keep_local = _local_part(config) == _local_part(old) and source == self.source
@@ -591,7 +697,7 @@ class Director:
         )
         self.config, self.source, self.providers, self.topology = config, source, providers, topology
         self.breaker, self.budget, self.cache, self.dispatcher, self.engine = breaker, budget, cache, dispatcher, engine
-        self.limiter = limiter
+        self.limiter, self.keys = limiter, keys
         # The new config's secrets are redacted from now on; the old ones stay redacted until
         # aclose (requests in flight on the old parts may still log them).
         self._old_secrets.append(self._secrets)

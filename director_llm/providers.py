@@ -9,6 +9,7 @@ produces the dict LiteLLM's Router takes; it is the only place that reads a key 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -69,6 +70,13 @@ class DeploymentInfo:
     max_tokens: int | None = None
     context_window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    api_key_envs: tuple[str, ...] = ()
+    """Every variable of the provider's key pool (``api_key_envs``), or the one ``api_key_env``
+    (then ``api_key_env`` is its first name). Names only: values are read by the key pool."""
+
+    def __post_init__(self) -> None:
+        if self.api_key_env and not self.api_key_envs:
+            object.__setattr__(self, "api_key_envs", (self.api_key_env,))
 
     @property
     def cost_per_token(self) -> Price:
@@ -77,24 +85,31 @@ class DeploymentInfo:
 
     @property
     def needs_key(self) -> bool:
-        return self.api_key_env is not None
+        return bool(self.api_key_envs)
 
-    def key_status(self, environ: dict[str, str] | None = None) -> str:
-        """``set``, ``missing`` or ``not needed`` (the value itself is never exposed)."""
+    def key_statuses(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``{variable name: "set" | "missing"}`` for every key of the pool (never a value)."""
+        env = os.environ if environ is None else environ
+        return {name: "set" if env.get(name) else "missing" for name in self.api_key_envs}
+
+    def key_status(self, environ: Mapping[str, str] | None = None) -> str:
+        """``set`` (at least one key of the pool is set), ``missing`` or ``not needed`` (the
+        value itself is never exposed)."""
         if not self.needs_key:
             return "not needed"
-        env = os.environ if environ is None else environ
-        return "set" if env.get(self.api_key_env or "") else "missing"
+        return "set" if "set" in self.key_statuses(environ).values() else "missing"
 
-    def litellm_params(self, environ: dict[str, str] | None = None) -> dict[str, Any]:
-        """The ``litellm_params`` of this deployment, key read from the environment now."""
+    def litellm_params(self, environ: Mapping[str, str] | None = None, *, with_key: bool = True) -> dict[str, Any]:
+        """The ``litellm_params`` of this deployment; with ``with_key`` the key (the first set
+        one of the pool) is read from the environment now. The engine passes ``with_key=False``
+        and sends the key its key pool chose for the attempt."""
         env = os.environ if environ is None else environ
         params: dict[str, Any] = {"model": self.litellm_model, "timeout": self.timeout_seconds}
         if self.base_url:
             params["api_base"] = self.base_url
-        if self.api_key_env:
-            key = env.get(self.api_key_env)
-            if key:
+        if self.api_key_envs:
+            key = next((env[n] for n in self.api_key_envs if env.get(n)), None)
+            if key and with_key:
                 params["api_key"] = key
         elif self.kind in ("openai_compatible", "litellm_proxy"):
             params["api_key"] = "not-needed"  # OpenAI clients insist on some key
@@ -123,7 +138,9 @@ class DeploymentInfo:
             "tier": self.tier,
             "base_url": self.base_url,
             "api_key_env": self.api_key_env,
+            "api_key_envs": list(self.api_key_envs),
             "key_status": self.key_status(),
+            "keys": self.key_statuses(),
             "price_per_million": {"input": pin, "output": pout, "source": self.price.source},
             "supports_json_schema": self.supports_json_schema,
             "supports_function_calling": self.supports_function_calling,
@@ -215,9 +232,9 @@ def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> lis
         supports_tools = ov.supports_function_calling
         if supports_tools is None and entry is not None:
             supports_tools = bool(entry.get("supports_function_calling"))
-        key_env = p.api_key_env or spec.default_key_env
+        key_envs = tuple(p.key_envs or ([spec.default_key_env] if spec.default_key_env else []))
         if p.kind in ("ollama", "local"):
-            key_env = p.api_key_env  # local servers need no key unless the user says so
+            key_envs = tuple(p.key_envs or ())  # local servers need no key unless the user says so
         out.append(
             DeploymentInfo(
                 name=f"{name}/{model}",
@@ -228,7 +245,8 @@ def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> lis
                 provider_type=ptype,
                 tier=_tier(p, ov, price),
                 base_url=_base_url(p),
-                api_key_env=key_env,
+                api_key_env=key_envs[0] if key_envs else None,
+                api_key_envs=key_envs,
                 price=price,
                 supports_json_schema=supports_schema,
                 supports_function_calling=supports_tools,

@@ -32,7 +32,11 @@ __all__ = [
 Entry = Literal["complete", "stream", "classify"]
 ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
 STRATEGIES = ("cost", "latency", "quality", "adaptive")
-_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls but tab, line feed and carriage return (CRLF line ends are ordinary text), DEL
+# and the C1 controls: what classification removes (``sanitize_text``), chat refuses.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# How deep the other fields of a message (tool calls, names...) are checked.
+_MAX_FIELD_DEPTH = 8
 # Parameters the engine owns: a caller passing them would bypass it.
 _ENGINE_PARAMS = frozenset(
     {
@@ -145,6 +149,28 @@ def _check_content(content: Any, where: str, max_chars: int) -> int:
     raise InputError(f"{where} must be a string or a list of content parts, not {type(content).__name__}")
 
 
+def _check_field(value: Any, where: str, max_chars: int, depth: int = 0) -> int:
+    """Every string in a message's other fields (``name``, ``tool_call_id``, ``tool_calls``...)
+    checked like text; returns their characters (they count towards the size limit)."""
+    if isinstance(value, str):
+        check_text(value, where, max_chars)
+        return len(value)
+    if depth >= _MAX_FIELD_DEPTH:
+        raise InputError(f"{where} is nested more than {_MAX_FIELD_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        total = 0
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(f"{where} has a key that is not a string ({type(k).__name__})")
+            total += _check_field(v, f"{where}.{k}", max_chars, depth + 1)
+        return total
+    if isinstance(value, (list, tuple)):
+        return sum(_check_field(v, f"{where}[{j}]", max_chars, depth + 1) for j, v in enumerate(value))
+    if value is None or isinstance(value, (bool, int, float)):
+        return 0
+    raise InputError(f"{where} must be JSON data (text, numbers, lists, dicts), not {type(value).__name__}")
+
+
 def validate_messages(messages: Any, *, max_chars: int) -> list[dict[str, Any]]:
     """The messages as a list of dicts, or ``InputError`` naming the first problem."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
@@ -161,8 +187,19 @@ def validate_messages(messages: Any, *, max_chars: int) -> list[dict[str, Any]]:
         if not isinstance(m, Mapping):
             raise InputError(f"{where} must be a dict with 'role' and 'content', not {type(m).__name__}")
         role = m.get("role")
-        if role not in ROLES:
-            raise InputError(f"{where}.role {role!r} is not one of {', '.join(sorted(ROLES))}")
+        if not isinstance(role, str) or role not in ROLES:
+            shown = repr(role)[:40] if isinstance(role, str) or role is None else f"of type {type(role).__name__}"
+            raise InputError(f"{where}.role {shown} is not one of {', '.join(sorted(ROLES))}")
+        tool_calls = m.get("tool_calls")
+        if tool_calls is not None and not (
+            isinstance(tool_calls, (list, tuple)) and all(isinstance(t, Mapping) for t in tool_calls)
+        ):
+            raise InputError(f"{where}.tool_calls must be a list of dicts")
+        for name, value in m.items():
+            if not isinstance(name, str):
+                raise InputError(f"{where} has a key that is not a string ({type(name).__name__})")
+            if name not in ("role", "content"):
+                total += _check_field(value, f"{where}.{name}", max_chars)
         content = m.get("content")
         if content is None:
             if not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):

@@ -90,6 +90,14 @@ class SyncDirector:
         built from); an invalid file raises ``ConfigError`` and the current config stays."""
         return self._run(self.director.reload(path))
 
+    def reload_keys(self) -> dict[str, dict[str, str]]:
+        """``Director.reload_keys``, run on the background loop (between its requests' steps)."""
+
+        async def reload() -> dict[str, dict[str, str]]:
+            return self.director.reload_keys()
+
+        return self._run(reload())
+
     def close(self) -> None:
         """Close the Director and stop the background loop. Safe to call twice."""
         if self._closed:

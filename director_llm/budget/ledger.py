@@ -165,6 +165,9 @@ class SpendReport:
     usage: dict[str, UsageReport]
     hourly: dict[str, UsageReport]
     total: UsageReport
+    keys: dict[str, UsageReport] = field(default_factory=dict)
+    """Calls answered per API key, by the key's variable NAME (``OPENAI_KEY_A``), never its
+    value: this process's since it started (filled by ``director.spend()``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601 strings)."""

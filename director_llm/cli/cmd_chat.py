@@ -68,6 +68,8 @@ def chat(
         async with director:
             history: list[dict] = []
             questions = [once] if once is not None else None
+            if questions is None:  # a session that lasts: `kill -HUP <pid>` reloads the API keys
+                director.install_sighup_handler()
             while True:
                 if questions is not None:
                     if not questions:

@@ -66,6 +66,13 @@ def health(
                 esc(h["last_error"] or ""),
             )
         out.print(table)
+        pools: dict[str, dict[str, dict]] = {}
+        for name, h in report.items():
+            if len(h.get("keys") or {}) > 1:
+                pools.setdefault(name.split("/", 1)[0], h["keys"])
+        for provider, keys in pools.items():  # variable names and states, never a value
+            listed = ", ".join(f"{esc(k)} {esc(_key_state(v))}" for k, v in keys.items())
+            out.print(f"keys of {esc(provider)}: {listed}", highlight=False)
         if not probe and report and all(h.get("source") == "process" for h in report.values()):
             err.print(
                 "note: no Redis in this config, so these are this process's numbers alone "
@@ -74,3 +81,12 @@ def health(
             )
     if probe and report and not any((h.get("probe") or {}).get("ok") for h in report.values()):
         raise typer.Exit(1)
+
+
+def _key_state(key: dict) -> str:
+    state = str(key.get("state", ""))
+    if key.get("status"):
+        return f"{state} ({key['status']})"
+    if key.get("cooling_s"):
+        return f"{state} ({max(key['cooling_s'].values()):g}s)"
+    return state

@@ -49,6 +49,10 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
         tier = d["tier"]
         key = d["key_status"]
         key_cell = {"set": "[green]set[/]", "missing": "[red]missing[/]"}.get(key, "[dim]-[/]")
+        keys = d.get("keys") or {}
+        if len(keys) > 1:  # a key pool: how many of its keys are set
+            n_set = sum(1 for v in keys.values() if v == "set")
+            key_cell = f"[{'green' if n_set == len(keys) else 'yellow' if n_set else 'red'}]{n_set}/{len(keys)} set[/]"
         caps = [
             c for c, v in (("json-schema", d["supports_json_schema"]), ("tools", d["supports_function_calling"])) if v
         ]
@@ -65,6 +69,15 @@ def render_config_report(console: Console, report: dict[str, Any]) -> None:
     if not report["deployments"]:
         table.add_row("[dim]none[/]", "", "", "", "", "", "", "")
     console.print(table)
+    pools: dict[str, dict[str, str]] = {}
+    for d in report["deployments"]:
+        if len(d.get("keys") or {}) > 1:
+            pools.setdefault(d["provider"], d["keys"])
+    for provider, keys in pools.items():  # names and whether each is set, never a value
+        listed = ", ".join(
+            f"{esc(n)} ({'[green]set[/]' if v == 'set' else '[red]missing[/]'})" for n, v in keys.items()
+        )
+        console.print(f"[bold]Key pool[/] of {esc(provider)}: {listed}", highlight=False)
 
     b = report["budgets"]
     console.print(

@@ -97,6 +97,13 @@ class ProviderConfig(_Section):
     api_key_env: str | None = Field(default=None, json_schema_extra={"pattern": ENV_VAR_NAME})
     """Name of the environment variable holding the API key (read at run time, never printed).
     Never the key itself: keys do not belong in a config file."""
+    api_key_envs: list[str] | None = Field(
+        default=None, min_length=1, json_schema_extra={"items": {"type": "string", "pattern": ENV_VAR_NAME}}
+    )
+    """A key pool: names of environment variables each holding one API key of this provider
+    (``["OPENAI_KEY_A", "OPENAI_KEY_B"]``). Requests spread over the keys that are set; a key
+    answered 401/403 leaves the pool, one answered 429 cools down by its ``Retry-After``
+    (``docs/limits-and-keys.md``). Names only, like ``api_key_env`` (set one of the two)."""
     timeout_seconds: float | None = Field(default=None, gt=0)
     """Timeout of one attempt against this provider. Default: ``llm.attempt_timeout_seconds``."""
     tier: Tier | None = None
@@ -140,6 +147,38 @@ class ProviderConfig(_Section):
                 "put the key in an environment variable and write its name here"
             )
         return value
+
+    @field_validator("api_key_envs")
+    @classmethod
+    def _api_key_envs_are_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        for i, name in enumerate(value):
+            if not re.match(ENV_VAR_NAME, name):  # never echoed: it may be a pasted key
+                raise ValueError(
+                    f"item {i} is not the NAME of an environment variable (like OPENAI_KEY_A): "
+                    "put each key in an environment variable and list the names here"
+                )
+        if len(set(value)) != len(value):
+            twice = sorted({n for n in value if value.count(n) > 1})
+            raise ValueError(f"lists {', '.join(twice)} more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_setting(self) -> ProviderConfig:
+        if self.api_key_env is not None and self.api_key_envs is not None:
+            raise ValueError(
+                "api_key_env and api_key_envs are both set: keep one (api_key_envs = [...] for a pool of "
+                "keys, api_key_env for a single key)"
+            )
+        return self
+
+    @property
+    def key_envs(self) -> list[str] | None:
+        """The key variable names this section configures (pool or single), or None."""
+        if self.api_key_envs is not None:
+            return list(self.api_key_envs)
+        return [self.api_key_env] if self.api_key_env is not None else None
 
 
 class CircuitBreakerConfig(_Section):

@@ -82,14 +82,35 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     problems += _check_intents(config, tiers)
     problems += check_flows(config)
     problems += check_timeouts(config, deployments)
+    partial_pools: set[str] = set()
     for d in deployments:
         key = f"providers.{d.provider}"
-        if d.needs_key and d.key_status() == "missing":
+        unset = [n for n, state in d.key_statuses().items() if state == "missing"]
+        if len(d.api_key_envs) > 1 and unset and len(unset) < len(d.api_key_envs) and d.provider not in partial_pools:
+            partial_pools.add(d.provider)
+            listed = ", ".join(f"${n}" for n in unset)
             problems.append(
                 Problem(
-                    "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
+                    "warning",
+                    f"{key}.api_key_envs",
+                    f"{listed} {'is' if len(unset) == 1 else 'are'} not set: the key pool serves with "
+                    f"{len(d.api_key_envs) - len(unset)} of its {len(d.api_key_envs)} keys",
                 )
             )
+        if d.needs_key and d.key_status() == "missing":
+            if len(d.api_key_envs) > 1:
+                listed = ", ".join(f"${n}" for n in d.api_key_envs)
+                problems.append(
+                    Problem(
+                        "warning", f"{key}.api_key_envs", f"none of {listed} is set: {d.name} is skipped at run time"
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
+                    )
+                )
         if not d.price.known:
             problems.append(Problem("warning", f"{key}.overrides.{d.model}", unknown_price_message(d.name)))
     return problems

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from director_llm.config.models import LLMConfig
     from director_llm.observability import Metrics
     from director_llm.resilience.breaker import CircuitBreaker
+    from director_llm.resilience.keys import KeyPools
     from director_llm.resilience.rate_limits import RateLimiter
     from director_llm.router.dispatch import Dispatcher
     from director_llm.selection.planner import Planner
@@ -22,8 +23,9 @@ __all__ = ["Parts"]
 @dataclass(frozen=True, slots=True)
 class Parts:
     """Planner, dispatcher, budget guard, breaker, metrics, the ``[llm]`` settings, the
-    observer every request reports to (``observability.observer``) and the rate limiter
-    (``resilience.rate_limits``; None: no limits)."""
+    observer every request reports to (``observability.observer``), the rate limiter
+    (``resilience.rate_limits``; None: no limits) and the API key pools (``resilience.keys``;
+    None: each deployment's key is read from the environment)."""
 
     planner: Planner
     dispatcher: Dispatcher
@@ -33,3 +35,4 @@ class Parts:
     llm: LLMConfig
     observer: Observer = NOOP_OBSERVER
     limiter: RateLimiter | None = None
+    keys: KeyPools | None = None

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from director_llm.errors import (
     AttemptOverBudgetError,
@@ -49,8 +49,11 @@ if TYPE_CHECKING:
     from director_llm.observability.observer import RequestObserver
     from director_llm.providers import DeploymentInfo
     from director_llm.request import Call
+    from director_llm.resilience.keys import KeyLease
     from director_llm.resilience.rate_limits import Permit
     from director_llm.selection.planner import Plan
+
+_T = TypeVar("_T")
 
 __all__ = ["AttemptRejected", "LimitReached", "Run", "Slot"]
 
@@ -83,6 +86,8 @@ class Slot:
         self.started = time.monotonic()
         self.got_text = False
         """Streams: whether this slot delivered text to the caller."""
+        self.lease: KeyLease | None = None
+        """The API key of the pool this slot's call went out with (``resilience.keys``)."""
 
     @property
     def name(self) -> str:
@@ -137,18 +142,66 @@ class Slot:
         if limiter is not None:
             await limiter.finish(permit, tokens=used)
 
+    async def _keyed(self, params: Mapping[str, Any], send: Callable[[str | None], Awaitable[_T]]) -> _T:
+        """``send(key)`` with a key of the deployment's pool (``resilience.keys``). A key refused
+        (401/403) or rate-limited (429) while another key can serve is dropped or cooled down,
+        and the call goes again with the next key (same reservation, same deadline); the last
+        key's failure is the attempt's. A caller's own ``api_key`` bypasses the pool."""
+        keys = self.run.parts.keys
+        pool = keys.pool_for(self.deployment) if keys is not None and "api_key" not in params else None
+        if pool is None:
+            self.run.calls += 1
+            return await send(None)
+        for _ in range(len(pool.names)):  # each key at most once per slot, whatever its Retry-After
+            lease = pool.take(self.name)
+            if lease is None:
+                raise UpstreamError("local", "NoUsableKey", f"no API key of {self.deployment.provider} can serve now")
+            self.run.calls += 1
+            started = time.monotonic()
+            try:
+                result = await send(lease.value)
+            except UpstreamError as exc:
+                lease.release()
+                if lease.value and lease.value in exc.message:  # an upstream body echoing the key
+                    exc.message = exc.message.replace(lease.value, f"[{lease.name}]")
+                if exc.kind == "credential" and pool.drop(lease, exc.status_code):
+                    why = f"key {lease.name} refused ({exc.status_code}): taken out of the pool"
+                elif exc.status_code == 429 and pool.cool(lease, exc.retry_after):
+                    why = f"key {lease.name} rate-limited: cooling down"
+                else:
+                    exc.message = f"{exc.message} [key {lease.name}]"
+                    raise
+                elapsed = round(time.monotonic() - started, 4)
+                self.run.record(
+                    Attempt(self.name, exc.error_class, f"{why}; {exc.message[:160]}", elapsed, exc.status_code)
+                )
+                continue
+            except BaseException:
+                lease.release()
+                raise
+            self.lease = lease
+            return result
+        raise UpstreamError("local", "KeysExhausted", f"every API key of {self.deployment.provider} was tried")
+
+    def _book_key(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.settle(prompt_tokens, completion_tokens, cost)
+
     async def call(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Reply:
         """One non-streamed call to this deployment (``UpstreamError`` when it failed)."""
         timeout = self.timeout()
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
         budget = self.run.parts.budget
-        self.run.calls += 1
+        dispatcher = self.run.parts.dispatcher
         pt = ct = 0
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    reply = await self.run.parts.dispatcher.complete(self.deployment, messages, sent, timeout=timeout)
+                    reply = await self._keyed(
+                        sent, lambda key: dispatcher.complete(self.deployment, messages, sent, timeout=timeout, key=key)
+                    )
             except UpstreamError:
                 budget.release(hold)
                 raise
@@ -164,6 +217,7 @@ class Slot:
             pt, ct = reply.prompt_tokens, reply.completion_tokens
             cost = budget.settle(hold, pt, ct)
             self.run.account(pt, ct, cost, hold.amount_usd, self.deployment)
+            self._book_key(pt, ct, cost)
             return reply
         finally:
             await self._finish(permit, pt, ct)
@@ -182,14 +236,16 @@ class Slot:
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
         budget = run.parts.budget
-        run.calls += 1
+        dispatcher = run.parts.dispatcher
         upstream = None
         texts: list[str] = []
         done = False
         try:
             try:
                 async with asyncio.timeout(wait):
-                    upstream = await run.parts.dispatcher.stream(self.deployment, messages, sent, timeout=wait)
+                    upstream = await self._keyed(
+                        sent, lambda key: dispatcher.stream(self.deployment, messages, sent, timeout=wait, key=key)
+                    )
                     pieces = upstream.__aiter__()
                     first = await anext(pieces, None)
             except TimeoutError:
@@ -229,10 +285,12 @@ class Slot:
                     ct = text_tokens(self.deployment.litellm_model, "".join(texts))
                 cost = budget.settle(hold, pt or hold.prompt_tokens, ct)
                 run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd, self.deployment)
+                self._book_key(pt or hold.prompt_tokens, ct, cost)
             elif texts or ct or upstream is not None:
                 # Abandoned (cut, cancelled, closed early, broke): the provider bills what it generated.
                 cost = budget.abandon(hold, prompt_tokens=pt, completion_tokens=ct, delivered_text="".join(texts))
                 run.account(pt or hold.prompt_tokens, ct, cost, hold.amount_usd, self.deployment)
+                self._book_key(pt or hold.prompt_tokens, ct, cost)
             else:
                 budget.release(hold)
             if upstream is not None:
@@ -339,6 +397,10 @@ class Run:
                 if info.kind != "local" and not await breaker.allow(info.name):
                     self.skip(info.name, "circuit open")
                     continue
+                why = self._no_key(info)
+                if why is not None:
+                    self.skip(info.name, why)
+                    continue
                 yield Slot(self, info)
             # Nothing answered; only deployments at a rate limit may still serve: wait for one.
             if not self._limited or not await self._wait_for_limits():
@@ -368,6 +430,17 @@ class Run:
         await asyncio.sleep(pause)
         self.waited_s += self._loop.time() - started
         return True
+
+    def _no_key(self, info: DeploymentInfo) -> str | None:
+        """Why no key of the deployment's pool can serve it now (None: one can)."""
+        keys = self.parts.keys
+        pool = keys.pool_for(info) if keys is not None and "api_key" not in self.call.params else None
+        if pool is None or pool.available(info.name):
+            return None
+        free_in = pool.free_in(info.name)
+        if free_in is not None:
+            return f"every API key rate-limited (the first is free in {free_in:.1f}s)"
+        return "no usable API key (unset or refused: see `director-llm health`)"
 
     def record(self, attempt: Attempt) -> None:
         """Add an attempt to the route (and tell the observers: telemetry, stream events)."""

@@ -261,10 +261,14 @@ class Dispatcher:
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
         timeout: float,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        request = deployment.litellm_params()
-        key = request.get("api_key")
-        problem = key_value_problem(deployment.api_key_env or "", key) if key and "api_key" not in params else None
+        request = deployment.litellm_params(with_key=key is None)
+        if key is not None and "api_key" not in params:
+            request["api_key"] = key  # chosen by the key pool for this attempt
+        value = request.get("api_key")
+        env_name = deployment.api_key_env or " / ".join(deployment.api_key_envs or ())
+        problem = key_value_problem(env_name, value) if value and "api_key" not in params else None
         if problem:  # e.g. api_key_env = "DATABASE_URL": refused before any HTTP, never sent
             raise UpstreamError("credential", "UnusableKey", f"{deployment.name}: {problem}")
         for unused in ("rpm", "tpm"):
@@ -294,11 +298,14 @@ class Dispatcher:
         params: Mapping[str, Any],
         *,
         timeout: float,
+        key: str | None = None,
     ) -> Reply:
+        """One non-streamed call; ``key`` is the API key value to send (the key pool's choice;
+        None: the deployment's first key set in the environment)."""
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
         try:
-            response = await litellm.acompletion(**self._request(deployment, messages, params, timeout))
+            response = await litellm.acompletion(**self._request(deployment, messages, params, timeout, key))
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of an attempt is translated, typed
@@ -314,11 +321,12 @@ class Dispatcher:
         params: Mapping[str, Any],
         *,
         timeout: float,
+        key: str | None = None,
     ) -> ReplyStream:
         """Open a stream (``stream_options.include_usage`` on, so the last chunk has usage)."""
         litellm = self._litellm or await self.load()
         caller_key = "api_key" in params
-        request = self._request(deployment, messages, params, timeout)
+        request = self._request(deployment, messages, params, timeout, key)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         try:

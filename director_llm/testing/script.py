@@ -10,8 +10,10 @@ behaviour to play:
    if any, once the steps are used up),
 3. else the default behaviour.
 
-Rules are matched on model name and/or protocol; the most specific rule wins (model and
-protocol, then model only, then protocol only). Everything here is plain data so that a
+Rules are matched on model name and/or protocol, and optionally on the API key the client
+sent (``api_key=``: whichever header carried it, see ``RecordedRequest.api_key``); the most
+specific rule wins (a key rule before any rule without a key; then model and protocol, then
+model only, then protocol only). Everything here is plain data so that a
 scenario can also be loaded from JSON (see :func:`behaviour_from_dict`).
 """
 
@@ -250,7 +252,7 @@ class _Sequence:
         return self.then
 
 
-_Key: TypeAlias = tuple[str | None, str | None]  # (model, protocol)
+_Key: TypeAlias = tuple[str | None, str | None, str | None]  # (model, protocol, api key)
 
 
 @dataclass
@@ -270,23 +272,28 @@ class ScriptBook:
         protocol: str | None = None,
         then: Behaviour | None = None,
         repeat: bool = False,
+        api_key: str | None = None,
     ) -> None:
         """Play ``steps`` in order for matching requests.
 
         After the last step, matching requests get ``then`` if given, else the default
-        (or, with ``repeat=True``, the steps again from the start).
+        (or, with ``repeat=True``, the steps again from the start). ``api_key`` narrows the
+        rule to requests carrying that key (e.g. one key of a pool answers 401).
         """
         step_list = [steps] if isinstance(steps, (Reply, Fault)) else list(steps)
         for step in step_list:
             if not isinstance(step, (Reply, Fault)):
                 raise TypeError(f"script steps must be Reply or Fault, not {type(step).__name__}")
         with self._lock:
-            self._sequences[(model, protocol)] = _Sequence(step_list, then, repeat)
+            self._sequences[(model, protocol, api_key)] = _Sequence(step_list, then, repeat)
 
-    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
-        """Call ``responder(request)`` for every matching request."""
+    def respond_with(
+        self, model: str | None, responder: Responder, *, protocol: str | None = None, api_key: str | None = None
+    ) -> None:
+        """Call ``responder(request)`` for every matching request (``api_key``: only those
+        carrying that key)."""
         with self._lock:
-            self._responders[(model, protocol)] = responder
+            self._responders[(model, protocol, api_key)] = responder
 
     def set_default(self, behaviour: Behaviour | Responder) -> None:
         """What requests matching no rule get (a behaviour or a responder callable)."""
@@ -304,7 +311,7 @@ class ScriptBook:
         """The behaviour for ``request`` (advances the matching sequence)."""
         with self._lock:
             chosen: Behaviour | Responder | None = None
-            for key in _candidate_keys(request.model, request.protocol):
+            for key in _candidate_keys(request.model, request.protocol, request.api_key):
                 if key in self._responders:
                     chosen = self._responders[key]
                     break
@@ -322,15 +329,14 @@ class ScriptBook:
         return chosen
 
 
-def _candidate_keys(model: str | None, protocol: str) -> Sequence[_Key]:
-    return (
+def _candidate_keys(model: str | None, protocol: str, api_key: str | None = None) -> Sequence[_Key]:
+    pairs: tuple[tuple[str | None, str | None], ...] = (
         ((model, protocol), (model, None), (None, protocol), (None, None))
         if model
-        else (
-            (None, protocol),
-            (None, None),
-        )
+        else ((None, protocol), (None, None))
     )
+    keyed = tuple((m, p, api_key) for m, p in pairs) if api_key else ()
+    return keyed + tuple((m, p, None) for m, p in pairs)
 
 
 def behaviour_from_dict(data: dict[str, Any]) -> Behaviour:

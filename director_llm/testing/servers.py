@@ -207,18 +207,27 @@ class FakeProviderServer:
         protocol: str | None = None,
         then: Behaviour | None = None,
         repeat: bool = False,
+        api_key: str | None = None,
     ) -> None:
         """Answer matching requests with ``steps`` in order, then ``then`` (or the default).
 
         ``model=None`` matches any model; ``protocol`` narrows the rule to one protocol
-        (``"openai"``, ``"anthropic"``, ``"ollama"``, ``"gemini"``, ``"gemini_openai"``).
-        ``repeat=True`` cycles through the steps forever.
+        (``"openai"``, ``"anthropic"``, ``"ollama"``, ``"gemini"``, ``"gemini_openai"``);
+        ``api_key`` to requests carrying that key (``Authorization: Bearer``, ``x-api-key``,
+        ``x-goog-api-key`` or ``?key=``), e.g. ``server.script(None, Fault.status(401),
+        api_key="sk-a", repeat=True)``. ``repeat=True`` cycles through the steps forever.
         """
-        self._book.script(model, steps, protocol=protocol, then=then, repeat=repeat)
+        self._book.script(model, steps, protocol=protocol, then=then, repeat=repeat, api_key=api_key)
 
-    def respond_with(self, model: str | None, responder: Responder, *, protocol: str | None = None) -> None:
+    def respond_with(
+        self, model: str | None, responder: Responder, *, protocol: str | None = None, api_key: str | None = None
+    ) -> None:
         """Answer matching requests with ``responder(request)`` (a Reply or Fault)."""
-        self._book.respond_with(model, responder, protocol=protocol)
+        self._book.respond_with(model, responder, protocol=protocol, api_key=api_key)
+
+    def requests_with_key(self, api_key: str) -> list[RecordedRequest]:
+        """Chat requests that carried ``api_key``."""
+        return [r for r in self.requests if r.api_key == api_key]
 
     def set_default(self, behaviour: Behaviour | Responder) -> None:
         """What requests matching no rule get (initially ``Reply()``)."""
@@ -452,7 +461,8 @@ def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
           "scripts": [
             {"model": "gpt-4o", "protocol": "openai",
              "steps": [{"fault": "status", "status_code": 500}, {"reply": {"text": "ok"}}],
-             "then": {"reply": {"text": "later"}}, "repeat": false}
+             "then": {"reply": {"text": "later"}}, "repeat": false},
+            {"api_key": "sk-revoked", "steps": [{"fault": "status", "status_code": 401}], "repeat": true}
           ]
         }
 
@@ -472,6 +482,7 @@ def load_scenario(server: FakeProviderServer, scenario: dict[str, Any]) -> None:
             protocol=rule.get("protocol"),
             then=behaviour_from_dict(rule["then"]) if rule.get("then") else None,
             repeat=bool(rule.get("repeat", False)),
+            api_key=rule.get("api_key"),
         )
 
 
