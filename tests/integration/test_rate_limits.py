@@ -344,7 +344,9 @@ async def test_a_stream_holds_its_slot_until_it_ends_or_is_closed(fake_provider)
             with pytest.raises(RateLimitedError) as caught:
                 await d.acompletion(ASK)
             assert caught.value.limit == "max_parallel_requests"
-        # Closed early: the slot is free again at once.
+        # Closed early: the slot is free again at once. (The fake server's handler notices the
+        # hang-up at its next write; wait for that so its in-flight peak counts our calls only.)
+        await fake_provider.await_disconnects(1, timeout=10)
         fake_provider.set_default(Reply("ok"))
         reply = await d.acompletion(ASK)
         assert reply.choices[0].message.content == "ok"
