@@ -210,9 +210,50 @@ class BudgetGuard:
         return AttemptOverBudgetError(window="hour", limit_usd=0.0, spent_usd=0.0, requested_usd=amount)
 
     # -- the request path ------------------------------------------------------------------
+    def applies(self, provider: str) -> bool:
+        """Whether a budget window (global, or ``provider``'s own) limits calls to ``provider``."""
+        limits = getattr(self.ledger, "limits", None)
+        if not self.limited or limits is None:
+            return False
+        own = limits.per_provider.get(provider)
+        return (
+            limits.per_hour is not None
+            or limits.per_day is not None
+            or (own is not None and any(v is not None for v in own))
+        )
+
+    def unpriced(self, info: DeploymentInfo) -> AttemptOverBudgetError:
+        """The refusal of a deployment under a budget whose price nobody knows (nothing in the
+        config has a price to assume for it, see ``providers.budgeted_prices``)."""
+        from director_llm.providers import override_lines
+
+        limits = self.ledger.limits  # type: ignore[attr-defined]
+        own = limits.per_provider.get(info.provider)
+        window, limit = next(
+            (w, v)
+            for w, v in (
+                ("hour", limits.per_hour),
+                ("day", limits.per_day),
+                (f"provider:{info.provider}:hour", own.per_hour if own else None),
+                (f"provider:{info.provider}:day", own.per_day if own else None),
+            )
+            if v is not None
+        )
+        lines = "\n".join("    " + line for line in override_lines(None, info).splitlines())
+        return AttemptOverBudgetError(
+            f"{info.name} has no known price (not in LiteLLM's cost map, no override) and no deployment "
+            f"has a price to budget it at, so the budget ('{window}' window) cannot let it be called: "
+            f"an unknown price is never free. Add its price to the config:\n{lines}",
+            window=window,
+            limit_usd=limit,
+            spent_usd=0.0,
+        )
+
     async def reserve(self, info: DeploymentInfo, *, prompt_tokens: int, max_tokens: int) -> Hold:
         """Hold the worst case of one call to ``info``. Raises ``AttemptOverBudgetError`` or
         ``BudgetStoreDownError``; zero-cost deployments and unlimited budgets hold nothing."""
+        if not info.price.known and self.applies(info.provider):
+            raise self.unpriced(info)
         amount = self.worst_case(info, prompt_tokens, max_tokens) if self.limited else 0.0
         reservation: Reservation | None = None
         if amount > 0:
