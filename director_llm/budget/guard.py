@@ -80,7 +80,8 @@ def ledger_from_config(
     redis: RedisClients | None = None,
 ) -> BudgetLedger:
     """``RedisLedger`` when ``config.redis_state_url`` is set (shared by every process on that
-    Redis), else ``MemoryLedger``. Reservations outlive the longest request by a margin."""
+    Redis), wrapped in ``LocalFallbackLedger`` when ``[llm] budget_store_failure = "local"``,
+    else ``MemoryLedger``. Reservations outlive the longest request by a margin."""
     limits = budget_limits(config)
     ttl = max(60.0, 2 * config.llm.timeout_seconds)
     url = config.redis_state_url
@@ -89,8 +90,14 @@ def ledger_from_config(
 
         kwargs: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
         if redis is not None:
-            return RedisLedger(redis=redis, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
-        return RedisLedger(url, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+            ledger = RedisLedger(redis=redis, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+        else:
+            ledger = RedisLedger(url, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+        if config.llm.budget_store_failure == "local":
+            from director_llm.budget.outage import LocalFallbackLedger
+
+            return LocalFallbackLedger(ledger, expected_processes=config.llm.expected_processes)
+        return ledger
     return MemoryLedger(limits=limits, clock=clock, reservation_ttl_s=ttl)
 
 
@@ -190,7 +197,15 @@ class BudgetGuard:
         try:
             report = await self.ledger.snapshot()
         except BudgetBackendError:
-            return AttemptOverBudgetError(window="unknown", limit_usd=0.0, spent_usd=0.0, requested_usd=amount)
+            return AttemptOverBudgetError(
+                f"the budget store (Redis) is unreachable and this process's share of the remaining "
+                f"budget during the outage cannot afford this request (up to ${amount:.6f}); priced "
+                "deployments are served again from the shared budget when Redis is back",
+                window="unknown",
+                limit_usd=0.0,
+                spent_usd=0.0,
+                requested_usd=amount,
+            )
         for name in ("hour", "day", f"provider:{provider}:hour", f"provider:{provider}:day"):
             w = report.windows.get(name)
             if w is not None and w.remaining_usd is not None and w.remaining_usd < amount:

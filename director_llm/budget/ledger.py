@@ -454,6 +454,25 @@ class _LedgerBase:
         await self._book(res, windows, actual, stats, _period_start(res.hour) + _STATS_KEEP, "s")
         res.state = "settled"
 
+    async def rebook(
+        self,
+        reservation: Reservation,
+        *,
+        actual_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        requests: int = 1,
+    ) -> None:
+        """Book usage in ``reservation``'s own windows under its id, whatever its state, and drop
+        the store's hold of that id if it still has one. Idempotent per id in Redis: this is how
+        spend booked locally during a store outage is written back (``budget.outage``)."""
+        actual = _to_units(actual_usd, round_up=False)
+        stats = _stats_increments(
+            reservation.provider, reservation.model, actual, prompt_tokens, completion_tokens, requests
+        )
+        windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        await self._book(reservation, windows, actual, stats, _period_start(reservation.hour) + _STATS_KEEP, "s")
+
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back (the call failed). A no-op on a closed reservation, so it is
         safe in ``finally`` blocks after ``settle``."""
