@@ -63,6 +63,9 @@ log = logging.getLogger("director_llm.budget")
 
 DEFAULT_EXPECTED_PROCESSES = 4
 DEFAULT_RETRY_AFTER_S = 1.0
+BUSY_WINDOW_S = 2.0
+BUSY_RETRIES = 2
+"""A failure within this long of a reply from Redis is a busy moment, not an outage."""
 
 
 @dataclass(slots=True)
@@ -117,6 +120,15 @@ class LocalFallbackLedger:
         """Reservations granted from the local allowance."""
         self.reconciled = 0
         """Bookings written back to Redis after an outage."""
+        self.busy = 0
+        """Operations served locally because Redis was slow while answering others (not an outage)."""
+
+    def _busy(self, exc: BudgetBackendError) -> bool:
+        from director_llm.redis_clients import RedisClients
+
+        last = getattr(self.primary, "last_reply", 0.0)
+        slow = exc.__cause__ is not None and RedisClients.is_slow(exc.__cause__)
+        return slow and bool(last) and time.monotonic() - last < BUSY_WINDOW_S
 
     @property
     def limits(self) -> BudgetLimits:
@@ -167,11 +179,18 @@ class LocalFallbackLedger:
         """``(True, await op())`` from Redis, or ``(False, None)`` when it is unreachable."""
         if self.down:
             return False, None
-        try:
-            result = await op()
-        except BudgetBackendError as exc:
-            self._mark_down(exc)
-            return False, None
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                result = await op()
+            except BudgetBackendError as exc:
+                if attempt < BUSY_RETRIES and self._busy(exc):
+                    # Redis answered moments ago: a burst or a starved event loop, not an
+                    # outage. Wait for it again (a hold granted by a lost reply expires).
+                    self.busy += 1
+                    continue
+                self._mark_down(exc)
+                return False, None
+            break
         self._mark_up()
         return True, result
 
@@ -187,14 +206,21 @@ class LocalFallbackLedger:
         now = time.monotonic()
         base = known[0] if known is not None else w.limit
         since = known[1] if known is not None else 0.0
-        # This process's bookings not yet in Redis and not in the read the allowance comes from.
+        # This process's bookings not yet in Redis and not in the read the allowance comes
+        # from, and its local holds still open (they move to the new allowance).
         unwritten = sum(
             _to_units(p.actual_usd, round_up=True)
             for p in self._pending
             if p.at > since and (w.name, w.period) in p.reservation.windows
         )
-        state = self._local[key] = _Allowance(base // self.expected_processes, unwritten, now)
-        return state
+        fresh = self._local[key] = _Allowance(base // self.expected_processes, unwritten, now)
+        if state is not None:
+            for held in self._holds.values():
+                for i, (st, amount) in enumerate(held):
+                    if st is state:
+                        held[i] = (fresh, amount)
+                        fresh.used += amount
+        return fresh
 
     def _local_reserve(self, amount_usd: float, provider: str, model: str) -> Reservation:
         primary = self.primary
