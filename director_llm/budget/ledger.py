@@ -372,14 +372,17 @@ class _LedgerBase:
         return self._windows(provider, _hour_key(now), now.strftime("%Y-%m-%d"))
 
     # ---- public API
-    async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation:
+    async def reserve(
+        self, *, amount_usd: float, provider: str, model: str, reservation_id: str | None = None
+    ) -> Reservation:
         """Hold ``amount_usd`` in every window that applies to ``provider``, or raise
-        ``BudgetExceededError`` for the first window that cannot afford it."""
+        ``BudgetExceededError`` for the first window that cannot afford it. Sending the same
+        ``reservation_id`` again (a retry after a lost reply) holds once."""
         _check_provider_name(provider)
         amount = _to_units(amount_usd, round_up=True)
         now = self._now()
         res = Reservation(
-            id=uuid.uuid4().hex,
+            id=reservation_id or uuid.uuid4().hex,
             provider=provider,
             model=model,
             amount_usd=amount_usd,

@@ -222,11 +222,11 @@ class LocalFallbackLedger:
                         fresh.used += amount
         return fresh
 
-    def _local_reserve(self, amount_usd: float, provider: str, model: str) -> Reservation:
+    def _local_reserve(self, amount_usd: float, provider: str, model: str, rid: str) -> Reservation:
         primary = self.primary
         now = primary._now()
         res = Reservation(
-            id=uuid.uuid4().hex,
+            id=rid,
             provider=provider,
             model=model,
             amount_usd=amount_usd,
@@ -290,11 +290,16 @@ class LocalFallbackLedger:
 
     # -- BudgetLedger ------------------------------------------------------------------------
     async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation:
-        ok, res = await self._try(lambda: self.primary.reserve(amount_usd=amount_usd, provider=provider, model=model))
+        # One id for every try and for the local fallback: a hold Redis granted without the
+        # reply arriving is held once, and dropped by the write-back of the local booking.
+        rid = uuid.uuid4().hex
+        ok, res = await self._try(
+            lambda: self.primary.reserve(amount_usd=amount_usd, provider=provider, model=model, reservation_id=rid)
+        )
         if ok:
             assert isinstance(res, Reservation)
             return res
-        return self._local_reserve(amount_usd, provider, model)
+        return self._local_reserve(amount_usd, provider, model, rid)
 
     async def settle(
         self, reservation: Reservation, *, actual_usd: float, prompt_tokens: int, completion_tokens: int
@@ -332,6 +337,8 @@ class LocalFallbackLedger:
                 for st, amount in held:
                     st.used -= amount
             reservation.state = "released"
+            # Redis may hold this id (granted as it went away): the write-back drops it.
+            await self._write(_Pending(replace(reservation), 0.0, 0, 0, 0, 0.0))
             return
         ok, _ = await self._try(lambda: self.primary.release(reservation))
         if not ok:  # Redis's hold, if Redis kept it, expires with its TTL
