@@ -185,7 +185,8 @@ class LocalFallbackLedger:
             except BudgetBackendError as exc:
                 if attempt < BUSY_RETRIES and self._busy(exc):
                     # Redis answered moments ago: a burst or a starved event loop, not an
-                    # outage. Wait for it again (a hold granted by a lost reply expires).
+                    # outage. Send it again (same reservation id: a hold granted without its
+                    # reply arriving is held once).
                     self.busy += 1
                     continue
                 self._mark_down(exc)
