@@ -153,6 +153,5 @@ async def test_four_processes_of_two_hundred_concurrent_requests(
     assert not failures, (len(failures), failures[:3])
     assert len(results) == len(provider.requests_for("gpt-4o")) == 800
     spent, held, requests = await ledger(provider.base_url, redis_url, redis_prefix)
-    assert spent == pytest.approx(800 * COST, abs=1e-9) and requests == 800
-    # A reserve whose reply came too late was sent again: its first hold expires with the TTL.
-    assert held <= 0.01
+    # A reserve sent again after a late reply keeps its id: held once, settled once.
+    assert spent == pytest.approx(800 * COST, abs=1e-9) and requests == 800 and held == 0
