@@ -19,11 +19,14 @@ _COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 @dataclass(frozen=True)
 class Price:
     """USD per token, and where the number came from (``litellm:<key>``, ``config``,
-    ``local`` or ``unknown``). An unknown price is never silently $0."""
+    ``local`` or ``unknown``). An unknown price is never silently $0: under a budget it is
+    ``assumed`` to be the most expensive price configured (``providers.budgeted_prices``)."""
 
     input_per_token: float | None
     output_per_token: float | None
     source: str
+    assumed: bool = False
+    """True when the numbers are a stand-in for a price nobody gave (see above)."""
 
     @property
     def known(self) -> bool:
@@ -36,7 +39,8 @@ class Price:
         return f(self.input_per_token), f(self.output_per_token)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Cost of a call; an unknown price counts as 0 here (check-config warns about it)."""
+        """Cost of a call. An unknown price counts as 0 here; under a budget no deployment keeps
+        an unknown price (it is budgeted at the most expensive one, or refused)."""
         return prompt_tokens * (self.input_per_token or 0.0) + completion_tokens * (self.output_per_token or 0.0)
 
 

@@ -9,8 +9,9 @@ produces the dict LiteLLM's Router takes; it is the only place that reads a key 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -21,6 +22,9 @@ ProviderType = Literal["local", "cloud", "hybrid"]
 GEMINI_OPENAI_BASE = "https://generativelanguage.googleapis.com/v1beta/openai/"
 LOCAL_PROVIDER = "director_local"  # LiteLLM custom provider name of the embedded tier
 _STRONG_INPUT_PRICE = 1.0e-6  # >= $1 per 1M input tokens: a "strong" model by default
+GUESS_PER_MILLION = (15.0, 75.0)
+"""USD per 1M input / output tokens suggested for an unpriced model when nothing in the config
+has a price to copy (a high guess, to be replaced by the provider's real price)."""
 
 
 @dataclass(frozen=True)
@@ -262,11 +266,85 @@ def deployments_for(name: str, p: ProviderConfig, config: DirectorConfig) -> lis
 
 
 def build_deployments(config: DirectorConfig) -> list[DeploymentInfo]:
-    """Every deployment of every enabled provider, in config order."""
+    """Every deployment of every enabled provider, in config order (unknown prices under a
+    budget replaced as ``budgeted_prices`` says)."""
     out: list[DeploymentInfo] = []
     for name, p in config.providers.items():
         out.extend(deployments_for(name, p, config))
-    return out
+    return budgeted_prices(config, out)
+
+
+def under_budget(config: DirectorConfig, provider: str) -> bool:
+    """Whether any budget window (global, or ``provider``'s own) limits calls to ``provider``."""
+    p = config.providers.get(provider)
+    return (
+        config.llm.budget_per_hour is not None
+        or config.llm.budget_per_day is not None
+        or (p is not None and (p.budget_per_hour is not None or p.budget_per_day is not None))
+    )
+
+
+def most_expensive_price(deployments: list[DeploymentInfo]) -> tuple[float, float] | None:
+    """The highest input and the highest output price per token among the priced deployments
+    (each side on its own), or None when no deployment has a non-zero price."""
+    priced = [
+        d.price
+        for d in deployments
+        if d.price.known and not d.price.assumed and (d.price.input_per_token or d.price.output_per_token)
+    ]
+    if not priced:
+        return None
+    return max(p.input_per_token or 0.0 for p in priced), max(p.output_per_token or 0.0 for p in priced)
+
+
+def budgeted_prices(config: DirectorConfig, deployments: list[DeploymentInfo]) -> list[DeploymentInfo]:
+    """Unknown prices are never free: a deployment under a budget limit whose price (or one side
+    of it) is unknown is priced at the most expensive input / output price configured, with
+    ``Price.assumed`` set. When nothing has a price it keeps its unknown price, and the budget
+    refuses to call it (``budget.guard``)."""
+    unknown = [d for d in deployments if not d.price.known and under_budget(config, d.provider)]
+    top = most_expensive_price(deployments) if unknown else None
+    if top is None:
+        return deployments
+    pin, pout = top
+    assumed = {}
+    for d in unknown:
+        i = d.price.input_per_token if d.price.input_per_token is not None else pin
+        o = d.price.output_per_token if d.price.output_per_token is not None else pout
+        source = f"unknown: budgeted at the most expensive configured (${i * 1e6:g} / ${o * 1e6:g} per 1M)"
+        assumed[d.name] = replace(d, price=Price(i, o, source, assumed=True))
+    return [assumed.get(d.name, d) for d in deployments]
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def override_lines(
+    config: DirectorConfig | None,
+    info: DeploymentInfo,
+    deployments: list[DeploymentInfo] = (),  # type: ignore[assignment]
+) -> str:
+    """The config lines that give ``info`` a price, ready to paste into the config (TOML): the
+    price it is budgeted at (the most expensive configured) or, when nothing has a price, a high
+    guess. Only the missing prices; the table header too unless the file already has it."""
+    top = most_expensive_price(list(deployments))
+    pin, pout = (top[0] * 1e6, top[1] * 1e6) if top else GUESS_PER_MILLION
+    note = (
+        "budgeted at the most expensive configured price until you set this model's real one"
+        if top
+        else "a high guess: set this model's real price"
+    )
+    p = config.providers.get(info.provider) if config is not None else None
+    ov = p.overrides.get(info.model) if p is not None else None
+    header = f"[providers.{_toml_key(info.provider)}.overrides.{_toml_key(info.model)}]"
+    lines = [f"# add to the existing {header} table:" if ov is not None else header]
+    lines.append(f"# USD per 1M tokens; {note}")
+    if ov is None or ov.input_price_per_million is None:
+        lines.append(f"input_price_per_million = {round(pin, 6):g}")
+    if ov is None or ov.output_price_per_million is None:
+        lines.append(f"output_price_per_million = {round(pout, 6):g}")
+    return "\n".join(lines)
 
 
 def tiers_in_use(deployments: list[DeploymentInfo]) -> list[str]:

@@ -67,6 +67,9 @@ class RedisClients:
         self._outage_started: float | None = None
         self.outages = 0
         """Outages seen (a connection error or timeout after a success)."""
+        self.busy = 0
+        """Timeouts that came soon after a reply: busy moments, not outages."""
+        self._last_ok = 0.0
 
     # -- clients ---------------------------------------------------------------------------
     def client(self) -> Redis:
@@ -100,8 +103,13 @@ class RedisClients:
         return time.monotonic() < self._down_until
 
     def mark_down(self, exc: BaseException, *, user: str = "redis") -> None:
-        """Record a connection error or timeout: skip Redis for ``retry_after_s``."""
+        """Record a connection error or timeout: skip Redis for ``retry_after_s``. A timeout (or
+        no free pooled connection in time) within ``retry_after_s`` of a reply is a busy moment
+        (a burst, a starved event loop), not an outage: it is counted in ``busy`` only."""
         now = time.monotonic()
+        if self.is_slow(exc) and now - self._last_ok < self.retry_after_s:
+            self.busy += 1
+            return
         self._down_until = now + self.retry_after_s
         if self._outage_started is None:
             self._outage_started = now
@@ -121,6 +129,17 @@ class RedisClients:
             log.info("Redis %s reachable again after %.1f s", self.url, time.monotonic() - self._outage_started)
             self._outage_started = None
         self._down_until = 0.0
+        self._last_ok = time.monotonic()
+
+    @staticmethod
+    def is_slow(exc: BaseException) -> bool:
+        """A timeout, or no pooled connection free in time: Redis may just be busy."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+            return True
+        return isinstance(exc, RedisConnectionError) and str(exc).startswith("No connection available")
 
     @staticmethod
     def is_outage(exc: BaseException) -> bool:

@@ -10,17 +10,28 @@ since providers wrap each message in tokens of their own). It uses LiteLLM's tok
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["TEMPLATE_MARGIN", "TOKENS_PER_MESSAGE", "prompt_tokens", "rough_tokens", "text_tokens"]
+__all__ = [
+    "TEMPLATE_MARGIN",
+    "TOKENS_PER_MESSAGE",
+    "TOOLS_OVERHEAD",
+    "prompt_tokens",
+    "rough_tokens",
+    "text_tokens",
+]
 
 TOKENS_PER_MESSAGE = 8
 """Chat-template tokens allowed per message (role markers, separators; OpenAI uses 3-4,
 others more)."""
 TEMPLATE_MARGIN = 0.05
 """Extra share of the counted tokens: tokenizers of other providers differ from tiktoken."""
+TOOLS_OVERHEAD = 400
+"""Tokens added to a request with tools: the tool-use system prompt providers prepend
+(Anthropic documents 346 tokens for ``tool_choice`` auto with Claude 3.5 / 4 models)."""
 _DEFAULT_MODEL = "gpt-4o"
 
 
@@ -46,20 +57,29 @@ def rough_tokens(messages: Sequence[Any], *, tools: Any = None, response_format:
 
 
 def prompt_tokens(model: str | None, messages: Sequence[Any], *, tools: Any = None, response_format: Any = None) -> int:
-    """Prompt tokens of a request as a provider bills them (with the margins above)."""
+    """Prompt tokens of a request as a provider bills them (with the margins above).
+
+    Messages (system prompts included) are counted by LiteLLM's token counter. Tool
+    definitions are counted as their JSON text (an upper bound of OpenAI's own rendering,
+    which LiteLLM's counter mimics: ~1.6x it for typical tools) plus ``TOOLS_OVERHEAD`` for the
+    tool-use instructions some providers add; a ``response_format`` schema as its JSON text."""
     import litellm
 
     try:
-        counted = int(
-            litellm.token_counter(
-                model=model or _DEFAULT_MODEL, messages=list(messages), tools=list(tools) if tools else None
-            )
-        )
+        counted = int(litellm.token_counter(model=model or _DEFAULT_MODEL, messages=list(messages)))
     except Exception:  # noqa: BLE001 - odd message shapes: fall back to the generous estimate
-        return rough_tokens(messages, tools=tools, response_format=response_format)
+        return rough_tokens(messages, tools=tools, response_format=response_format) + (TOOLS_OVERHEAD if tools else 0)
+    if tools:
+        counted += _json_tokens(model, json.dumps(tools, default=str, sort_keys=True)) + TOOLS_OVERHEAD
     if response_format is not None:
-        counted += text_tokens(model, json.dumps(_schema_of(response_format), default=str))
+        counted += _json_tokens(model, json.dumps(_schema_of(response_format), default=str, sort_keys=True))
     return int(counted * (1 + TEMPLATE_MARGIN)) + TOKENS_PER_MESSAGE * len(messages)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_tokens(model: str | None, text: str) -> int:
+    # The same tools or schema travel with every request of an application: count them once.
+    return text_tokens(model, text)
 
 
 def text_tokens(model: str | None, text: str) -> int:

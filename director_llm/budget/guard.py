@@ -80,7 +80,8 @@ def ledger_from_config(
     redis: RedisClients | None = None,
 ) -> BudgetLedger:
     """``RedisLedger`` when ``config.redis_state_url`` is set (shared by every process on that
-    Redis), else ``MemoryLedger``. Reservations outlive the longest request by a margin."""
+    Redis), wrapped in ``LocalFallbackLedger`` when ``[llm] budget_store_failure = "local"``,
+    else ``MemoryLedger``. Reservations outlive the longest request by a margin."""
     limits = budget_limits(config)
     ttl = max(60.0, 2 * config.llm.timeout_seconds)
     url = config.redis_state_url
@@ -89,8 +90,14 @@ def ledger_from_config(
 
         kwargs: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
         if redis is not None:
-            return RedisLedger(redis=redis, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
-        return RedisLedger(url, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+            ledger = RedisLedger(redis=redis, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+        else:
+            ledger = RedisLedger(url, limits=limits, clock=clock, reservation_ttl_s=ttl, **kwargs)
+        if config.llm.budget_store_failure == "local":
+            from director_llm.budget.outage import LocalFallbackLedger
+
+            return LocalFallbackLedger(ledger, expected_processes=config.llm.expected_processes)
+        return ledger
     return MemoryLedger(limits=limits, clock=clock, reservation_ttl_s=ttl)
 
 
@@ -199,7 +206,15 @@ class BudgetGuard:
         try:
             report = await self.ledger.snapshot()
         except BudgetBackendError:
-            return AttemptOverBudgetError(window="unknown", limit_usd=0.0, spent_usd=0.0, requested_usd=amount)
+            return AttemptOverBudgetError(
+                f"the budget store (Redis) is unreachable and this process's share of the remaining "
+                f"budget during the outage cannot afford this request (up to ${amount:.6f}); priced "
+                "deployments are served again from the shared budget when Redis is back",
+                window="unknown",
+                limit_usd=0.0,
+                spent_usd=0.0,
+                requested_usd=amount,
+            )
         for name in ("hour", "day", f"provider:{provider}:hour", f"provider:{provider}:day"):
             w = report.windows.get(name)
             if w is not None and w.remaining_usd is not None and w.remaining_usd < amount:
@@ -219,9 +234,50 @@ class BudgetGuard:
         return AttemptOverBudgetError(window="hour", limit_usd=0.0, spent_usd=0.0, requested_usd=amount)
 
     # -- the request path ------------------------------------------------------------------
+    def applies(self, provider: str) -> bool:
+        """Whether a budget window (global, or ``provider``'s own) limits calls to ``provider``."""
+        limits = getattr(self.ledger, "limits", None)
+        if not self.limited or limits is None:
+            return False
+        own = limits.per_provider.get(provider)
+        return (
+            limits.per_hour is not None
+            or limits.per_day is not None
+            or (own is not None and any(v is not None for v in own))
+        )
+
+    def unpriced(self, info: DeploymentInfo) -> AttemptOverBudgetError:
+        """The refusal of a deployment under a budget whose price nobody knows (nothing in the
+        config has a price to assume for it, see ``providers.budgeted_prices``)."""
+        from director_llm.providers import override_lines
+
+        limits = self.ledger.limits  # type: ignore[attr-defined]
+        own = limits.per_provider.get(info.provider)
+        window, limit = next(
+            (w, v)
+            for w, v in (
+                ("hour", limits.per_hour),
+                ("day", limits.per_day),
+                (f"provider:{info.provider}:hour", own.per_hour if own else None),
+                (f"provider:{info.provider}:day", own.per_day if own else None),
+            )
+            if v is not None
+        )
+        lines = "\n".join("    " + line for line in override_lines(None, info).splitlines())
+        return AttemptOverBudgetError(
+            f"{info.name} has no known price (not in LiteLLM's cost map, no override) and no deployment "
+            f"has a price to budget it at, so the budget ('{window}' window) cannot let it be called: "
+            f"an unknown price is never free. Add its price to the config:\n{lines}",
+            window=window,
+            limit_usd=limit,
+            spent_usd=0.0,
+        )
+
     async def reserve(self, info: DeploymentInfo, *, prompt_tokens: int, max_tokens: int) -> Hold:
         """Hold the worst case of one call to ``info``. Raises ``AttemptOverBudgetError`` or
         ``BudgetStoreDownError``; zero-cost deployments and unlimited budgets hold nothing."""
+        if not info.price.known and self.applies(info.provider):
+            raise self.unpriced(info)
         amount = self.worst_case(info, prompt_tokens, max_tokens) if self.limited else 0.0
         reservation: Reservation | None = None
         if amount > 0:

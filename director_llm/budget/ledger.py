@@ -375,14 +375,17 @@ class _LedgerBase:
         return self._windows(provider, _hour_key(now), now.strftime("%Y-%m-%d"))
 
     # ---- public API
-    async def reserve(self, *, amount_usd: float, provider: str, model: str) -> Reservation:
+    async def reserve(
+        self, *, amount_usd: float, provider: str, model: str, reservation_id: str | None = None
+    ) -> Reservation:
         """Hold ``amount_usd`` in every window that applies to ``provider``, or raise
-        ``BudgetExceededError`` for the first window that cannot afford it."""
+        ``BudgetExceededError`` for the first window that cannot afford it. Sending the same
+        ``reservation_id`` again (a retry after a lost reply) holds once."""
         _check_provider_name(provider)
         amount = _to_units(amount_usd, round_up=True)
         now = self._now()
         res = Reservation(
-            id=uuid.uuid4().hex,
+            id=reservation_id or uuid.uuid4().hex,
             provider=provider,
             model=model,
             amount_usd=amount_usd,
@@ -456,6 +459,25 @@ class _LedgerBase:
         windows = self._windows(provider, res.hour, res.day)
         await self._book(res, windows, actual, stats, _period_start(res.hour) + _STATS_KEEP, "s")
         res.state = "settled"
+
+    async def rebook(
+        self,
+        reservation: Reservation,
+        *,
+        actual_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        requests: int = 1,
+    ) -> None:
+        """Book usage in ``reservation``'s own windows under its id, whatever its state, and drop
+        the store's hold of that id if it still has one. Idempotent per id in Redis: this is how
+        spend booked locally during a store outage is written back (``budget.outage``)."""
+        actual = _to_units(actual_usd, round_up=False)
+        stats = _stats_increments(
+            reservation.provider, reservation.model, actual, prompt_tokens, completion_tokens, requests
+        )
+        windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        await self._book(reservation, windows, actual, stats, _period_start(reservation.hour) + _STATS_KEEP, "s")
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back (the call failed). A no-op on a closed reservation, so it is

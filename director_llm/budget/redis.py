@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -109,6 +110,9 @@ class RedisLedger(_LedgerBase):
         self._tag = prefix + "{budget}"
         self.retries = 0
         """Calls retried after a dropped connection or timeout (tests and benchmarks read it)."""
+        self.last_reply = 0.0
+        """``time.monotonic()`` of the last reply from Redis: a timeout soon after one is a busy
+        moment (a burst, a starved event loop), not an outage."""
 
     def _client(self) -> _Client:
         if self._given is not None:
@@ -178,12 +182,15 @@ class RedisLedger(_LedgerBase):
             delays = _RETRY_DELAYS_S
         client = self._client()
         attempt = 0
+        # A hard cap on top of the socket timeouts: a hung Redis fails the call. With the shared
+        # factory's blocking pool, waiting for a free connection (a burst) comes on top.
+        cap = self._timeout_s * 1.5 + (self._hub.pool_timeout_s if self._hub is not None else 0.0)
         try:
             while True:
                 try:
-                    # A hard cap on top of the socket timeouts: a hung Redis fails the call.
-                    async with asyncio.timeout(self._timeout_s * 1.5):
+                    async with asyncio.timeout(cap):
                         reply = await client.script(name, getattr(budget_lua, name))(keys=keys, args=args)
+                    self.last_reply = time.monotonic()
                     if self._hub is not None:
                         self._hub.mark_up()
                     return reply

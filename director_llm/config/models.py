@@ -250,6 +250,14 @@ class LLMConfig(_Section):
     and ``max_parallel_requests`` in ``[providers.<name>.overrides.<model>]``)."""
     state_redis_url: str | None = None
     """Redis for shared state (budget ledger, breakers, rate limits). Default: ``caching.redis_url``."""
+    budget_store_failure: Literal["closed", "local"] = "local"
+    """What the budget does while its Redis is unreachable. ``local``: each process spends from
+    a local allowance (the last known remaining budget / ``expected_processes``), books it in
+    memory and writes it to Redis when Redis is back (and at ``aclose``). ``closed``: priced
+    deployments are refused (``BudgetStoreDownError``); zero-cost ones still serve."""
+    expected_processes: int = Field(default=4, ge=1)
+    """How many processes share the budget's Redis: during an outage each may spend
+    1/``expected_processes`` of the remaining budget (more processes than this can overspend)."""
 
     @field_validator("state_redis_url")
     @classmethod

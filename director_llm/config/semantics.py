@@ -9,10 +9,14 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from director_llm.config.models import LOCAL_ESCALATE_BELOW, TIERS, DirectorConfig
 from director_llm.config.problems import Problem
 from director_llm.config.runtime_checks import check_flows, check_something_answers, check_timeouts
+
+if TYPE_CHECKING:
+    from director_llm.providers import DeploymentInfo
 
 LLM_TIERS = tuple(t for t in TIERS if t != "local")
 _LOCAL_ONLY_FIELDS = ("training_file", "features", "cache_dir", "confidence_threshold")
@@ -68,7 +72,7 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
     """Every cross-field problem of ``config``. ``base_dir`` is the config file's folder:
     relative paths in it (``training_file``) are found there or in the working directory."""
     from director_llm.config.secrets import name_field_problems
-    from director_llm.providers import build_deployments, tiers_in_use
+    from director_llm.providers import build_deployments, override_lines, tiers_in_use, under_budget
 
     problems: list[Problem] = _check_providers(config, base_dir) + name_field_problems(config)
     if any(p.level == "error" for p in problems):
@@ -111,18 +115,29 @@ def check_semantics(config: DirectorConfig, *, base_dir: Path | None = None) -> 
                         "warning", f"{key}.api_key_env", f"${d.api_key_env} is not set: {d.name} is skipped at run time"
                     )
                 )
-        if not d.price.known:
-            problems.append(Problem("warning", f"{key}.overrides.{d.model}", unknown_price_message(d.name)))
+        if d.price.assumed or not d.price.known:
+            message = unknown_price_message(d, budgeted=under_budget(config, d.provider))
+            lines = override_lines(config, d, deployments)
+            problems.append(Problem("warning", f"{key}.overrides.{d.model}", f"{message}. Add:\n" + _indent(lines)))
     return problems
 
 
-def unknown_price_message(name: str) -> str:
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def unknown_price_message(d: DeploymentInfo, *, budgeted: bool) -> str:
     """What really happens to a deployment with no known price (said the same everywhere)."""
-    return (
-        f"price of {name} is unknown (not in LiteLLM's cost map, no override): budgets treat it as "
-        "free, so it is called even when a budget is spent and its calls are booked at the cost LiteLLM "
-        "reports for it (usually $0). Set input_price_per_million and output_price_per_million"
-    )
+    what = f"the price of {d.name} is unknown (not in LiteLLM's cost map, no full override)"
+    if not budgeted:
+        return f"{what}: no budget limits it, but its spend is reported as $0"
+    if d.price.assumed:
+        pin, pout = d.price.per_million()
+        return (
+            f"{what}: a budget limits it, so it is never free: it is budgeted and booked at "
+            f"${pin:g} input / ${pout:g} output per 1M tokens (the most expensive configured)"
+        )
+    return f"{what}: a budget limits it and no deployment has a price to assume for it, so it is refused"
 
 
 def _check_providers(config: DirectorConfig, base_dir: Path | None = None) -> list[Problem]:

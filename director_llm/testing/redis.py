@@ -58,12 +58,18 @@ class RedisServer:
         port: Port to use; 0 picks a free one on first start and keeps it for restarts.
         binary: The ``redis-server`` executable (looked up on PATH by default).
         password: Require this password (``requirepass``); ``url`` then carries it.
+        persistent: Keep the data across :meth:`stop` / :meth:`start` (an append-only file,
+            synced on every write), as a production Redis would; off by default (a restart
+            then models an outage of a cache, starting empty).
     """
 
-    def __init__(self, port: int = 0, *, binary: str | None = None, password: str | None = None):
+    def __init__(
+        self, port: int = 0, *, binary: str | None = None, password: str | None = None, persistent: bool = False
+    ):
         self.host = DEFAULT_HOST
         self.port = port
         self.password = password
+        self.persistent = persistent
         self._binary = binary or shutil.which("redis-server")
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -90,14 +96,15 @@ class RedisServer:
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="director-redis-")
         log_path = Path(self._dir.name) / "redis.log"
-        # Persistence off: a restart models an outage of a cache, starting empty.
+        # Persistence off by default: a restart models an outage of a cache, starting empty.
         command = [
             self._binary,
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", self._dir.name,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--daemonize", "no",
             "--logfile", str(log_path),
         ]  # fmt: skip

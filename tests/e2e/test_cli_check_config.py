@@ -48,7 +48,10 @@ def test_seed_sample_json_report():
     assert "gemini/gemini-2.0-flash" in names
     by = {d["name"]: d for d in report["deployments"]}
     assert by["openai/gpt-4o"]["price_per_million"] == {"input": 2.5, "output": 10.0, "source": "litellm:gpt-4o"}
-    assert by["gemini/gemini-2.0-flash-thinking"]["price_per_million"]["source"] == "unknown"
+    # Unpriced in LiteLLM's map and under the seed's budget: never free, budgeted at gpt-4o's price.
+    thinking = by["gemini/gemini-2.0-flash-thinking"]["price_per_million"]
+    assert thinking == {"input": 2.5, "output": 10.0, "source": thinking["source"]}
+    assert thinking["source"].startswith("unknown: budgeted at the most expensive configured")
     assert by["openai/gpt-4o"]["key_status"] in ("missing", "set")
     assert report["fallbacks"]["small"] == ["balanced", "strong"]
     assert report["cache"]["redis"]["enabled"] is True

@@ -188,17 +188,38 @@ async def test_hour_rollover_with_injected_clock(provider) -> None:
     assert report.usage["2026-03-01T10"].cost_usd == pytest.approx(first.count("strong") * STRONG_COST)
 
 
-async def test_redis_outage_serves_only_zero_cost_tiers(provider) -> None:
+def closed(text: str) -> str:
+    return text.replace("[llm]\n", '[llm]\nbudget_store_failure = "closed"\n', 1)
+
+
+async def test_redis_outage_serves_only_zero_cost_tiers_when_closed(provider) -> None:
     dead = "redis://127.0.0.1:1/0"
-    cfg = parse_config_text(config_text(provider.base_url, per_hour=1.0, redis=dead))
+    cfg = parse_config_text(closed(config_text(provider.base_url, per_hour=1.0, redis=dead)))
     async with Director(cfg, state_prefix="budget-outage-test:") as d:
         r = await d.acompletion(ASK)
         assert route(r)["tier"] == "small"
-    cfg = parse_config_text(config_text(provider.base_url, per_hour=1.0, redis=dead, ollama=False))
+    cfg = parse_config_text(closed(config_text(provider.base_url, per_hour=1.0, redis=dead, ollama=False)))
     async with Director(cfg, state_prefix="budget-outage-test:") as d:
         with pytest.raises(BudgetStoreDownError):
             await d.acompletion(ASK)
     assert not provider.requests_for("gpt-4o")
+
+
+async def test_redis_never_reached_spends_a_quarter_of_the_limit_when_local(provider) -> None:
+    dead = "redis://127.0.0.1:1/0"
+    cfg = parse_config_text(config_text(provider.base_url, per_hour=0.006, redis=dead, ollama=False))
+    served = 0
+    async with Director(cfg, state_prefix="budget-outage-test:") as d:
+        for _ in range(4):
+            try:
+                await d.acompletion(ASK)
+                served += 1
+            except BudgetExceededError:
+                pass
+            await d.budget.drain()
+    # The allowance is limit / expected_processes ($0.0015): one call ($0.00075, worst case
+    # ~$0.0011) fits, a second worst case does not.
+    assert served == 1 == len(provider.requests_for("gpt-4o"))
 
 
 WORKER = textwrap.dedent("""

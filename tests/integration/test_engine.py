@@ -158,11 +158,14 @@ async def test_capabilities_filter_the_deployments(fake_provider) -> None:
 
 
 async def test_a_budget_store_outage_still_gets_the_local_answer(fake_provider, tmp_path) -> None:
-    # Redis state unreachable and the local tier unsure: the local tier is the last resort.
+    # Redis state unreachable ("closed": priced tiers refused) and the local tier unsure: the
+    # local tier is the last resort. (With the default "local" mode the LLM tier would answer
+    # from this process's allowance: tests/integration/test_budget_outage.py.)
     fake_provider.set_default(Reply(json=GOOD))
     dead = "redis://127.0.0.1:1/0"
+    llm = f'budget_per_hour = 1.0\nstate_redis_url = "{dead}"\nbudget_store_failure = "closed"'
     text = (
-        two_in_a_tier(fake_provider.base_url, llm=f'budget_per_hour = 1.0\nstate_redis_url = "{dead}"')
+        two_in_a_tier(fake_provider.base_url, llm=llm)
         + f'[providers.local]\nkind = "local"\ncache_dir = "{tmp_path}"\n[intents]\ntier_thresholds = {{ local = 0.999 }}\n'
     )
     async with Director(parse_config_text(text)) as d:

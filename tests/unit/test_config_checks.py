@@ -179,8 +179,42 @@ def test_unknown_price_warning_says_what_really_happens() -> None:
     text = '[providers.vllm]\nkind = "openai_compatible"\nbase_url = "https://x.example/v1"\nmodels = ["m"]\n'
     level, message = only(problems(text), "providers.vllm.overrides.m")
     assert level == "warning"
-    assert "budgets treat it as free" in message and "input_price_per_million" in message
-    assert "count as $0" not in message
+    assert "reported as $0" in message and "input_price_per_million" in message
+    assert "treat it as free" not in message
+
+
+UNPRICED = """
+    [llm]
+    budget_per_hour = 1.0
+    [providers.openai]
+    models = ["gpt-4o", "claude-3-5-sonnet", "m.v1:latest"]
+    [providers.openai.overrides."m.v1:latest"]
+    tier = "strong"
+    input_price_per_million = 1.0
+    """
+
+
+def test_unknown_price_under_a_budget_is_never_free_and_the_fix_can_be_pasted() -> None:
+    found = problems(UNPRICED)
+    _, sonnet = only(found, "providers.openai.overrides.claude-3-5-sonnet")
+    _, partial = only(found, "providers.openai.overrides.m.v1:latest")
+    assert "never free" in sonnet and "$2.5 input / $10 output" in sonnet  # gpt-4o's price
+    assert "output_price_per_million = 10" in partial and "input_price_per_million" not in partial.split("Add:")[1]
+    # Pasting the suggested lines (under the existing table for the partial one) silences both.
+    sonnet_lines = sonnet.split("Add:\n")[1]
+    partial_lines = [ln.strip() for ln in partial.split("Add:\n")[1].splitlines() if not ln.strip().startswith("#")]
+    fixed = textwrap.dedent(UNPRICED) + "\n".join(partial_lines) + "\n" + textwrap.dedent(sonnet_lines) + "\n"
+    assert not [p for p in problems(fixed) if "price" in p[2]]
+
+
+def test_unknown_price_under_a_provider_budget_only_and_strict(tmp_path: Path) -> None:
+    text = '[providers.openai]\nmodels = ["claude-3-5-sonnet"]\nbudget_per_day = 2.0\n'
+    level, message = only(problems(text), "providers.openai.overrides.claude-3-5-sonnet")
+    assert level == "warning" and "refused" in message and "input_price_per_million = 15" in message
+    path = tmp_path / "director.toml"
+    path.write_text(text)
+    report = config_report(load_config(path), source=str(path), strict=True)
+    assert not report["valid"]
 
 
 def test_inline_api_key_gives_the_fix_and_never_the_key(tmp_path: Path) -> None:
