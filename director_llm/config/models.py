@@ -223,6 +223,9 @@ class FlowConfig(_Section):
     """What the user wants when this flow applies (shown to the model)."""
     examples: list[str] = Field(default_factory=list)
     """Example messages (any language); they also train the local tier."""
+    entities: list[str] = Field(default_factory=list)
+    """Entity names this flow extracts (e.g. ``["date", "title"]``): an LLM's answer may hold
+    only the names some flow declares, as short strings; none declared: always ``{}``."""
 
 
 class IntentsConfig(_Section):
