@@ -69,7 +69,7 @@ CHOOSE_AT_RECALL = 0.95
 CACHE_DIR: Path | None = None
 
 
-Calibration = tuple[float, float, float]
+Calibration = tuple[float, ...]
 
 
 @dataclass
@@ -83,14 +83,15 @@ class Part:
     score: list[float]
     per_intent: float
     has_oos: bool
+    n_labels: int = 2
 
     def confidences(self, calibrations: tuple[Calibration | None, Calibration | None]) -> list[float]:
         """Confidences under (calibration, oos_calibration): the model's own rule."""
         calibration = calibrations[1] if self.has_oos and calibrations[1] is not None else calibrations[0]
         if calibration is None:
             return [1 / (1 + math.exp(-max(-50.0, min(50.0, s)))) for s in self.score]
-        a, b, c = calibration
-        off = b * math.log(max(1.0, self.per_intent)) + c
+        a, b, c, *rest = calibration
+        off = b * math.log(max(1.0, self.per_intent)) + c + (rest[0] * math.log(self.n_labels) if rest else 0.0)
         return [1 / (1 + math.exp(-max(-50.0, min(50.0, a * s + off)))) for s in self.score]
 
 
@@ -118,6 +119,7 @@ def part(model: LocalIntentModel, items: list[tuple[str, str]]) -> Part:
         [p.score or 0.0 for p in preds],
         model.examples_per_intent,
         OOS in model.labels,
+        len(model.labels),
     )
 
 
@@ -171,20 +173,23 @@ def recommend(
     return suggest_threshold(v.gold, v.pred, v.confidences(calibration), oos_label=OOS, min_oos_recall=min_recall)
 
 
-def fit_calibration(parts: list[Part]) -> Calibration | None:
-    """Platt scaling: logistic regression of "the top intent is right" on the raw score, ln(n)."""
+def fit_calibration(parts: list[Part], with_labels: bool = False) -> Calibration | None:
+    """Platt scaling: logistic regression of "the top intent is right" on the raw score,
+    ln(n) (and ln(number of labels) when ``with_labels``)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     X, y = [], []
     for p in parts:
         for g, pred, score in zip(p.gold, p.pred, p.score, strict=False):
-            X.append([score, math.log(max(1.0, p.per_intent))])
+            row = [score, math.log(max(1.0, p.per_intent))]
+            X.append([*row, math.log(p.n_labels)] if with_labels else row)
             y.append(g == pred)
     if len(set(y)) < 2:
         return None
     clf = LogisticRegression(C=1.0, max_iter=1000).fit(np.array(X), np.array(y))
-    return (round(float(clf.coef_[0][0]), 3), round(float(clf.coef_[0][1]), 3), round(float(clf.intercept_[0]), 3))
+    coef = [round(float(x), 3) for x in clf.coef_[0]]
+    return (coef[0], coef[1], round(float(clf.intercept_[0]), 3), *coef[2:])
 
 
 _STARTUP_SNIPPET = """
@@ -227,7 +232,8 @@ def collect(only: set[str], seeds: list[int], settings: LocalTierSettings) -> li
         examples = [(e, name) for name, flow in BUILTIN_FLOWS.items() for e in flow["examples"]]
         model, secs = train(examples, settings)
         test = load_training_file(ROOT / "tests" / "data" / "pt_builtin_flows.jsonl")
-        benches.append(bench("pt builtin flows", model, secs, None, test))
+        pval, pheld = split_validation(test)
+        benches.append(bench("pt builtin flows", model, secs, pval, pheld))
         print(f"  trained pt builtin flows in {secs:.1f}s", flush=True)
     data = find_data_dir("clinc150")
     if data is None and only & {"full", "few"}:
@@ -322,7 +328,7 @@ def main() -> int:
         with_oos = [p for p in pool if p.has_oos]
         calibration = (
             fit_calibration(plain) if plain else settings.calibration,
-            fit_calibration(with_oos) if with_oos else settings.oos_calibration,
+            fit_calibration(with_oos, with_labels=True) if with_oos else settings.oos_calibration,
         )
         full = next((b for b in benches if b.name == "clinc150 full"), None)
         if full is not None:

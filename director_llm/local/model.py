@@ -53,7 +53,7 @@ FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
 #: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
 DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.135, 2.363)
 #: Platt calibration of the out-of-scope score (see ``LocalTierSettings.oos_calibration``).
-DEFAULT_OOS_CALIBRATION: tuple[float, float, float] = (0.5, 0.0, 0.0)
+DEFAULT_OOS_CALIBRATION: tuple[float, ...] = (0.404, 0.106, 2.909, -0.7)
 _RANKING_SIZE = 5
 
 
@@ -103,9 +103,11 @@ class LocalTierSettings:
     ``logit(p)``, ``p`` the blended probability of the top intent). Fitted by
     ``scripts/eval_local.py --calibrate`` so that a confidence is the chance that the answer
     is right, like an LLM's; None leaves ``p`` as it is."""
-    oos_calibration: tuple[float, float, float] | None = DEFAULT_OOS_CALIBRATION
-    """The same for a model *with* an out-of-scope class, whose raw score is the out-of-scope
-    score (see ``oos_similarity_weight``); None falls back to ``calibration`` on ``logit(p)``."""
+    oos_calibration: tuple[float, ...] | None = DEFAULT_OOS_CALIBRATION
+    """``(a, b, c, d)``: the same for a model *with* an out-of-scope class, whose raw score is
+    the out-of-scope score (see ``oos_similarity_weight``), plus ``d * ln(k)`` for its ``k``
+    labels (the score's scale grows with the examples per intent and the number of intents);
+    None falls back to ``calibration`` on ``logit(p)``."""
     oos_similarity_weight: float = 3.0
     """With an out-of-scope class, the raw score of the top intent ``t`` is
     ``(z_t - z_oos + ln p_t - ln p_oos) / 2 + w * nearest``: its log-odds against the
@@ -177,13 +179,15 @@ class LocalIntentModel:
         self._oos = labels.index(settings.oos_label) if settings.oos_label in labels else None
         self.examples_per_intent = float(examples_per_intent)
         """Median number of training examples per intent (an input of the calibration)."""
-        self._cal = settings.calibration
+        self._cal: tuple[float, ...] | None = settings.calibration
         if self._oos is not None and settings.oos_calibration is not None:
             self._cal = settings.oos_calibration
         self._cal_offset = 0.0
         if self._cal is not None:
-            _, b, c = self._cal
+            b, c = self._cal[1], self._cal[2]
             self._cal_offset = b * math.log(max(1.0, self.examples_per_intent)) + c
+            if len(self._cal) > 3:
+                self._cal_offset += self._cal[3] * math.log(len(labels))
         self.loaded_from_cache = False
         self.train_seconds = 0.0
 
@@ -344,7 +348,7 @@ class LocalIntentModel:
         arrays: dict[str, Any],
         *,
         calibration: tuple[float, float, float] | str | None = "stored",
-        oos_calibration: tuple[float, float, float] | str | None = "stored",
+        oos_calibration: tuple[float, ...] | str | None = "stored",
         oos_similarity_weight: float | None = None,
     ) -> LocalIntentModel:
         """Rebuild a model from ``to_state``'s output (with the given calibrations and
