@@ -159,9 +159,14 @@ async def run(args: argparse.Namespace) -> None:
             else:
                 r = await director.classify_intent(text, cache=False)
             ms = (time.perf_counter() - t0) * 1000
-            rows.append((gold, r.flow, r.route.tier, r.route.completion_tokens, r.route.prompt_tokens, r.route.cost_usd, ms))
+            rows.append(
+                (gold, r.flow, r.route.tier, r.route.completion_tokens, r.route.prompt_tokens, r.route.cost_usd, ms)
+            )
             if len(rows) % 25 == 0:
-                print(f"  {len(rows)} done, accuracy so far {sum(g == f for g, f, *_ in rows) / len(rows):.3f}", flush=True)
+                print(
+                    f"  {len(rows)} done, accuracy so far {sum(g == f for g, f, *_ in rows) / len(rows):.3f}",
+                    flush=True,
+                )
     del server
     n = len(rows)
     remote = [r for r in rows if r[2] not in ("local", None)]
@@ -171,14 +176,20 @@ async def run(args: argparse.Namespace) -> None:
     oos = [r for r in rows if r[0] == OOS]
     q = statistics.quantiles(lat, n=100) if n > 1 else lat * 99
     print(f"load average {os.getloadavg()[0]:.1f}; mode {args.mode}; {n} messages ({len(oos)} out of scope)")
-    print(f"accuracy {sum(g == f for g, f, *_ in rows) / n:.3f}  in-scope {sum(g == f for g, f, *_ in in_scope) / max(1, len(in_scope)):.3f}  "
-          f"OOS recall {sum(f == OOS for _, f, *_ in oos) / max(1, len(oos)):.3f}")
+    print(
+        f"accuracy {sum(g == f for g, f, *_ in rows) / n:.3f}  in-scope {sum(g == f for g, f, *_ in in_scope) / max(1, len(in_scope)):.3f}  "
+        f"OOS recall {sum(f == OOS for _, f, *_ in oos) / max(1, len(oos)):.3f}"
+    )
     print(f"answered by the llama tier: {len(remote)} ({len(remote) / n:.1%})")
     if comp:
-        print(f"completion tokens per llama answer: mean {statistics.fmean(comp):.1f}  max {max(comp)}; "
-              f"prompt tokens mean {statistics.fmean([r[4] for r in remote]):.0f}")
+        print(
+            f"completion tokens per llama answer: mean {statistics.fmean(comp):.1f}  max {max(comp)}; "
+            f"prompt tokens mean {statistics.fmean([r[4] for r in remote]):.0f}"
+        )
     print(f"latency p50 {statistics.median(lat):.0f} ms  p90 {q[89]:.0f} ms  max {max(lat):.0f} ms")
-    print(f"cost per 1k requests ${sum(r[5] for r in rows) / n * 1000:.4f} (llama priced ${args.price_in}/${args.price_out} per 1M)")
+    print(
+        f"cost per 1k requests ${sum(r[5] for r in rows) / n * 1000:.4f} (llama priced ${args.price_in}/${args.price_out} per 1M)"
+    )
 
 
 def main() -> None:

@@ -75,7 +75,8 @@ def test_thresholds_come_from_the_validation_part_only(tmp_path: Path) -> None:
     assert 0 < out["validation"]["n"] < len(rows)
     suggested = out["suggestions"]["local_confidence_threshold"]
     assert 0 <= suggested < 1 and out["local"]["suggested_threshold"] == suggested
-    assert out["local"]["threshold"] == IntentsConfig().confidence_threshold  # reported at the config's threshold, not the suggestion
+    # Reported at the config's threshold, not the suggestion.
+    assert out["local"]["threshold"] == IntentsConfig().confidence_threshold
     again = run(str(write_set(tmp_path / "set2.jsonl", list(reversed(rows)))))
     assert again["validation"]["n"] == out["validation"]["n"]  # the split depends on the texts, not the order
 
