@@ -77,7 +77,7 @@ __all__ = ["CLASSIFY_MAX_TOKENS", "Classifier", "ClassifyRequest"]
 
 CLASSIFY_MAX_TOKENS = MAX_TOKENS_CAP
 """The most output tokens asked for one answer; the actual ``max_tokens`` is derived from
-the answer's schema (``prompts.max_tokens_for``, ~140 for the built-in flows)."""
+the answer's schema (``prompts.max_tokens_for``, 113 for the built-in flows)."""
 
 Emit = Callable[[Any], None]
 
