@@ -110,7 +110,9 @@ def dataset(domains: list[str], n: int) -> tuple[dict[str, list[str]], list[tupl
     return flows, items
 
 
-def config_text(base: str, flows: dict[str, list[str]], mode: str, price_in: float, price_out: float) -> str:
+def config_text(
+    base: str, flows: dict[str, list[str]], mode: str, price_in: float, price_out: float, threshold: float | None = None
+) -> str:
     lines = [
         "[llm]",
         "num_retries = 0",
@@ -130,6 +132,8 @@ def config_text(base: str, flows: dict[str, list[str]], mode: str, price_in: flo
         "[intents]",
         "history_turns = 0",
     ]
+    if threshold is not None:
+        lines.append(f"confidence_threshold = {threshold}")
     for name, examples in flows.items():
         desc = "nothing else fits" if name == OOS else name.replace("_", " ")
         lines += [f"[intents.flows.{name}]", f"description = {json.dumps(desc)}", f"examples = {json.dumps(examples)}"]
@@ -142,7 +146,7 @@ async def run(args: argparse.Namespace) -> None:
 
     flows, items = dataset(args.domains.split(","), args.n)
     server, base = start_server(args.ctx)
-    cfg = parse_config_text(config_text(base, flows, args.mode, args.price_in, args.price_out))
+    cfg = parse_config_text(config_text(base, flows, args.mode, args.price_in, args.price_out, args.threshold))
     rows = []
     started_all = time.monotonic()
     async with Director(cfg) as director:
@@ -201,6 +205,9 @@ def main() -> None:
     parser.add_argument("--price-out", type=float, default=0.60)
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--time-limit", type=float, default=1800)
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="intents.confidence_threshold (0: score the flow the model chose)"
+    )
     args = parser.parse_args()
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}", flush=True)
     asyncio.run(run(args))
