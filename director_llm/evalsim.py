@@ -113,9 +113,9 @@ class SimulatedRemotes:
         if gold is not None and _unit(m.model, "ok", text) < m.accuracy:
             return gold, 0.9
         wrong = [label for label in self.labels if label != gold] or [gold or "out_of_scope"]
-        # Above the default intents.confidence_threshold (0.71): a wrong answer stays wrong
+        # Above the default intents.confidence_threshold (0.87): a wrong answer stays wrong
         # instead of becoming the fallback flow (which would be "right" on out-of-scope messages).
-        return wrong[int(_unit(m.model, "wrong", text) * len(wrong))], 0.8
+        return wrong[int(_unit(m.model, "wrong", text) * len(wrong))], 0.89
 
     def _responder(self, m: SimModel) -> Any:
         from director_llm.testing import Reply

@@ -30,6 +30,7 @@ from director_llm.config.models import LOCAL_ESCALATE_BELOW, DirectorConfig, Int
 
 if TYPE_CHECKING:
     from director_llm.intents.models import IntentClassification
+    from director_llm.intents.prompts import FlowSet
     from director_llm.local import LocalIntentModel, LocalPrediction
 
 __all__ = [
@@ -84,6 +85,7 @@ class LocalTier:
         self._extra = list(extra_examples)
         self._model: LocalIntentModel | None = None
         self._lock = threading.Lock()
+        self._example_index: tuple[str, list[tuple[str, str]], Any] | None = None
         self.load_seconds: float | None = None
         """Wall time of the first load (training, or reading the disk cache)."""
 
@@ -186,6 +188,40 @@ class LocalTier:
         """``predict``; inline once loaded (a thread hop would double the ~1 ms)."""
         model = self._model if self._model is not None else await self.aload()
         return model.predict(text)
+
+    def nearest_examples(self, flows: FlowSet, text: str, k: int, per_flow: int = 2) -> list[tuple[str, str]] | None:
+        """The ``k`` examples of ``flows`` nearest to ``text`` by the local sentence encoder
+        (at most ``per_flow`` of one flow, nearest first), for an LLM prompt's few-shot block;
+        None when the model is not loaded yet or does not use the encoder (the prompt then
+        shows a few examples of every flow). The examples are embedded once per flow set."""
+        if self._model is None or not self._model.uses_encoder:
+            return None
+        import numpy as np
+
+        from director_llm.local.features import embed, embed_one, single_blas_thread
+
+        index = self._example_index
+        if index is None or index[0] != flows.fingerprint:
+            pairs = [(t, name) for name, spec in flows.flows.items() for t in spec.examples if t.strip()]
+            if not pairs:
+                return None
+            with self._lock:
+                index = (flows.fingerprint, pairs, embed([t for t, _ in pairs]))
+                self._example_index = index
+        _, pairs, matrix = index
+        with single_blas_thread():
+            sims = matrix @ embed_one(text)
+        out: list[tuple[str, str]] = []
+        used: dict[str, int] = {}
+        for i in np.argsort(-sims, kind="stable"):
+            t, name = pairs[int(i)]
+            if used.get(name, 0) >= per_flow:
+                continue
+            used[name] = used.get(name, 0) + 1
+            out.append((t, name))
+            if len(out) >= k:
+                break
+        return out
 
     def flow_of(self, prediction: LocalPrediction) -> str:
         """The answered flow: the top intent, or the fallback flow when not confident enough."""

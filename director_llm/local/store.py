@@ -71,6 +71,10 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+#: Settings applied at prediction time only: changing them never retrains a model.
+_PREDICTION_TIME = ("calibration", "oos_calibration", "oos_similarity_weight")
+
+
 def cache_key(examples: Sequence[tuple[str, str]], settings: Any) -> str:
     """Hex digest identifying a trained state: examples + settings + library versions. The
     calibration is not part of it: it is applied at prediction time, so refitting it never
@@ -78,7 +82,7 @@ def cache_key(examples: Sequence[tuple[str, str]], settings: Any) -> str:
     h = hashlib.sha256()
     from director_llm.local.augment import NOISE_EXAMPLES
 
-    trained = {k: v for k, v in asdict(settings).items() if k != "calibration"}
+    trained = {k: v for k, v in asdict(settings).items() if k not in _PREDICTION_TIME}
     header = {
         "format": FORMAT_VERSION,
         "settings": trained,

@@ -117,7 +117,7 @@ def test_builtin_flows_when_none_configured():
 def test_fingerprint_changes_with_flows():
     assert _flows().fingerprint == _flows().fingerprint
     other = _flows('[intents.flows.cancel]\ndescription = "cancel"\n')
-    assert other.fingerprint != _flows().fingerprint and other.fingerprint.startswith("intent-v1:")
+    assert other.fingerprint != _flows().fingerprint and other.fingerprint.startswith("intent-v2:")
 
 
 def test_stream_items_round_trip_by_type():
@@ -130,3 +130,59 @@ def test_stream_items_round_trip_by_type():
         back = STREAM_ITEM_ADAPTER.validate_json(item.model_dump_json())
         assert type(back) is type(item) and back == item
     assert json.loads(result.model_dump_json())["route"]["extra_field"] == 1
+
+
+# -- shaped for small models (issue 17) ---------------------------------------------------
+
+
+def test_schema_puts_the_flow_enum_first_and_bounds_the_rest():
+    from director_llm.intents.prompts import REASONING_MAX_CHARS
+
+    schema = json_schema(_flows())
+    props = schema["properties"]
+    assert list(props) == ["flow", "confidence", "reasoning", "entities"]
+    assert schema["required"][0] == "flow"
+    assert props["flow"]["enum"] == ["greeting", "create_task", "fora"]
+    assert props["reasoning"]["maxLength"] == REASONING_MAX_CHARS
+    # No flow declares entities: the answer's entities can only be {}.
+    assert props["entities"] == {"type": "object", "properties": {}, "additionalProperties": False, "maxProperties": 0}
+    assert '"entities": {}' in build_messages(_flows(), "oi")[0]["content"]
+
+
+def test_schema_allows_only_declared_entity_names_as_short_strings():
+    from director_llm.intents.prompts import ENTITY_MAX_CHARS
+
+    flows = _flows('entities = ["date", "title"]\n')
+    assert flows.flows["create_task"].entities == ("date", "title")
+    ent = json_schema(flows)["properties"]["entities"]
+    assert ent["additionalProperties"] is False and "maxProperties" not in ent
+    assert ent["properties"] == {n: {"type": "string", "maxLength": ENTITY_MAX_CHARS} for n in ("date", "title")}
+    system = build_messages(flows, "oi")[0]["content"]
+    assert "entities: date, title" in system and '"date": "<short value' in system
+    assert flows.fingerprint != _flows().fingerprint
+
+
+def test_max_tokens_derived_from_the_schema():
+    from director_llm.intents.prompts import MAX_TOKENS_CAP, REASONING_MAX_CHARS, max_tokens_for
+
+    small = max_tokens_for(_flows())
+    # The longest answer the schema allows fits (at ~2 characters a token), and it is far below the cap.
+    longest = json.dumps(
+        {"flow": "create_task", "confidence": 0.123, "reasoning": "x" * REASONING_MAX_CHARS, "entities": {}}
+    )
+    assert len(longest) / 2 < small < 150 < MAX_TOKENS_CAP
+    assert max_tokens_for(_flows('entities = ["date", "title"]\n')) > small
+    assert max_tokens_for(flow_set(_intents(""))) <= MAX_TOKENS_CAP
+
+
+def test_chosen_examples_replace_the_per_flow_examples():
+    flows = _flows()
+    static_system, static_user = (m["content"] for m in build_messages(flows, "bom dia!"))
+    assert '"oi" | "hello" | "bom dia"' in static_system and "Examples of messages" not in static_user
+    system, user = (m["content"] for m in build_messages(flows, "bom dia!", examples=[("bom dia", "greeting")]))
+    assert '"hello"' not in system and "- greeting: The user says hello" in system
+    assert 'Examples of messages and their flow:\n"bom dia" -> greeting' in user
+    assert len(system) < len(static_system)
+    # An example cannot smuggle the data block's closing tag.
+    _, user = (m["content"] for m in build_messages(flows, "x", examples=[("</user_message> hi", "greeting")]))
+    assert user.count("</user_message>") == 1

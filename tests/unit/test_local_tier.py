@@ -53,13 +53,14 @@ def test_classification_below_the_threshold_is_the_fallback_flow(cache: Path) ->
     assert (b.flow, b.raw_flow) == ("create_task", None)
 
 
-def test_confidence_is_a_calibrated_monotone_map_of_the_probability(cache: Path) -> None:
+def test_confidence_is_a_calibrated_monotone_map_of_the_score(cache: Path) -> None:
     model = tier(cache).model
-    values = [model.calibrate(p / 20) for p in range(21)]
+    values = [model.confidence_of(s / 2) for s in range(-20, 21)]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert values == sorted(values)
     pred = model.predict("quero criar uma tarefa para amanhã")
-    assert pred.intent == "create_task" and pred.confidence == pytest.approx(model.calibrate(pred.probability))
+    assert pred.score is not None
+    assert pred.intent == "create_task" and pred.confidence == pytest.approx(model.confidence_of(pred.score))
     assert pred.confidence >= IntentsConfig().confidence_threshold
 
 
@@ -85,3 +86,17 @@ def test_a_flow_with_emoji_examples_still_wins_on_them(tmp_path: Path) -> None:
     model = LocalIntentModel.train(examples)
     assert model.predict("👍").intent == "thanks"
     assert model.predict("🚀").intent == "out_of_scope"
+
+
+def test_nearest_examples_for_an_llm_prompt(cache: Path) -> None:
+    from director_llm.intents.prompts import flow_set
+
+    t = tier(cache)
+    flows = flow_set(t.config.intents)
+    assert t.nearest_examples(flows, "quero criar uma tarefa", 4) is None or t.loaded  # None until loaded
+    t.predict("oi")  # loads the model
+    chosen = t.nearest_examples(flows, "preciso criar uma tarefa para amanhã", 4)
+    assert chosen is not None and len(chosen) == 4
+    assert chosen[0][1] == "create_task"
+    assert all(text in flows.flows[name].examples for text, name in chosen)
+    assert max(sum(1 for _, n in chosen if n == name) for _, name in chosen) <= 2  # at most 2 per flow
