@@ -393,21 +393,26 @@ class Director:
                     raise UpstreamError("local", "NoUsableKey", "no API key of the pool can serve now")
             answered = False
             failure: UpstreamError | None = None
-            for lease in leases:
-                try:
-                    await self.dispatcher.complete(
-                        info, PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout, key=lease.value if lease else None
-                    )
-                    answered = True
-                except UpstreamError as exc:
-                    if lease is not None:
-                        exc.message = f"{exc.message} [key {lease.name}]"
-                        if exc.kind == "credential" and pool is not None and pool.drop(lease, exc.status_code):
-                            continue
-                        if exc.status_code == 429 and pool is not None and pool.cool(lease, exc.retry_after):
-                            continue
-                    failure = exc
-                finally:
+            try:
+                for lease in leases:
+                    try:
+                        await self.dispatcher.complete(
+                            info, PROBE_MESSAGES, {"max_tokens": 1}, timeout=timeout, key=lease.value if lease else None
+                        )
+                        answered = True
+                    except UpstreamError as exc:
+                        if lease is not None:
+                            exc.message = f"{exc.message} [key {lease.name}]"
+                            if exc.kind == "credential" and pool is not None and pool.drop(lease, exc.status_code):
+                                continue
+                            if exc.status_code == 429 and pool is not None and pool.cool(lease, exc.retry_after):
+                                continue
+                        failure = exc
+                    finally:
+                        if lease is not None:
+                            lease.release()
+            finally:  # a probe cut by its timeout: the keys not probed yet are free again
+                for lease in leases:
                     if lease is not None:
                         lease.release()
             if failure is not None and not answered:
@@ -446,7 +451,9 @@ class Director:
         A changed or newly set key is back in its pool (a dropped or cooling one too); an
         unset one leaves it. Requests in flight finish with the key they took. A provider
         that had no key at all when the Director was built stays out of its plan: build a
-        new Director for it. (The cache namespace is not recomputed.)"""
+        new Director for it. (The cache namespace is not recomputed.) The new values are
+        redacted from errors and logs from now on, like the old ones."""
+        self._secrets.refresh()
         return self.keys.reload()
 
     def install_sighup_handler(self) -> bool:
@@ -622,7 +629,9 @@ class Director:
         retired: list[Any] = []
         providers = {d.name: d for d in build_deployments(config)}
         redis, breaker, budget, shared = self._redis, self.breaker, self.budget, self.telemetry.shared
-        if config.redis_state_url != old.redis_state_url:
+        if config.redis_state_url != old.redis_state_url or (
+            config.llm.budget_store_failure != old.llm.budget_store_failure and config.redis_state_url
+        ):  # a new store, or the other outage mode around it (state in Redis is kept either way)
             retired += [self.budget, self.breaker, *([shared] if shared is not None else []), self._redis]
             redis = None
             if config.redis_state_url:
@@ -664,6 +673,7 @@ class Director:
             max_cooldown_s=config.llm.circuit_breaker.max_cooldown_seconds,
         )
         keys.adopt(self.keys)
+        keys.reload()  # a config reload re-reads the key variables too (one SIGHUP does both)
         planner = Planner(topology, budget, is_open=breaker.is_open, p50_ms=self._p50)
         engine = Engine(
             Parts(

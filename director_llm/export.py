@@ -21,12 +21,14 @@ This module reads the config and the provider table only: it does not import Lit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlparse
 
 from director_llm.cache.identity import provider_key_envs
 from director_llm.config.models import DirectorConfig
+from director_llm.config.urls import url_secrets
 from director_llm.providers import DeploymentInfo, build_deployments
 from director_llm.selection.topology import Topology
 
@@ -68,10 +70,16 @@ def _key_envs(config: DirectorConfig, d: DeploymentInfo) -> list[str]:
     return [d.api_key_env] if d.api_key_env else provider_key_envs(section)
 
 
+def base_url_env(provider: str) -> str:
+    """The variable the exported config reads a provider's ``base_url`` from when the URL holds
+    credentials (``https://user:pw@host``, ``?api_key=...``): never written into the file."""
+    return "DIRECTOR_" + re.sub(r"[^A-Z0-9]", "_", provider.upper()) + "_BASE_URL"
+
+
 def _params(config: DirectorConfig, d: DeploymentInfo, key_env: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {"model": d.litellm_model}
     if d.base_url:
-        params["api_base"] = d.base_url
+        params["api_base"] = _env_ref(base_url_env(d.provider)) if url_secrets(d.base_url) else d.base_url
     if key_env:
         params["api_key"] = _env_ref(key_env)
     elif d.kind in ("openai_compatible", "litellm_proxy"):
@@ -200,6 +208,8 @@ def required_env(config: DirectorConfig) -> list[str]:
     names: list[str] = []
     for d in _llm_deployments(config):
         names.extend(_key_envs(config, d))
+        if d.base_url and url_secrets(d.base_url):
+            names.append(base_url_env(d.provider))
     urls = [config.redis_state_url, config.caching.redis_url if config.caching.enabled else None]
     if any(u and urlparse(u).password for u in urls):
         names.append(REDIS_PASSWORD_ENV)
@@ -210,6 +220,12 @@ def unexpressed(config: DirectorConfig) -> list[str]:
     """What of ``config`` the LiteLLM Proxy config cannot express, one sentence each."""
     llm = config.llm
     out: list[str] = []
+    for name, p in config.providers.items():
+        if p.base_url and url_secrets(p.base_url):
+            out.append(
+                f"providers.{name}.base_url holds credentials: the file reads it from ${base_url_env(name)} "
+                "(set it to the full URL)"
+            )
     local = [n for n, p in config.providers.items() if p.kind == "local" and p.enabled]
     if local:
         out.append(

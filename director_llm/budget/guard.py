@@ -166,6 +166,8 @@ class BudgetGuard:
         limits = budget_limits(config)
         if hasattr(self.ledger, "limits"):
             self.ledger.limits = limits
+        if hasattr(self.ledger, "expected_processes"):
+            self.ledger.expected_processes = config.llm.expected_processes
         self.limited = has_limits(limits)
         self.default_max_tokens = config.llm.default_max_tokens
 

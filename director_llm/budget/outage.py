@@ -134,6 +134,10 @@ class LocalFallbackLedger:
     def limits(self) -> BudgetLimits:
         return self.primary.limits
 
+    @limits.setter
+    def limits(self, limits: BudgetLimits) -> None:  # a config reload
+        self.primary.limits = limits
+
     @property
     def down(self) -> bool:
         """Whether Redis is skipped now (an outage, until the next probe is due)."""

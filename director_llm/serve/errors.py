@@ -7,6 +7,7 @@
 | an unknown ``model`` | 404 | ``invalid_request_error`` / ``model_not_found`` | |
 | no or a wrong bearer token | 401 | ``authentication_error`` / ``invalid_api_key`` | ``WWW-Authenticate`` |
 | ``BudgetExceededError`` | 402 | ``insufficient_quota`` / ``budget_exceeded`` | ``Retry-After`` (window reset) |
+| ``RateLimitedError`` (our own rate limits) | 429 | ``rate_limit_error`` / ``rate_limit_exceeded`` | ``Retry-After`` |
 | ``ProviderError`` whose last answer was a 429 | 429 | ``rate_limit_error`` / ``rate_limit_exceeded`` | ``Retry-After`` |
 | ``ProviderError`` (every deployment failed) | 502 | ``api_error`` / ``upstream_failed`` | |
 | ``ProviderError`` (nothing could be called: breakers open) | 503 | ``api_error`` / ``no_deployment_available`` | |
@@ -33,6 +34,7 @@ from director_llm.errors import (
     DirectorError,
     InputError,
     ProviderError,
+    RateLimitedError,
     redact,
 )
 from director_llm.serve.body import Rejected
@@ -82,6 +84,10 @@ def error_info(exc: BaseException) -> ErrorInfo:
         return ErrorInfo(503, str(exc), "api_error", "budget_store_unavailable", headers)
     if isinstance(exc, DirectorClosedError):
         return ErrorInfo(503, "the server is shutting down; retry", "api_error", "shutting_down", headers)
+    if isinstance(exc, RateLimitedError):  # our own limits ([llm.rate_limits], rpm/tpm/...)
+        return ErrorInfo(
+            429, str(exc), "rate_limit_error", "rate_limit_exceeded", {**headers, **_retry_after(exc.retry_after)}
+        )
     if isinstance(exc, ProviderError):
         if exc.status_code == 429:
             return ErrorInfo(

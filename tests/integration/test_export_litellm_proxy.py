@@ -346,3 +346,25 @@ def test_check_config_shows_a_litellm_proxy_provider(tmp_path):
     proc = _cli("check-config", str(path), env={})
     assert proc.returncode == 2
     assert 'providers.proxy.base_url: required for kind = "litellm_proxy"' in proc.stderr
+
+
+def test_credentials_in_a_base_url_are_an_environment_reference(fake_provider):
+    """A ``base_url`` holding credentials (userinfo, ``?api_key=``) is never written out: the
+    file reads the whole URL from an environment variable the header names."""
+    from director_llm.export import base_url_env, litellm_proxy_yaml, required_env
+
+    secret_url = "https://team:pw-SENTINEL-0123456789@gw.example/v1?api_key=qs-SENTINEL-0123456789"
+    text = f"""
+[providers.gateway]
+kind = "openai_compatible"
+base_url = "{secret_url}"
+models = ["gw-model"]
+[providers.gateway.overrides.gw-model]
+input_price_per_million = 1.0
+output_price_per_million = 2.0
+"""
+    cfg = parse_config_text(text)
+    exported = litellm_proxy_yaml(cfg)
+    assert "SENTINEL" not in exported
+    assert f"os.environ/{base_url_env('gateway')}" in exported
+    assert base_url_env("gateway") in required_env(cfg)

@@ -262,3 +262,20 @@ async def test_an_echoed_key_never_reaches_the_route_or_the_error(fake_provider,
     assert "Incorrect API key provided: [REDACTED]" in text
     assert "TENANT_CRED_ONE" in text and "TENANT_CRED_TWO" in text
     assert all(value not in text for value in cred.values())
+
+
+async def test_a_rotated_key_is_redacted_too(fake_provider, monkeypatch) -> None:
+    """``reload_keys`` takes the new values into the redaction as well as into the pool (names
+    without KEY/TOKEN/SECRET/CRED: only the config's own list of secrets knows them)."""
+    from director_llm.errors import redact
+
+    names = ("TENANT_ALPHA", "TENANT_BETA")
+    for name in names:
+        monkeypatch.setenv(name, f"first-value-of-{name.lower()}-0123")
+    fake_provider.set_default(Reply("ok"))
+    async with Director(parse_config_text(pool_config(fake_provider.base_url, names))) as d:
+        rotated = "plainnewvalue0123456789"  # no generic key pattern matches it
+        monkeypatch.setenv(names[1], rotated)
+        assert rotated in redact(f"echo {rotated}")  # not a configured secret yet
+        assert d.reload_keys()["openai"][names[1]] == "changed"
+        assert rotated not in redact(f"echo {rotated}")

@@ -269,3 +269,24 @@ async def test_rate_limits_keep_counting_across_a_reload(fake_provider, cfg):
         with pytest.raises(RateLimitedError):
             await d.acompletion(HI)
     assert len(fake_provider.requests_for("old-model")) == 2
+
+
+async def test_reloading_a_config_on_redis_keeps_the_outage_ledger_and_takes_new_limits(
+    fake_provider, cfg, redis_url, redis_prefix
+):
+    """The default ``budget_store_failure = "local"`` wraps the Redis ledger: a reload on the same
+    Redis keeps it (spend included) and applies the new limits and ``expected_processes``."""
+    state = f'state_redis_url = "{redis_url}"\n'
+    write(cfg, fake_provider.base_url, ["old-model"], extra=state)
+    fake_provider.script("old-model", [Reply(text="old", usage=(1000, 1000))], repeat=True)
+    async with Director.from_file(cfg, state_prefix=redis_prefix) as d:
+        await d.acompletion(HI)
+        ledger = d.budget
+        write(cfg, fake_provider.base_url, ["old-model"], extra=state + "expected_processes = 8\n")
+        assert (await d.reload())["kept"] == ["p_old_model/old-model"]
+        assert d.budget is ledger and d.budget.ledger.limits.per_day == 10.0
+        assert d.budget.ledger.expected_processes == 8  # the outage wrapper, kept
+        await d.acompletion(HI)
+        await d.budget.drain()
+        report = await d.spend()
+        assert report.windows["day"].spent_usd == pytest.approx(2 * (1000 * 1e-6 + 1000 * 2e-6))

@@ -271,6 +271,18 @@ def test_upstream_rate_limit_is_429_with_retry_after(served, fake_provider) -> N
     assert caught.value.body["code"] == "rate_limit_exceeded"
 
 
+def test_our_own_rate_limit_is_429_with_retry_after(fake_provider) -> None:
+    """[llm.rate_limits]: the gateway answers 429 with when the limit frees up, not a 5xx."""
+    fake_provider.script(None, Reply("ok"), repeat=True)
+    for s in serve(fake_provider.base_url, llm="[llm.rate_limits]\nrpm = 1\nmax_wait_seconds = 0"):
+        assert s.client.chat.completions.create(model="small", messages=HI).choices[0].message.content == "ok"
+        with pytest.raises(openai.RateLimitError) as caught:
+            s.client.chat.completions.create(model="small", messages=HI)
+        assert caught.value.status_code == 429 and caught.value.body["code"] == "rate_limit_exceeded"
+        assert 0 < int(caught.value.response.headers["retry-after"]) <= 61
+        assert len(fake_provider.requests) == 1
+
+
 def test_open_breakers_are_503(fake_provider) -> None:
     fake_provider.script(None, Fault.status(500), repeat=True)
     for s in serve(fake_provider.base_url, llm="[llm.circuit_breaker]\nfailure_threshold = 1\ncooldown_seconds = 60"):
