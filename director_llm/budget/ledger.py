@@ -235,7 +235,7 @@ class BudgetLedger(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
+class Window:
     name: str
     period: str
     limit: int | None  # nano-USD
@@ -249,7 +249,7 @@ def _check_provider_name(provider: str) -> None:
         raise ValueError(f"provider name must be non-empty and contain no '|', got {provider!r}")
 
 
-def _to_units(usd: float, *, round_up: bool) -> int:
+def to_units(usd: float, *, round_up: bool) -> int:
     if not math.isfinite(usd) or usd < 0:
         raise ValueError(f"amount must be a finite number >= 0 USD, got {usd!r}")
     # round(..., 3) first so 0.1 USD (= 100000000.00000001 nano) is not rounded up a unit.
@@ -257,11 +257,11 @@ def _to_units(usd: float, *, round_up: bool) -> int:
     return math.ceil(scaled) if round_up else round(scaled)
 
 
-def _to_usd(units: float) -> float:
+def to_usd(units: float) -> float:
     return units / _UNITS_PER_USD
 
 
-def _hour_key(t: datetime) -> str:
+def hour_key(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H")
 
 
@@ -293,11 +293,11 @@ def _usage(counters: Mapping[str, int], group: str) -> UsageReport:
         requests=int(counters.get(f"{group}|requests", 0)),
         prompt_tokens=int(counters.get(f"{group}|prompt_tokens", 0)),
         completion_tokens=int(counters.get(f"{group}|completion_tokens", 0)),
-        cost_usd=_to_usd(int(counters.get(f"{group}|cost", 0))),
+        cost_usd=to_usd(int(counters.get(f"{group}|cost", 0))),
     )
 
 
-class _LedgerBase:
+class LedgerBase:
     """Window arithmetic, errors and reports shared by both stores. A store implements
     ``_hold`` / ``_book`` / ``_read_windows`` / ``_read_stats``."""
 
@@ -312,11 +312,11 @@ class _LedgerBase:
             raise ValueError(f"reservation_ttl_s must be > 0, got {reservation_ttl_s!r}")
         self.limits = limits
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._ttl = timedelta(seconds=reservation_ttl_s)
+        self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
 
     # ---- store interface
     async def _hold(
-        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+        self, res: Reservation, windows: Sequence[Window], amount: int, now: datetime
     ) -> tuple[int, int, int] | None:
         """Atomically check and hold; None if granted else (window index, spent, reserved)."""
         raise NotImplementedError
@@ -324,7 +324,7 @@ class _LedgerBase:
     async def _book(
         self,
         res: Reservation,
-        windows: Sequence[_Window],
+        windows: Sequence[Window],
         actual: int,
         stats: list[tuple[str, int]],
         stats_keep: datetime,
@@ -335,7 +335,7 @@ class _LedgerBase:
         Must be idempotent per reservation id: it may be retried after a lost reply."""
         raise NotImplementedError
 
-    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[Window], now: datetime) -> list[tuple[int, int]]:
         """(spent, reserved) per window, after purging expired holds."""
         raise NotImplementedError
 
@@ -346,11 +346,11 @@ class _LedgerBase:
         """Release the store's connections (no-op for memory)."""
 
     # ---- helpers
-    def _now(self) -> datetime:
+    def now_utc(self) -> datetime:
         now = self._clock()
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
-    def _windows(self, provider: str, hour: str, day: str) -> list[_Window]:
+    def windows_for(self, provider: str, hour: str, day: str) -> list[Window]:
         hour_start, day_start = _period_start(hour), _period_start(day)
         hour_end, day_end = hour_start + timedelta(hours=1), day_start + timedelta(days=1)
         plim = ProviderLimits(*self.limits.per_provider.get(provider, ProviderLimits()))
@@ -361,18 +361,18 @@ class _LedgerBase:
         ):
             end = hour_end if is_hour else day_end
             out.append(
-                _Window(
+                Window(
                     name,
                     period,
-                    None if limit is None else _to_units(limit, round_up=False),
+                    None if limit is None else to_units(limit, round_up=False),
                     end,
                     end + (_HOUR_KEEP if is_hour else _DAY_KEEP),
                 )
             )
         return out
 
-    def _windows_now(self, provider: str, now: datetime) -> list[_Window]:
-        return self._windows(provider, _hour_key(now), now.strftime("%Y-%m-%d"))
+    def windows_at(self, provider: str, now: datetime) -> list[Window]:
+        return self.windows_for(provider, hour_key(now), now.strftime("%Y-%m-%d"))
 
     # ---- public API
     async def reserve(
@@ -382,21 +382,21 @@ class _LedgerBase:
         ``BudgetExceededError`` for the first window that cannot afford it. Sending the same
         ``reservation_id`` again (a retry after a lost reply) holds once."""
         _check_provider_name(provider)
-        amount = _to_units(amount_usd, round_up=True)
-        now = self._now()
+        amount = to_units(amount_usd, round_up=True)
+        now = self.now_utc()
         res = Reservation(
             id=reservation_id or uuid.uuid4().hex,
             provider=provider,
             model=model,
             amount_usd=amount_usd,
-            hour=_hour_key(now),
+            hour=hour_key(now),
             day=now.strftime("%Y-%m-%d"),
             created_at=now,
-            expires_at=now + self._ttl,
+            expires_at=now + self.reservation_ttl,
         )
         if amount == 0:  # always served, and needs no store
             return res
-        windows = self._windows(provider, res.hour, res.day)
+        windows = self.windows_for(provider, res.hour, res.day)
         refused = await self._hold(res, windows, amount, now)
         if refused is not None:
             index, spent, reserved = refused
@@ -405,9 +405,9 @@ class _LedgerBase:
             raise BudgetExceededError(
                 _exceeded_message(w, spent, reserved, amount_usd),
                 window=w.name,
-                limit_usd=_to_usd(w.limit),
-                spent_usd=_to_usd(spent),
-                reserved_usd=_to_usd(reserved),
+                limit_usd=to_usd(w.limit),
+                spent_usd=to_usd(spent),
+                reserved_usd=to_usd(reserved),
                 requested_usd=amount_usd,
                 resets_at=w.resets_at,
             )
@@ -423,10 +423,10 @@ class _LedgerBase:
             )
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must be >= 0")
-        actual = _to_units(actual_usd, round_up=False)
+        actual = to_units(actual_usd, round_up=False)
         hour_start = _period_start(reservation.hour)
         stats = _stats_increments(reservation.provider, reservation.model, actual, prompt_tokens, completion_tokens)
-        windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        windows = self.windows_for(reservation.provider, reservation.hour, reservation.day)
         await self._book(reservation, windows, actual, stats, hour_start + _STATS_KEEP, "s")
         reservation.state = "settled"
 
@@ -443,20 +443,20 @@ class _LedgerBase:
         """Book spend that needed no reservation (no budget limit, or a zero-cost call): the
         usage of ``requests`` calls at once, in the current windows. One store operation."""
         _check_provider_name(provider)
-        now = self._now()
+        now = self.now_utc()
         res = Reservation(
             id=uuid.uuid4().hex,
             provider=provider,
             model=model,
             amount_usd=0.0,
-            hour=_hour_key(now),
+            hour=hour_key(now),
             day=now.strftime("%Y-%m-%d"),
             created_at=now,
             expires_at=now,
         )
-        actual = _to_units(actual_usd, round_up=False)
+        actual = to_units(actual_usd, round_up=False)
         stats = _stats_increments(provider, model, actual, prompt_tokens, completion_tokens, requests)
-        windows = self._windows(provider, res.hour, res.day)
+        windows = self.windows_for(provider, res.hour, res.day)
         await self._book(res, windows, actual, stats, _period_start(res.hour) + _STATS_KEEP, "s")
         res.state = "settled"
 
@@ -472,11 +472,11 @@ class _LedgerBase:
         """Book usage in ``reservation``'s own windows under its id, whatever its state, and drop
         the store's hold of that id if it still has one. Idempotent per id in Redis: this is how
         spend booked locally during a store outage is written back (``budget.outage``)."""
-        actual = _to_units(actual_usd, round_up=False)
+        actual = to_units(actual_usd, round_up=False)
         stats = _stats_increments(
             reservation.provider, reservation.model, actual, prompt_tokens, completion_tokens, requests
         )
-        windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        windows = self.windows_for(reservation.provider, reservation.hour, reservation.day)
         await self._book(reservation, windows, actual, stats, _period_start(reservation.hour) + _STATS_KEEP, "s")
 
     async def release(self, reservation: Reservation) -> None:
@@ -484,19 +484,19 @@ class _LedgerBase:
         safe in ``finally`` blocks after ``settle``."""
         if reservation.state != "open":
             return
-        if _to_units(reservation.amount_usd, round_up=True) > 0:
-            windows = self._windows(reservation.provider, reservation.hour, reservation.day)
+        if to_units(reservation.amount_usd, round_up=True) > 0:
+            windows = self.windows_for(reservation.provider, reservation.hour, reservation.day)
             await self._book(reservation, windows, 0, [], reservation.created_at, "r")
         reservation.state = "released"
 
     async def can_afford(self, amount_usd: float, provider: str) -> bool:
         """Would ``reserve(amount_usd, provider)`` succeed now? (No hold is taken, so a
         concurrent caller may still win the race; ``reserve`` is the real check.)"""
-        amount = _to_units(amount_usd, round_up=True)
+        amount = to_units(amount_usd, round_up=True)
         if amount == 0:
             return True
-        now = self._now()
-        windows = self._windows_now(provider, now)
+        now = self.now_utc()
+        windows = self.windows_at(provider, now)
         states = await self._read_windows(windows, now)
         return all(
             w.limit is None or spent + reserved + amount <= w.limit
@@ -505,15 +505,15 @@ class _LedgerBase:
 
     async def remaining(self) -> dict[str, float]:
         """USD left in each limited window (global, and per configured provider)."""
-        windows = await self._window_reports(self._now(), ())
+        windows = await self._window_reports(self.now_utc(), ())
         return {name: w.remaining_usd for name, w in windows.items() if w.remaining_usd is not None}
 
     async def snapshot(self, *, by: GroupBy | None = None) -> SpendReport:
         """Windows (limit, spent, reserved, remaining, resets_at) and usage of the last 24 h."""
         if by not in (None, "provider", "model", "hour"):
             raise ValueError(f"by must be 'provider', 'model', 'hour' or None, got {by!r}")
-        now = self._now()
-        hours = [_hour_key(now - timedelta(hours=h)) for h in range(_REPORT_HOURS - 1, -1, -1)]
+        now = self.now_utc()
+        hours = [hour_key(now - timedelta(hours=h)) for h in range(_REPORT_HOURS - 1, -1, -1)]
         stats = await self._read_stats(hours)
         merged: Counter[str] = Counter()
         for counters in stats:
@@ -536,26 +536,26 @@ class _LedgerBase:
 
     async def _window_reports(self, now: datetime, extra_providers: Sequence[str]) -> dict[str, WindowReport]:
         providers = sorted(set(self.limits.per_provider) | set(extra_providers))
-        windows = self._windows_now("-", now)[:2]  # the global hour and day
+        windows = self.windows_at("-", now)[:2]  # the global hour and day
         for provider in providers:
-            windows += self._windows_now(provider, now)[2:]
+            windows += self.windows_at(provider, now)[2:]
         states = await self._read_windows(windows, now)
         out = {}
         for w, (spent, reserved) in zip(windows, states, strict=False):
-            remaining = None if w.limit is None else _to_usd(max(0, w.limit - spent - reserved))
+            remaining = None if w.limit is None else to_usd(max(0, w.limit - spent - reserved))
             out[w.name] = WindowReport(
                 window=w.name,
                 period=w.period,
-                limit_usd=None if w.limit is None else _to_usd(w.limit),
-                spent_usd=_to_usd(spent),
-                reserved_usd=_to_usd(reserved),
+                limit_usd=None if w.limit is None else to_usd(w.limit),
+                spent_usd=to_usd(spent),
+                reserved_usd=to_usd(reserved),
                 remaining_usd=remaining,
                 resets_at=w.resets_at,
             )
         return out
 
 
-def _exceeded_message(w: _Window, spent: int, reserved: int, requested_usd: float) -> str:
+def _exceeded_message(w: Window, spent: int, reserved: int, requested_usd: float) -> str:
     assert w.limit is not None
     left = max(0, w.limit - spent - reserved)
     where = (
@@ -567,8 +567,8 @@ def _exceeded_message(w: _Window, spent: int, reserved: int, requested_usd: floa
     )
     return (
         f"Budget window '{w.name}' ({w.period}) cannot afford this request: it needs up to "
-        f"${requested_usd:.6f} but only ${_to_usd(left):.6f} of ${_to_usd(w.limit):.6f} is left "
-        f"(${_to_usd(spent):.6f} spent, ${_to_usd(reserved):.6f} held by calls in flight). "
+        f"${requested_usd:.6f} but only ${to_usd(left):.6f} of ${to_usd(w.limit):.6f} is left "
+        f"(${to_usd(spent):.6f} spent, ${to_usd(reserved):.6f} held by calls in flight). "
         f"It resets at {w.resets_at.isoformat()}. Use a cheaper or local tier, lower "
         f"max_tokens, wait for the reset, or raise {where}."
     )
@@ -589,7 +589,7 @@ class _MemWindow:
             self.reserved -= self.holds.pop(rid)[0]
 
 
-class MemoryLedger(_LedgerBase):
+class MemoryLedger(LedgerBase):
     """Ledger for one process. Each operation runs without awaiting inside its critical
     section and under a thread lock, so it is atomic for asyncio tasks and threads alike."""
 
@@ -605,7 +605,7 @@ class MemoryLedger(_LedgerBase):
         self._windows_state: dict[tuple[str, str], _MemWindow] = {}
         self._stats: dict[str, tuple[Counter[str], datetime]] = {}
 
-    def _state(self, w: _Window) -> _MemWindow:
+    def _state(self, w: Window) -> _MemWindow:
         state = self._windows_state.setdefault((w.name, w.period), _MemWindow())
         state.keep_until = w.keep_until
         return state
@@ -618,7 +618,7 @@ class MemoryLedger(_LedgerBase):
             del self._stats[hour]
 
     async def _hold(
-        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+        self, res: Reservation, windows: Sequence[Window], amount: int, now: datetime
     ) -> tuple[int, int, int] | None:
         with self._lock:
             self._forget_old(now)
@@ -636,7 +636,7 @@ class MemoryLedger(_LedgerBase):
     async def _book(
         self,
         res: Reservation,
-        windows: Sequence[_Window],
+        windows: Sequence[Window],
         actual: int,
         stats: list[tuple[str, int]],
         stats_keep: datetime,
@@ -658,7 +658,7 @@ class MemoryLedger(_LedgerBase):
                 counters.update(dict(stats))
         return live
 
-    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[Window], now: datetime) -> list[tuple[int, int]]:
         with self._lock:
             out = []
             for w in windows:

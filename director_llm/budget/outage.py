@@ -44,14 +44,14 @@ from director_llm.budget.ledger import (
     BudgetExceededError,
     BudgetLimits,
     GroupBy,
+    LedgerBase,
     Reservation,
     ReservationClosedError,
     SpendReport,
-    _hour_key,
-    _LedgerBase,
-    _to_units,
-    _to_usd,
-    _Window,
+    Window,
+    hour_key,
+    to_units,
+    to_usd,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class LocalFallbackLedger:
 
     def __init__(
         self,
-        primary: _LedgerBase,
+        primary: LedgerBase,
         *,
         expected_processes: int = DEFAULT_EXPECTED_PROCESSES,
         retry_after_s: float = DEFAULT_RETRY_AFTER_S,
@@ -200,7 +200,7 @@ class LocalFallbackLedger:
         return True, result
 
     # -- the local allowance -----------------------------------------------------------------
-    def _state(self, w: _Window) -> _Allowance | None:
+    def _state(self, w: Window) -> _Allowance | None:
         if w.limit is None:
             return None
         key = (w.name, w.period)
@@ -214,7 +214,7 @@ class LocalFallbackLedger:
         # This process's bookings not yet in Redis and not in the read the allowance comes
         # from, and its local holds still open (they move to the new allowance).
         unwritten = sum(
-            _to_units(p.actual_usd, round_up=True)
+            to_units(p.actual_usd, round_up=True)
             for p in self._pending
             if p.at > since and (w.name, w.period) in p.reservation.windows
         )
@@ -229,21 +229,21 @@ class LocalFallbackLedger:
 
     def _local_reserve(self, amount_usd: float, provider: str, model: str, rid: str) -> Reservation:
         primary = self.primary
-        now = primary._now()
+        now = primary.now_utc()
         res = Reservation(
             id=rid,
             provider=provider,
             model=model,
             amount_usd=amount_usd,
-            hour=_hour_key(now),
+            hour=hour_key(now),
             day=now.strftime("%Y-%m-%d"),
             created_at=now,
-            expires_at=now + primary._ttl,
+            expires_at=now + primary.reservation_ttl,
         )
-        amount = _to_units(amount_usd, round_up=True)
+        amount = to_units(amount_usd, round_up=True)
         if amount == 0:
             return res
-        windows = primary._windows(provider, res.hour, res.day)
+        windows = primary.windows_for(provider, res.hour, res.day)
         with self._lock:
             states = [(w, self._state(w)) for w in windows]
             for w, st in states:
@@ -260,32 +260,32 @@ class LocalFallbackLedger:
 
     def _count_locally(self, reservation: Reservation, actual_usd: float) -> None:
         """Spend booked in memory for a reservation Redis granted: charge it to the allowance."""
-        units = _to_units(actual_usd, round_up=True)
+        units = to_units(actual_usd, round_up=True)
         with self._lock:
-            for w in self.primary._windows(reservation.provider, reservation.hour, reservation.day):
+            for w in self.primary.windows_for(reservation.provider, reservation.hour, reservation.day):
                 st = self._state(w)
                 if st is not None:
                     st.used += units
 
     def _local_remaining(self) -> dict[str, float]:
-        now = self.primary._now()
+        now = self.primary.now_utc()
         out: dict[str, float] = {}
         providers = sorted(self.limits.per_provider)
-        windows = self.primary._windows_now("-", now)[:2]
+        windows = self.primary.windows_at("-", now)[:2]
         for provider in providers:
-            windows += self.primary._windows_now(provider, now)[2:]
+            windows += self.primary.windows_at(provider, now)[2:]
         with self._lock:
             for w in windows:
                 st = self._state(w)
                 if st is not None:
-                    out[w.name] = _to_usd(max(0, st.allowance - st.used))
+                    out[w.name] = to_usd(max(0, st.allowance - st.used))
         return out
 
     def _remember(self, remaining: dict[str, float], now: datetime) -> None:
-        hour, day, read_at = _hour_key(now), now.strftime("%Y-%m-%d"), time.monotonic()
+        hour, day, read_at = hour_key(now), now.strftime("%Y-%m-%d"), time.monotonic()
         for name, usd in remaining.items():
             period = hour if name.endswith("hour") else day
-            self._known[(name, period)] = (_to_units(usd, round_up=False), read_at)
+            self._known[(name, period)] = (to_units(usd, round_up=False), read_at)
         if len(self._known) > 256:  # old periods
             for key in list(self._known)[:-64]:
                 del self._known[key]
@@ -315,7 +315,7 @@ class LocalFallbackLedger:
             )
         held = self._holds.pop(reservation.id, None)
         if held is not None:  # granted locally: book it, in Redis when it answers
-            units = _to_units(actual_usd, round_up=True)
+            units = to_units(actual_usd, round_up=True)
             with self._lock:
                 for st, amount in held:
                     st.used += units - amount
@@ -359,13 +359,13 @@ class LocalFallbackLedger:
         completion_tokens: int,
         requests: int = 1,
     ) -> None:
-        now = self.primary._now()
+        now = self.primary.now_utc()
         res = Reservation(
             id=uuid.uuid4().hex,
             provider=provider,
             model=model,
             amount_usd=0.0,
-            hour=_hour_key(now),
+            hour=hour_key(now),
             day=now.strftime("%Y-%m-%d"),
             created_at=now,
             expires_at=now,
@@ -376,14 +376,14 @@ class LocalFallbackLedger:
         ok, result = await self._try(lambda: self.primary.can_afford(amount_usd, provider))
         if ok:
             return bool(result)
-        amount = _to_units(amount_usd, round_up=True)
-        now = self.primary._now()
+        amount = to_units(amount_usd, round_up=True)
+        now = self.primary.now_utc()
         with self._lock:
-            states = [self._state(w) for w in self.primary._windows_now(provider, now)]
+            states = [self._state(w) for w in self.primary.windows_at(provider, now)]
             return all(st is None or st.used + amount <= st.allowance for st in states)
 
     async def remaining(self) -> dict[str, float]:
-        now = self.primary._now()
+        now = self.primary.now_utc()
         ok, result = await self._try(self.primary.remaining)
         if ok:
             self._remember(result, now)
@@ -461,18 +461,18 @@ class LocalFallbackLedger:
         return written
 
 
-def _local_refusal(w: _Window, st: _Allowance, amount_usd: float, processes: int) -> BudgetExceededError:
+def _local_refusal(w: Window, st: _Allowance, amount_usd: float, processes: int) -> BudgetExceededError:
     assert w.limit is not None
     left = max(0, st.allowance - st.used)
     return BudgetExceededError(
         f"Budget window '{w.name}' ({w.period}): the budget store (Redis) is unreachable and this "
-        f"process's share of the remaining budget during the outage (${_to_usd(st.allowance):.6f}: the "
-        f"last known remaining / expected_processes = {processes}) has ${_to_usd(left):.6f} left; this "
+        f"process's share of the remaining budget during the outage (${to_usd(st.allowance):.6f}: the "
+        f"last known remaining / expected_processes = {processes}) has ${to_usd(left):.6f} left; this "
         f"request needs up to ${amount_usd:.6f}. Priced deployments are served again from the shared "
         "budget when Redis is back (zero-cost tiers serve meanwhile).",
         window=w.name,
-        limit_usd=_to_usd(w.limit),
-        spent_usd=_to_usd(st.used),
+        limit_usd=to_usd(w.limit),
+        spent_usd=to_usd(st.used),
         requested_usd=amount_usd,
         resets_at=w.resets_at,
     )

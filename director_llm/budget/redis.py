@@ -57,9 +57,9 @@ from director_llm.budget.ledger import (
     DEFAULT_RESERVATION_TTL_S,
     BudgetBackendError,
     BudgetLimits,
+    LedgerBase,
     Reservation,
-    _LedgerBase,
-    _Window,
+    Window,
 )
 
 if TYPE_CHECKING:  # redis is imported lazily: importing director_llm must stay cheap
@@ -74,7 +74,7 @@ __all__ = ["RedisLedger"]
 _MIN_KEY_TTL_MS = 60_000
 
 
-class RedisLedger(_LedgerBase):
+class RedisLedger(LedgerBase):
     """Ledger shared by every process and host using the same Redis and ``prefix``.
     Each operation is one idempotent Lua script (see ``director_llm.budget.lua``), so
     concurrent reservations can never jointly exceed a limit and a retried settlement is
@@ -152,7 +152,7 @@ class RedisLedger(_LedgerBase):
         """The client for the running loop (tooling and tests use it for raw commands)."""
         return self._client().redis
 
-    def _keys(self, windows: Sequence[_Window]) -> list[str]:
+    def _keys(self, windows: Sequence[Window]) -> list[str]:
         keys = []
         for w in windows:
             keys += [f"{self._tag}:w:{w.name}:{w.period}", f"{self._tag}:x:{w.name}:{w.period}"]
@@ -225,7 +225,7 @@ class RedisLedger(_LedgerBase):
             await client.redis.aclose()  # a one-off client of a late call after aclose()
 
     async def _hold(
-        self, res: Reservation, windows: Sequence[_Window], amount: int, now: datetime
+        self, res: Reservation, windows: Sequence[Window], amount: int, now: datetime
     ) -> tuple[int, int, int] | None:
         args: list[Any] = [_ms(now), _ms(res.expires_at), res.id, amount]
         for w in windows:
@@ -238,14 +238,14 @@ class RedisLedger(_LedgerBase):
     async def _book(
         self,
         res: Reservation,
-        windows: Sequence[_Window],
+        windows: Sequence[Window],
         actual: int,
         stats: list[tuple[str, int]],
         stats_keep: datetime,
         kind: str,
     ) -> bool:
         keys = [*self._keys(windows), self.stats_key(res.hour), self.done_key(res.hour)]
-        now = self._now()
+        now = self.now_utc()
         args: list[Any] = [res.id, actual, len(windows)]
         args += [_ttl_ms(w.keep_until, now) for w in windows] + [_ttl_ms(stats_keep, now), kind]
         for name, incr in stats:
@@ -253,7 +253,7 @@ class RedisLedger(_LedgerBase):
         reply = await self._call("SETTLE", keys, args, background=True)
         return bool(int(reply[0]))
 
-    async def _read_windows(self, windows: Sequence[_Window], now: datetime) -> list[tuple[int, int]]:
+    async def _read_windows(self, windows: Sequence[Window], now: datetime) -> list[tuple[int, int]]:
         reply = await self._call("STATUS", self._keys(windows), [_ms(now)])
         return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
