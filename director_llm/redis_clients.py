@@ -14,6 +14,13 @@ its client here, so a Director talks to one Redis through one place:
   decides per its failure mode) until ``retry_after_s`` passes, and one warning is logged
   per outage, never one per request. ``mark_up()`` after any success.
 
+**Redis Cluster.** A ``redis+cluster://host:port`` URL (``rediss+cluster://`` for TLS) builds
+redis-py's async ``RedisCluster`` instead (same timeouts, no redis-py retries, ``max_connections``
+per node). Its nodes have no blocking pool: a burst beyond ``max_connections`` to one node fails
+that call with ``MaxConnectionsError``, which counts as a busy moment (``busy``), not an outage.
+Every multi-key script and transaction of the project names keys that share one hash tag
+(``{budget}``, ``{rl}``, ``{breaker}``), so they all land in one slot.
+
 Timeouts are per call (``asyncio.timeout`` around the command): the cache gives up after
 ~100 ms, the ledger after ~2 s, on the same connections. redis-py's own retries are off:
 only idempotent operations may be re-sent, and their owners decide.
@@ -27,12 +34,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from director_llm.config.urls import redacted_url
+from director_llm.config.urls import is_cluster_url, plain_redis_url, redacted_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisClients", "redacted_url"]
+__all__ = ["RedisClients", "new_cluster_client", "redacted_url"]
 
 log = logging.getLogger("director_llm.redis")
 
@@ -80,7 +87,19 @@ class RedisClients:
             client = self._clients[loop] = self._new_client()
         return client
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the URL names a Redis Cluster (``redis+cluster://``)."""
+        return is_cluster_url(self._url)
+
     def _new_client(self) -> Redis:
+        if self.cluster:
+            return new_cluster_client(
+                self._url,
+                max_connections=self.max_connections,
+                socket_timeout_s=self.socket_timeout_s,
+                decode_responses=self._decode,
+            )
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -135,9 +154,10 @@ class RedisClients:
     def is_slow(exc: BaseException) -> bool:
         """A timeout, or no pooled connection free in time: Redis may just be busy."""
         from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import MaxConnectionsError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+        if isinstance(exc, (TimeoutError, RedisTimeoutError, MaxConnectionsError)):
             return True
         return isinstance(exc, RedisConnectionError) and str(exc).startswith("No connection available")
 
@@ -174,9 +194,31 @@ class RedisClients:
             if loop is running:
                 try:
                     await client.aclose()
-                    await client.connection_pool.disconnect()
+                    if not self.cluster:  # a cluster client closes every node's connections
+                        await client.connection_pool.disconnect()
                 except Exception:  # noqa: BLE001 - closing a dead connection is not an error
                     pass
+
+
+def new_cluster_client(
+    url: str, *, max_connections: int, socket_timeout_s: float, decode_responses: bool = True, **kwargs: Any
+) -> Any:
+    """redis-py's async ``RedisCluster`` for a ``redis+cluster://`` (or ``rediss+cluster://``)
+    URL: ``max_connections`` per node, the given socket timeouts, redis-py's retries off (MOVED
+    and ASK redirects are still followed)."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return RedisCluster.from_url(
+        plain_redis_url(url),
+        max_connections=max_connections,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=decode_responses,
+        **kwargs,
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -131,6 +131,16 @@ class RedisLedger(_LedgerBase):
     def _new_client(self) -> _Client:
         if self._hub is not None:
             return _Client(self._hub.client())
+        from director_llm.config.urls import is_cluster_url
+
+        if is_cluster_url(self._url or ""):
+            from director_llm.redis_clients import DEFAULT_MAX_CONNECTIONS, new_cluster_client
+
+            return _Client(
+                new_cluster_client(
+                    self._url or "", max_connections=DEFAULT_MAX_CONNECTIONS, socket_timeout_s=self._timeout_s
+                )
+            )
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
