@@ -1,0 +1,191 @@
+"""Redis Cluster (``redis+cluster://``) through real Directors on the fake provider servers,
+against a private 3-node cluster this module starts (no replicas, free ports): the cache is
+shared and cleared across the nodes, the budget ledger, the breaker and the rate limits (all
+multi-key Lua scripts, their keys hash-tagged into one slot) work as on one Redis.
+
+Skips when redis-server / redis-cli are missing; fails instead under DIRECTOR_REQUIRE_REDIS=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from director_llm.budget import BudgetExceededError
+from director_llm.config.loading import parse_config_text
+from director_llm.director import Director
+from director_llm.errors import ProviderError, RateLimitedError, RedisUnavailableError
+from director_llm.testing import Fault, Reply
+from director_llm.testing.pytest_plugin import require_redis
+from director_llm.testing.redis import RedisCluster
+
+KEY_ENV = "TEST_CLUSTER_KEY"
+USAGE = (10, 20)
+COST = USAGE[0] * 1e-6 + USAGE[1] * 2e-6  # 1.0 / 2.0 USD per million tokens
+ASK = [{"role": "user", "content": "Compare TCP and UDP in two sentences, please."}]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    nodes = RedisCluster()
+    try:
+        nodes.start()
+    except RedisUnavailableError as exc:
+        require_redis(f"no local Redis Cluster: {exc}")
+    try:
+        yield nodes
+    finally:
+        nodes.close()
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-cluster-test-0123456789")
+
+
+@pytest.fixture(autouse=True)
+def _no_outage(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test must have talked to the cluster, not fallen back to local state."""
+    yield
+    outages = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert not outages, outages
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+def config(base: str, url: str, *, models: dict[str, str] | None = None, llm: str = "") -> Any:
+    """One openai provider on the fake server; ``models`` maps a model to its extra override lines."""
+    models = models or {"a-model": ""}
+    overrides = "".join(
+        f"[providers.openai.overrides.{m}]\ninput_price_per_million = 1.0\noutput_price_per_million = 2.0\n{more}\n"
+        for m, more in models.items()
+    )
+    text = textwrap.dedent(f"""
+        [llm]
+        num_retries = 0
+        timeout_seconds = 20
+        default_max_tokens = 50
+        {llm}
+        [llm.circuit_breaker]
+        failure_threshold = 2
+        [providers.openai]
+        models = {json.dumps(list(models))}
+        base_url = "{base}/v1"
+        api_key_env = "{KEY_ENV}"
+        tier = "balanced"
+        [caching]
+        redis_url = "{url}"
+    """)
+    return parse_config_text(text + overrides)
+
+
+async def test_the_cache_is_shared_and_cleared_across_the_cluster(fake_provider, cluster: RedisCluster) -> None:
+    fake_provider.set_default(Reply("cached answer", usage=USAGE))
+    cfg = config(fake_provider.base_url, cluster.url)
+    asks = [[{"role": "user", "content": f"question number {i}?"}] for i in range(24)]
+    async with Director(cfg) as writer:
+        for ask in asks:
+            await writer.acompletion(ask, temperature=0)
+        await writer.cache.tiered().flush()
+    sent = len(fake_provider.requests)
+    assert sent == len(asks)
+    async with Director(cfg) as reader:
+        routes = [Director.route_of(await reader.acompletion(ask, temperature=0)) for ask in asks]
+        assert {r["cache"] for r in routes} == {"redis"}
+        assert len(fake_provider.requests) == sent  # every answer came from the cluster
+        tiered = reader.cache.tiered()
+        # 24 single-key entries spread over the slots of several nodes: counting and clearing
+        # must scan every primary, not the node a SCAN happens to land on.
+        holders = await _nodes_holding(cluster, f"*{reader.cache.namespace}:*")
+        assert len(holders) >= 2, holders
+        assert (await tiered.count_entries())["redis"] == len(asks)
+        await tiered.clear()
+        assert (await tiered.count_entries())["redis"] == 0
+        assert await _nodes_holding(cluster, f"*{reader.cache.namespace}:*") == {}
+        assert Director.route_of(await reader.acompletion(asks[0], temperature=0))["cache"] in (None, "miss")
+    assert len(fake_provider.requests) == sent + 1
+
+
+async def test_the_budget_is_reserved_settled_and_refused_across_directors(
+    fake_provider, cluster: RedisCluster, prefix: str
+) -> None:
+    fake_provider.set_default(Reply("fine", usage=USAGE))
+    budget = COST * 3.5
+    cfg = config(fake_provider.base_url, cluster.url, llm=f"budget_per_hour = {budget}")
+    served, refused = 0, 0
+    async with Director(cfg, state_prefix=prefix) as one, Director(cfg, state_prefix=prefix) as two:
+        for i in range(8):
+            d = (one, two)[i % 2]
+            try:
+                route = Director.route_of(await d.acompletion(ASK))
+                assert route["reserved_cost_usd"] >= route["cost_usd"] > 0
+                served += 1
+            except BudgetExceededError:
+                refused += 1
+            await d.budget.drain()  # settled before the next reservation
+        report = await one.spend()
+    hour = report.windows["hour"]
+    assert served >= 1 and refused >= 1 and served + refused == 8
+    assert served == len(fake_provider.requests)
+    assert hour.spent_usd == pytest.approx(served * COST, abs=1e-12)
+    assert hour.spent_usd <= budget and hour.reserved_usd == 0
+
+
+async def test_the_breaker_opened_by_one_director_is_open_for_another(
+    fake_provider, cluster: RedisCluster, prefix: str
+) -> None:
+    fake_provider.script("a-model", [Fault.status(500)], repeat=True)
+    cfg = config(fake_provider.base_url, cluster.url)
+    async with Director(cfg, state_prefix=prefix) as one, Director(cfg, state_prefix=prefix) as two:
+        assert two.breaker.state("openai/a-model") == "closed"
+        for _ in range(2):
+            with pytest.raises(ProviderError):
+                await one.acompletion(ASK)
+        assert one.breaker.state("openai/a-model") == "open"
+        await two.breaker.refresh()
+        assert two.breaker.state("openai/a-model") == "open"
+    assert len(fake_provider.requests) == 2  # the second Director never sent one
+
+
+async def test_rate_limits_are_shared_by_directors_on_the_cluster(
+    fake_provider, cluster: RedisCluster, prefix: str
+) -> None:
+    # A deployment's scope and the global scope in one script: their keys share one slot.
+    fake_provider.set_default(Reply("ok"))
+    limits = "[llm.rate_limits]\nrpm = 5\nmax_wait_seconds = 0.2"
+    cfg = config(fake_provider.base_url, cluster.url, models={"a-model": "rpm = 3", "b-model": ""}, llm=limits)
+    async with Director(cfg, state_prefix=prefix) as one, Director(cfg, state_prefix=prefix) as two:
+        assert one.limiter.shared and two.limiter.shared
+        results = await asyncio.gather(
+            *(d.acompletion(ASK) for d in (one, two) for _ in range(6)), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(results) - len(refused) == 5 and len(refused) == 7
+    assert all(isinstance(r, RateLimitedError) for r in refused), refused
+    assert len(fake_provider.requests) == 5
+    assert len(fake_provider.requests_for("a-model")) <= 3
+
+
+async def _nodes_holding(cluster: RedisCluster, pattern: str) -> dict[int, int]:
+    """Keys matching ``pattern`` per node port (plain clients, one per node)."""
+    import redis.asyncio as aioredis
+
+    found: dict[int, int] = {}
+    for port in cluster.ports:
+        client = aioredis.Redis(host=cluster.host, port=port)
+        try:
+            n = len([k async for k in client.scan_iter(match=pattern, count=1000)])
+        finally:
+            await client.aclose()
+        if n:
+            found[port] = n
+    return found
