@@ -1,6 +1,6 @@
 """Redis Cluster (``redis+cluster://``) through real Directors on the fake provider servers,
 against a private 3-node cluster this module starts (no replicas, free ports): the cache is
-shared and cleared across the nodes, the budget ledger, the breaker and the rate limits (all
+shared and cleared across the nodes (also by ``director-llm cache stats|clear``), the budget ledger, the breaker and the rate limits (all
 multi-key Lua scripts, their keys hash-tagged into one slot) work as on one Redis.
 
 Skips when redis-server / redis-cli are missing; fails instead under DIRECTOR_REQUIRE_REDIS=1.
@@ -13,12 +13,16 @@ import json
 import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from director_llm.budget import BudgetExceededError
-from director_llm.config.loading import parse_config_text
+from director_llm.cache.director import DirectorCache
+from director_llm.cli.app import app
+from director_llm.config.loading import load_config, parse_config_text
 from director_llm.director import Director
 from director_llm.errors import ProviderError, RateLimitedError, RedisUnavailableError
 from director_llm.testing import Fault, Reply
@@ -173,6 +177,34 @@ async def test_rate_limits_are_shared_by_directors_on_the_cluster(
     assert all(isinstance(r, RateLimitedError) for r in refused), refused
     assert len(fake_provider.requests) == 5
     assert len(fake_provider.requests_for("a-model")) <= 3
+
+
+def test_cache_stats_and_clear_cli_count_every_node(cluster: RedisCluster, tmp_path: Path) -> None:
+    path = tmp_path / "director.toml"
+    path.write_text(
+        '[providers.openai]\nmodels = ["gpt-4o-mini"]\napi_key_env = "UNSET_TEST_KEY"\n'
+        f'[caching]\nredis_url = "{cluster.url}"\n'
+    )
+    cache = DirectorCache(load_config(path))
+
+    async def fill() -> dict[int, int]:
+        tiered = cache.tiered()
+        for i in range(30):
+            await tiered.set(f"k{i}", {"i": i})
+        await cache.aclose()
+        return await _nodes_holding(cluster, f"*{cache.namespace}:*")
+
+    assert len(asyncio.run(fill())) >= 2  # the entries are spread over several nodes
+    runner = CliRunner()
+    stats = runner.invoke(app, ["cache", "stats", "-c", str(path), "--json"])
+    assert stats.exit_code == 0, stats.output
+    redis_layer = json.loads(stats.stdout)["layers"]["redis"]
+    assert (redis_layer["entries"], redis_layer["state"]) == (30, "up")
+    assert redis_layer["url"].startswith("redis+cluster://127.0.0.1:")
+    cleared = runner.invoke(app, ["cache", "clear", "-c", str(path), "--json"])
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.stdout)["removed"] == {"redis": 30}
+    assert asyncio.run(_nodes_holding(cluster, f"*{cache.namespace}:*")) == {}
 
 
 async def _nodes_holding(cluster: RedisCluster, pattern: str) -> dict[int, int]:
