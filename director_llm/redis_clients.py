@@ -18,8 +18,9 @@ its client here, so a Director talks to one Redis through one place:
 redis-py's async ``RedisCluster`` instead (same timeouts, no redis-py retries, ``max_connections``
 per node). Its nodes have no blocking pool: a burst beyond ``max_connections`` to one node fails
 that call with ``MaxConnectionsError``, which counts as a busy moment (``busy``), not an outage.
-Every multi-key script and transaction of the project names keys that share one hash tag
-(``{budget}``, ``{rl}``, ``{breaker}``), so they all land in one slot.
+Every multi-key script of the project names keys that share one hash tag (``{budget}``,
+``{rl}``), so they land in one slot; the breaker and health counters use single-key commands
+(redis-py splits their pipelines by slot). See docs/serving.md, "Redis Cluster".
 
 Timeouts are per call (``asyncio.timeout`` around the command): the cache gives up after
 ~100 ms, the ledger after ~2 s, on the same connections. redis-py's own retries are off:

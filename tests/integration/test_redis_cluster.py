@@ -221,3 +221,15 @@ async def _nodes_holding(cluster: RedisCluster, pattern: str) -> dict[int, int]:
         if n:
             found[port] = n
     return found
+
+
+def test_the_litellm_proxy_export_names_the_cluster_nodes() -> None:
+    from director_llm.export import litellm_proxy_config, unexpressed
+
+    url = "redis+cluster://10.0.0.1:7000"
+    cfg = parse_config_text(f'[providers.openai]\nmodels = ["gpt-4o-mini"]\n[caching]\nredis_url = "{url}"\n')
+    exported = litellm_proxy_config(cfg)
+    params = exported["litellm_settings"]["cache_params"]
+    assert params["redis_startup_nodes"] == [{"host": "10.0.0.1", "port": 7000}] and "host" not in params
+    assert not any(k.startswith("redis_") for k in exported["router_settings"])  # one host would be wrong
+    assert any("Redis Cluster" in line for line in unexpressed(cfg))
