@@ -16,7 +16,8 @@ its client here, so a Director talks to one Redis through one place:
 
 **Redis Cluster.** A ``redis+cluster://host:port`` URL (``rediss+cluster://`` for TLS) builds
 redis-py's async ``RedisCluster`` instead (same timeouts, no redis-py retries, ``max_connections``
-per node). Its nodes have no blocking pool: a burst beyond ``max_connections`` to one node fails
+per node; the topology is learned once per client, within ``CLUSTER_INIT_TIMEOUT_S``, outside
+the per-call timeouts). Its nodes have no blocking pool: a burst beyond ``max_connections`` to one node fails
 that call with ``MaxConnectionsError``, which counts as a busy moment (``busy``), not an outage.
 Every multi-key script of the project names keys that share one hash tag (``{budget}``,
 ``{rl}``), so they land in one slot; the breaker and health counters use single-key commands
@@ -49,6 +50,9 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 2.0
+#: How long a fresh cluster client may take to learn the topology (``CLUSTER SLOTS`` and
+#: ``COMMAND``: ~50 ms idle, far more on a loaded host), outside each call's own timeout.
+CLUSTER_INIT_TIMEOUT_S = 5.0
 
 
 class RedisClients:
@@ -175,9 +179,13 @@ class RedisClients:
     async def call(self, op: Any, *, timeout_s: float, user: str = "redis") -> Any:
         """Run ``await op(client)`` within ``timeout_s``; outage errors mark Redis down and
         are re-raised, successes mark it up."""
+        client = self.client()
         try:
+            if self.cluster:  # once per client: learning the topology is not this call's budget
+                async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                    await client.initialize()
             async with asyncio.timeout(timeout_s):
-                result = await op(self.client())
+                result = await op(client)
         except Exception as exc:
             if self.is_outage(exc):
                 self.mark_down(exc, user=user)
@@ -227,13 +235,26 @@ def _cluster_class() -> Any:
     """``RedisCluster`` that learns the cluster's topology before its first command. redis-py's
     lazy start races when a fresh client gets concurrent first commands (measured with redis-py
     8.1: 9 of 12 concurrent first SETs failed with "Connection closed by server" or an
-    AttributeError); ``initialize()`` takes a lock and returns at once once done."""
+    AttributeError); ``initialize()`` takes a lock and returns at once once done. A cluster
+    that cannot be reached or serves no slot raises ``ConnectionError``, so every user sees an
+    outage (redis-py raises ``RedisClusterException``, which is not even a ``RedisError``)."""
     from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import ClusterDownError, RedisClusterException
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     class DirectorRedisCluster(RedisCluster):
+        async def initialize(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().initialize(*args, **kwargs)
+            except RedisClusterException as exc:  # no node reachable: not a RedisError in redis-py
+                raise RedisConnectionError(f"Redis Cluster unreachable: {exc}") from exc
+
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
             await self.initialize()
-            return await super().execute_command(*args, **kwargs)
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except (ClusterDownError, RedisClusterException) as exc:  # CLUSTERDOWN, a slot not served
+                raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc
 
     return DirectorRedisCluster
 

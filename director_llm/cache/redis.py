@@ -16,7 +16,8 @@ leave the layer up. Every failure leaves this module as ``CacheError``; the tier
 turns it into a miss.
 
 A Redis Cluster (``redis+cluster://host:port``) gets redis-py's async ``RedisCluster`` with
-the same timeouts; entries are single keys spread over the cluster's slots (no hash tag: the
+the same timeouts (a fresh client first learns the topology, once, within
+``CLUSTER_INIT_TIMEOUT_S``); entries are single keys spread over the cluster's slots (no hash tag: the
 cache should shard), and ``clear``/``count`` SCAN every primary and UNLINK slot by slot.
 
 redis-py is imported when the layer is built, not when ``director_llm`` is imported.
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 from director_llm.config.urls import is_cluster_url, redacted_url
 from director_llm.errors import CacheError, ConfigError
+from director_llm.redis_clients import CLUSTER_INIT_TIMEOUT_S
 
 __all__ = ["RedisLayer", "RedisState", "redacted_url"]
 
@@ -200,6 +202,9 @@ class RedisLayer:
         try:
             if self.state != "up":  # went down while this call queued for a slot
                 raise CacheError(f"Redis layer {self.url} is down; skipped")
+            if self.cluster:  # once per client: learning the topology is not this call's budget
+                async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                    await self._client.initialize()
             # Hard cap on top of the socket timeouts (connect + read).
             async with asyncio.timeout(self._timeout_s * 2):
                 return await op(self._client)
@@ -240,6 +245,9 @@ class RedisLayer:
                 # Connections from before the outage point at a dead socket (or a
                 # restarted server): start afresh instead of failing on each stale one.
                 await self._disconnect()
+                if self.cluster:
+                    async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                        await self._client.initialize()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
             except Exception as exc:  # noqa: BLE001 - whatever it is, the probe must live on, or the layer stays down for good

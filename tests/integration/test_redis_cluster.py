@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,23 @@ async def test_rate_limits_are_shared_by_directors_on_the_cluster(
     assert all(isinstance(r, RateLimitedError) for r in refused), refused
     assert len(fake_provider.requests) == 5
     assert len(fake_provider.requests_for("a-model")) <= 3
+
+
+async def test_an_unreachable_cluster_is_an_outage_not_a_failure(
+    fake_provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # redis-py raises RedisClusterException (not a RedisError) when no node answers; the
+    # factory turns it into a ConnectionError, so cache, breaker and limiter skip Redis.
+    fake_provider.set_default(Reply("served anyway", usage=USAGE))
+    cfg = config(fake_provider.base_url, "redis+cluster://127.0.0.1:1", models={"a-model": "rpm = 100"})
+    started = time.monotonic()
+    async with Director(cfg) as d:
+        for _ in range(3):
+            reply = await d.acompletion(ASK, temperature=0)
+            assert reply.choices[0].message.content == "served anyway"
+    assert time.monotonic() - started < 10
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    caplog.clear()  # the outage was the point here
 
 
 def test_cache_stats_and_clear_cli_count_every_node(cluster: RedisCluster, tmp_path: Path) -> None:
