@@ -251,3 +251,17 @@ def test_the_litellm_proxy_export_names_the_cluster_nodes() -> None:
     assert params["redis_startup_nodes"] == [{"host": "10.0.0.1", "port": 7000}] and "host" not in params
     assert not any(k.startswith("redis_") for k in exported["router_settings"])  # one host would be wrong
     assert any("Redis Cluster" in line for line in unexpressed(cfg))
+
+
+def test_a_node_out_of_connections_is_a_busy_moment_not_an_outage() -> None:
+    # A cluster node has no blocking pool: past max_connections it raises MaxConnectionsError
+    # (a ConnectionError); that must not mark the whole store down.
+    from redis.exceptions import MaxConnectionsError
+
+    from director_llm.redis_clients import RedisClients
+
+    hub = RedisClients("redis+cluster://127.0.0.1:7000")
+    assert hub.cluster and RedisClients.is_slow(MaxConnectionsError())
+    hub.mark_up()
+    hub.mark_down(MaxConnectionsError())
+    assert not hub.down and hub.busy == 1 and hub.outages == 0
