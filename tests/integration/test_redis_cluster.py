@@ -265,3 +265,23 @@ def test_a_node_out_of_connections_is_a_busy_moment_not_an_outage() -> None:
     hub.mark_up()
     hub.mark_down(MaxConnectionsError())
     assert not hub.down and hub.busy == 1 and hub.outages == 0
+
+
+async def test_a_ledger_on_a_cluster_url_without_the_factory(cluster: RedisCluster, prefix: str) -> None:
+    # The path of tools that build a RedisLedger from the URL alone (its own cluster client):
+    # the window scripts span the hour, day and provider windows, the report a pipeline.
+    from director_llm.budget import BudgetLimits, RedisLedger
+
+    async with RedisLedger(
+        cluster.url, prefix=prefix, limits=BudgetLimits(per_hour=1.0, per_provider={"openai": (0.5, None)})
+    ) as led:
+        res = await led.reserve(amount_usd=0.4, provider="openai", model="gpt-4o")
+        await led.settle(res, actual_usd=0.25, prompt_tokens=100, completion_tokens=20)
+        held = await led.reserve(amount_usd=0.25, provider="openai", model="gpt-4o")
+        with pytest.raises(BudgetExceededError):
+            await led.reserve(amount_usd=0.01, provider="openai", model="gpt-4o")
+        await led.release(held)
+        assert await led.remaining() == pytest.approx({"hour": 0.75, "provider:openai:hour": 0.25})
+        report = await led.snapshot(by="model")
+    assert report.usage["openai:gpt-4o"].requests == 1
+    assert report.usage["openai:gpt-4o"].cost_usd == pytest.approx(0.25)
