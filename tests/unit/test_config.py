@@ -407,3 +407,12 @@ def test_redis_cluster_urls_are_accepted_and_read_as_plain_redis() -> None:
     assert config.caching.redis_url is not None and is_cluster_url(config.caching.redis_url)
     assert plain_redis_url(config.caching.redis_url) == "rediss://:pw@10.0.0.1:7000/0"
     assert plain_redis_url("redis://h:1/0") == "redis://h:1/0" and not is_cluster_url("redis://h:1/0")
+
+
+def test_redis_cluster_url_passwords_are_redacted() -> None:
+    from director_llm.config.urls import redact_url, redacted_url, url_secrets
+
+    url = "rediss+cluster://user:s3cret-pw@10.0.0.1:7000"
+    assert redacted_url(url) == "rediss+cluster://10.0.0.1:7000"
+    assert redact_url(url) == "rediss+cluster://user:***@10.0.0.1:7000"
+    assert url_secrets(url) == ["s3cret-pw"]
