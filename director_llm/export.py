@@ -124,6 +124,12 @@ def _redis_parts(url: str) -> dict[str, Any]:
     return parts
 
 
+def _is_cluster(url: str) -> bool:
+    from director_llm.config.urls import is_cluster_url
+
+    return is_cluster_url(url)
+
+
 def _fallbacks(config: DirectorConfig, deployments: list[DeploymentInfo]) -> list[dict[str, list[str]]]:
     topology = Topology.build(config, deployments)
     return [{group: list(chain)} for group, chain in topology.fallbacks.items() if chain]
@@ -178,7 +184,7 @@ def litellm_proxy_config(config: DirectorConfig) -> dict[str, Any]:
     if fallbacks:
         router["fallbacks"] = fallbacks
     state_url = config.redis_state_url
-    if state_url:
+    if state_url and not _is_cluster(state_url):  # the Router takes one Redis host, not a cluster
         router.update({f"redis_{k}": v for k, v in _redis_parts(state_url).items()})
     budgets = _provider_budgets(config, deployments)
     if budgets:
@@ -187,7 +193,11 @@ def litellm_proxy_config(config: DirectorConfig) -> dict[str, Any]:
     settings: dict[str, Any] = {"request_timeout": llm.timeout_seconds}
     caching = config.caching
     cache_params: dict[str, Any] | None = None
-    if caching.enabled and caching.redis_url:
+    if caching.enabled and caching.redis_url and _is_cluster(caching.redis_url):
+        parts = _redis_parts(caching.redis_url)
+        node = {"host": parts.pop("host"), "port": parts.pop("port")}
+        cache_params = {"type": "redis", "redis_startup_nodes": [node], **parts}
+    elif caching.enabled and caching.redis_url:
         cache_params = {"type": "redis", **_redis_parts(caching.redis_url)}
     elif caching.enabled and caching.disk_cache_path:
         cache_params = {"type": "disk", "disk_cache_dir": caching.disk_cache_path}
@@ -273,10 +283,15 @@ def unexpressed(config: DirectorConfig) -> list[str]:
             "-> disk under a config fingerprint; the proxy caches in one layer by request"
         )
     out.append("the stream limits and the response-size cap ([llm] max_stream_seconds, max_response_bytes)")
+    if config.redis_state_url and _is_cluster(config.redis_state_url):
+        out.append(
+            "router_settings Redis on a Redis Cluster: the Router takes one Redis host, so the exported "
+            "Router keeps its state per proxy instance"
+        )
     for url in (config.redis_state_url, config.caching.redis_url):
         if url:
             u = urlparse(url)
-            if (u.path or "/") not in ("/", "/0") or u.scheme == "rediss" or u.username:
+            if (u.path or "/") not in ("/", "/0") or u.scheme.startswith("rediss") or u.username:
                 out.append(
                     f"Redis URL details (database number, TLS, user name) of {u.hostname}: set them on the proxy"
                 )

@@ -61,6 +61,8 @@ from director_llm.budget.ledger import (
     Reservation,
     Window,
 )
+from director_llm.config.urls import is_cluster_url
+from director_llm.redis_clients import CLUSTER_INIT_TIMEOUT_S
 
 if TYPE_CHECKING:  # redis is imported lazily: importing director_llm must stay cheap
     from redis.asyncio import Redis
@@ -105,6 +107,7 @@ class RedisLedger(LedgerBase):
         # Our own clients, one per event loop (a connection cannot move between loops).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
         self._closed = False
+        self._cluster = redis.cluster if redis is not None else is_cluster_url(redis_url or "")
         # The hash tag keeps all keys in one Cluster slot, as multi-key scripts require;
         # keys still start with ``prefix`` so ``SCAN prefix*`` finds them all.
         self._tag = prefix + "{budget}"
@@ -131,6 +134,14 @@ class RedisLedger(LedgerBase):
     def _new_client(self) -> _Client:
         if self._hub is not None:
             return _Client(self._hub.client())
+        if self._cluster:
+            from director_llm.redis_clients import DEFAULT_MAX_CONNECTIONS, new_cluster_client
+
+            return _Client(
+                new_cluster_client(
+                    self._url or "", max_connections=DEFAULT_MAX_CONNECTIONS, socket_timeout_s=self._timeout_s
+                )
+            )
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -188,6 +199,9 @@ class RedisLedger(LedgerBase):
         try:
             while True:
                 try:
+                    if self._cluster:  # once per client, outside the call's own timeout
+                        async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                            await client.redis.initialize()
                     async with asyncio.timeout(cap):
                         reply = await client.script(name, getattr(budget_lua, name))(keys=keys, args=args)
                     self.last_reply = time.monotonic()

@@ -15,6 +15,11 @@ Errors that are not about reachability (``WRONGTYPE``, ``OOM``...) fail that one
 leave the layer up. Every failure leaves this module as ``CacheError``; the tiered cache
 turns it into a miss.
 
+A Redis Cluster (``redis+cluster://host:port``) gets redis-py's async ``RedisCluster`` with
+the same timeouts (a fresh client first learns the topology, once, within
+``CLUSTER_INIT_TIMEOUT_S``); entries are single keys spread over the cluster's slots (no hash tag: the
+cache should shard), and ``clear``/``count`` SCAN every primary and UNLINK slot by slot.
+
 redis-py is imported when the layer is built, not when ``director_llm`` is imported.
 """
 
@@ -23,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from director_llm.config.urls import redacted_url
+from director_llm.config.urls import is_cluster_url, redacted_url
 from director_llm.errors import CacheError, ConfigError
+from director_llm.redis_clients import CLUSTER_INIT_TIMEOUT_S
 
 __all__ = ["RedisLayer", "RedisState", "redacted_url"]
 
@@ -58,15 +65,44 @@ class RedisLayer:
         logger: logging.Logger,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
         from redis.maint_notifications import MaintNotificationsConfig
 
         self._errors = _reachability_errors()
         self._redis_error: type[Exception] = RedisError
         self.url = redacted_url(url)
+        self.cluster = is_cluster_url(url)
+        self._pool: Any = None
+        if self.cluster:
+            from director_llm.redis_clients import new_cluster_client
+
+            # One more than our semaphore allows, per node: no node raises MaxConnectionsError.
+            self._client: Any = new_cluster_client(
+                url,
+                max_connections=max_connections + 1,
+                socket_timeout_s=timeout_s,
+                decode_responses=False,
+                maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            )
+        else:
+            self._client = self._plain_client(url, timeout_s, max_connections)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._timeout_s = timeout_s
+        self._backoff_s = backoff_s
+        self._log = logger
+        self.state: RedisState = "up"
+        self._down_since = 0.0
+        self._warned_at = -_WARN_EVERY_S
+        self._outage_warned = False
+        self._probe: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _plain_client(self, url: str, timeout_s: float, max_connections: int) -> Any:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.maint_notifications import MaintNotificationsConfig
+
         try:
             self._pool = aioredis.ConnectionPool.from_url(
                 url,
@@ -86,17 +122,7 @@ class RedisLayer:
                 "use redis://host:port/db or rediss://...",
                 key="caching.redis_url",
             ) from exc
-        self._client: Any = aioredis.Redis(connection_pool=self._pool)
-        self._slots = asyncio.Semaphore(max_connections)
-        self._timeout_s = timeout_s
-        self._backoff_s = backoff_s
-        self._log = logger
-        self.state: RedisState = "up"
-        self._down_since = 0.0
-        self._warned_at = -_WARN_EVERY_S
-        self._outage_warned = False
-        self._probe: asyncio.Task[None] | None = None
-        self._closed = False
+        return aioredis.Redis(connection_pool=self._pool)
 
     @property
     def available(self) -> bool:
@@ -118,30 +144,53 @@ class RedisLayer:
     async def clear(self, prefix: str) -> int:
         """Delete every key starting with ``prefix`` (SCAN + UNLINK, never KEYS); return the count."""
         deleted = 0
-        cursor: int | bytes = 0
-        while True:
-            cursor, keys = await self._call(
-                "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000, slot_wait_s=WRITE_SLOT_WAIT_S
-            )
+        async for keys in self._scan(prefix):
             for start in range(0, len(keys), _CLEAR_BATCH):
                 batch = keys[start : start + _CLEAR_BATCH]
-                deleted += await self._call("UNLINK", *batch, slot_wait_s=WRITE_SLOT_WAIT_S)
-            if int(cursor) == 0:
-                return deleted
+                if self.cluster:  # one UNLINK per slot: a cluster refuses keys of several slots
+                    deleted += await self._run("UNLINK", _unlink(batch), WRITE_SLOT_WAIT_S)
+                else:
+                    deleted += await self._call("UNLINK", *batch, slot_wait_s=WRITE_SLOT_WAIT_S)
+        return deleted
 
     async def count(self, prefix: str) -> int:
         """How many keys start with ``prefix`` (SCAN, never KEYS); ``CacheError`` if Redis failed."""
         total = 0
-        cursor: int | bytes = 0
-        while True:
-            cursor, keys = await self._call(
-                "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000, slot_wait_s=WRITE_SLOT_WAIT_S
-            )
+        async for keys in self._scan(prefix):
             total += len(keys)
-            if int(cursor) == 0:
-                return total
+        return total
+
+    async def _scan(self, prefix: str) -> AsyncIterator[list[Any]]:
+        """Batches of the keys starting with ``prefix``: one SCAN, or on a cluster one SCAN per
+        primary node (each primary holds its own slots)."""
+        if not self.cluster:
+            cursor: int | bytes = 0
+            while True:
+                cursor, keys = await self._call(
+                    "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000, slot_wait_s=WRITE_SLOT_WAIT_S
+                )
+                yield keys
+                if int(cursor) == 0:
+                    return
+        await self._run("PING", lambda c: c.initialize(), WRITE_SLOT_WAIT_S)  # learn the topology
+        for node in self._client.get_primaries():
+            at = 0
+            while True:
+                cursors, keys = await self._run(
+                    "SCAN",
+                    _scan_node(node, at, prefix + "*"),
+                    WRITE_SLOT_WAIT_S,
+                )
+                yield keys
+                at = int(cursors[node.name])
+                if at == 0:
+                    break
 
     async def _call(self, *args: Any, slot_wait_s: float | None = None) -> Any:
+        return await self._run(str(args[0]), lambda c: c.execute_command(*args), slot_wait_s)
+
+    async def _run(self, name: str, op: Callable[[Any], Awaitable[Any]], slot_wait_s: float | None = None) -> Any:
+        """``await op(client)`` within the timeouts, holding a slot; ``CacheError`` if it failed."""
         if self.state != "up":
             raise CacheError(f"Redis layer {self.url} is down; skipped")
         try:
@@ -149,18 +198,21 @@ class RedisLayer:
                 await self._slots.acquire()
         except TimeoutError:
             # Saturated by our own burst, not an outage: fail this call, stay up.
-            raise CacheError(f"Redis {args[0]} skipped: all {self.url} connections busy") from None
+            raise CacheError(f"Redis {name} skipped: all {self.url} connections busy") from None
         try:
             if self.state != "up":  # went down while this call queued for a slot
                 raise CacheError(f"Redis layer {self.url} is down; skipped")
+            if self.cluster:  # once per client: learning the topology is not this call's budget
+                async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                    await self._client.initialize()
             # Hard cap on top of the socket timeouts (connect + read).
             async with asyncio.timeout(self._timeout_s * 2):
-                return await self._client.execute_command(*args)
+                return await op(self._client)
         except self._errors as exc:
             self._mark_down(exc)
-            raise CacheError(f"Redis {args[0]} failed: {type(exc).__name__}: {exc}") from exc
+            raise CacheError(f"Redis {name} failed: {type(exc).__name__}: {exc}") from exc
         except self._redis_error as exc:
-            raise CacheError(f"Redis {args[0]} failed: {type(exc).__name__}: {exc}") from exc
+            raise CacheError(f"Redis {name} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._slots.release()
 
@@ -192,7 +244,10 @@ class RedisLayer:
             try:
                 # Connections from before the outage point at a dead socket (or a
                 # restarted server): start afresh instead of failing on each stale one.
-                await self._pool.disconnect()
+                await self._disconnect()
+                if self.cluster:
+                    async with asyncio.timeout(CLUSTER_INIT_TIMEOUT_S):
+                        await self._client.initialize()
                 async with asyncio.timeout(self._timeout_s * 3):
                     await self._client.execute_command("PING")
             except Exception as exc:  # noqa: BLE001 - whatever it is, the probe must live on, or the layer stays down for good
@@ -215,7 +270,21 @@ class RedisLayer:
                 pass
             self._probe = None
         await self._client.aclose()
-        await self._pool.disconnect()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        if self._pool is not None:
+            await self._pool.disconnect()
+        else:  # a cluster client: closing drops every node's connections; the next call reconnects
+            await self._client.aclose()
+
+
+def _unlink(keys: list[Any]) -> Callable[[Any], Awaitable[Any]]:
+    return lambda client: client.unlink(*keys)  # redis-py splits the keys by slot
+
+
+def _scan_node(node: Any, cursor: int, match: str) -> Callable[[Any], Awaitable[Any]]:
+    return lambda client: client.scan(cursor, match=match, count=1000, target_nodes=node)
 
 
 def _reachability_errors() -> tuple[type[BaseException], ...]:

@@ -249,7 +249,8 @@ class LLMConfig(_Section):
     """Global rate limits and the wait at a limit (per-deployment limits are ``rpm``, ``tpm``
     and ``max_parallel_requests`` in ``[providers.<name>.overrides.<model>]``)."""
     state_redis_url: str | None = None
-    """Redis for shared state (budget ledger, breakers, rate limits). Default: ``caching.redis_url``."""
+    """Redis for shared state (budget ledger, breakers, rate limits). Default: ``caching.redis_url``.
+    Redis Cluster: ``redis+cluster://host:port`` (``rediss+cluster://`` for TLS)."""
     budget_store_failure: Literal["closed", "local"] = "local"
     """What the budget does while its Redis is unreachable. ``local``: each process spends from
     a local allowance (the last known remaining budget / ``expected_processes``), books it in
@@ -273,7 +274,8 @@ class CachingConfig(_Section):
     memory_size_mb: float | None = Field(default=None, ge=0)
     """In-process LRU bounded by this many MiB of stored entries (0 or absent: off)."""
     redis_url: str | None = None
-    """Shared Redis layer, e.g. ``redis://localhost:6379/0`` (absent: off)."""
+    """Shared Redis layer, e.g. ``redis://localhost:6379/0``; a Redis Cluster as
+    ``redis+cluster://host:port`` (``rediss+cluster://`` for TLS) (absent: off)."""
     disk_cache_path: str | None = None
     """Directory of the on-disk layer (absent: off)."""
     ttl_seconds: float = Field(default=3600, gt=0)

@@ -12,6 +12,9 @@ import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Schemes asking for Redis Cluster: ``redis+cluster://host:port`` (``rediss+cluster://`` with
+#: TLS) names one or more seed nodes; the client discovers the rest of the cluster from them.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 HTTP_SCHEMES = ("http", "https")
 _MAX_SHOWN = 80
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#@]*)@")
@@ -96,12 +99,32 @@ def _host_and_port(url: str) -> str | None:
     return None
 
 
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` asks for Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return _scheme(url) in CLUSTER_SCHEMES
+
+
+def plain_redis_url(url: str) -> str:
+    """``url`` with a cluster scheme turned into the one redis-py reads (``redis+cluster://h:p``
+    -> ``redis://h:p``); any other URL unchanged."""
+    scheme = _scheme(url)
+    if scheme in CLUSTER_SCHEMES:
+        return scheme.removesuffix("+cluster") + url[len(scheme) :]
+    return url
+
+
 def redis_url_problem(url: str) -> str | None:
     """Why redis-py could not use ``url``, or None. Mirrors ``redis.connection.parse_url``
     without importing redis (loading a config stays light)."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = _scheme(url)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster_url_problem(url)
     if scheme not in REDIS_SCHEMES:
-        return f"expected a redis://, rediss:// or unix:// URL, got {shown(url)}"
+        return f"expected a redis://, rediss://, unix:// or (Redis Cluster) redis+cluster:// URL, got {shown(url)}"
     problem = _host_and_port(url)
     if problem:
         return f"{problem}; expected e.g. redis://localhost:6379/0 (IPv6: redis://[::1]:6379/0)"
@@ -114,6 +137,21 @@ def redis_url_problem(url: str) -> str | None:
             return f"the db parameter must be a number, in {shown(url)}"
         if db is None and path and not path.isdigit():
             return f"the path must be a database number (like /0), in {shown(url)}"
+    return None
+
+
+def _cluster_url_problem(url: str) -> str | None:
+    problem = _host_and_port(url)
+    if problem:
+        return f"{problem}; expected e.g. redis+cluster://10.0.0.1:7000"
+    parts = urlsplit(url)
+    db = parse_qs(parts.query).get("db", [None])[0]
+    path = parts.path.strip("/")
+    if (path and path != "0") or (db is not None and db != "0"):
+        return (
+            f"Redis Cluster has only database 0; drop the database number from {shown(url)} "
+            "(e.g. redis+cluster://10.0.0.1:7000)"
+        )
     return None
 
 

@@ -278,6 +278,16 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
         "'strong' falls back to itself",
     ),
     ("redis_url_scheme", '[caching]\nredis_url = "http://localhost:6379"\n', "caching.redis_url: expected a redis://"),
+    (
+        "redis_cluster_db",
+        '[caching]\nredis_url = "redis+cluster://10.0.0.1:7000/2"\n',
+        "caching.redis_url: Redis Cluster has only database 0",
+    ),
+    (
+        "redis_cluster_port",
+        '[llm]\nstate_redis_url = "redis+cluster://10.0.0.1:99999"\n',
+        "llm.state_redis_url: Port out of range",
+    ),
     ("disk_path_is_file", '[caching]\ndisk_cache_path = "{file}"\n', "exists and is not a directory"),
     ("ttl_negative", "[caching]\nttl_seconds = -5\n", "caching.ttl_seconds: expected a number > 0, got -5"),
     (
@@ -385,3 +395,24 @@ def test_training_file_is_found_next_to_the_config(tmp_path: Path, monkeypatch):
     cfg.write_text('[providers.local]\ntraining_file = "extra.jsonl"\n')
     monkeypatch.chdir(ROOT)  # not the config's folder
     assert load_config(cfg).providers["local"].training_file == "extra.jsonl"
+
+
+def test_redis_cluster_urls_are_accepted_and_read_as_plain_redis() -> None:
+    from director_llm.config.loading import parse_config_text
+    from director_llm.config.urls import is_cluster_url, plain_redis_url
+
+    config = parse_config_text(
+        '[providers.openai]\nmodels = ["gpt-4o"]\n[caching]\nredis_url = "rediss+cluster://:pw@10.0.0.1:7000/0"\n'
+    )
+    assert config.caching.redis_url is not None and is_cluster_url(config.caching.redis_url)
+    assert plain_redis_url(config.caching.redis_url) == "rediss://:pw@10.0.0.1:7000/0"
+    assert plain_redis_url("redis://h:1/0") == "redis://h:1/0" and not is_cluster_url("redis://h:1/0")
+
+
+def test_redis_cluster_url_passwords_are_redacted() -> None:
+    from director_llm.config.urls import redact_url, redacted_url, url_secrets
+
+    url = "rediss+cluster://user:s3cret-pw@10.0.0.1:7000"
+    assert redacted_url(url) == "rediss+cluster://10.0.0.1:7000"
+    assert redact_url(url) == "rediss+cluster://user:***@10.0.0.1:7000"
+    assert url_secrets(url) == ["s3cret-pw"]
