@@ -18,7 +18,7 @@ Each system is configured as a user would:
   (3 failures, 30 s), every deployment of the tier tried before giving up.
 
 The bare Router's response cache imports parts of ``litellm.proxy`` that need packages the
-core install lacks: ``pip install orjson soundfile fastapi`` into the venv first.
+core install lacks: ``pip install '.[litellm-cache]'`` (in the ``test`` extra).
 
 Prints p50 / p99 latency, throughput, failed requests and cache hits for both.
 Goal: Director's p99 <= 1/3 of the Router's, and 0 failed requests.
