@@ -84,6 +84,7 @@ def start_server(ctx: int) -> tuple[object, str]:
     params.verbosity = 0
     params.use_jinja = True
     params.cpuparams.n_threads = 2
+    params.endpoint_metrics = True  # /metrics: llamacpp:tokens_predicted_total etc. (read after an eval)
     server = xllamacpp.Server(params)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
