@@ -217,7 +217,7 @@ async def run(args: argparse.Namespace) -> None:
 
     if args.sample_intents:
         flows, items = sampled_dataset(args.sample_intents, args.per_intent, args.oos, args.train_per_flow, args.seed)
-        items = items[: args.n]
+        items = items[args.skip : args.skip + args.n]
     else:
         flows, items = dataset(args.domains.split(","), args.n)
     print(f"flows: {', '.join(flows)}; {len(items)} messages", flush=True)
@@ -306,6 +306,7 @@ def main() -> None:
     parser.add_argument("--oos", type=int, default=30)
     parser.add_argument("--train-per-flow", type=int, default=100)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--skip", type=int, default=0, help="with --sample-intents: start after this many messages")
     parser.add_argument("--out", default=None, help="one JSON line per message")
     parser.add_argument("--serve", default=None, help="write DIR/director.toml + messages.jsonl and keep serving")
     args = parser.parse_args()
