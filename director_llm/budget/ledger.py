@@ -346,6 +346,23 @@ class LedgerBase:
         """Release the store's connections (no-op for memory)."""
 
     # ---- helpers
+    def new_reservation(
+        self, provider: str, model: str, amount_usd: float, *, rid: str | None = None, held: bool = True
+    ) -> Reservation:
+        """A reservation named for the current hour and day windows; ``held``: it expires
+        after ``reservation_ttl`` (a hold), else at once (usage booked without a hold)."""
+        now = self.now_utc()
+        return Reservation(
+            id=rid or uuid.uuid4().hex,
+            provider=provider,
+            model=model,
+            amount_usd=amount_usd,
+            hour=hour_key(now),
+            day=now.strftime("%Y-%m-%d"),
+            created_at=now,
+            expires_at=now + self.reservation_ttl if held else now,
+        )
+
     def now_utc(self) -> datetime:
         now = self._clock()
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
@@ -383,17 +400,8 @@ class LedgerBase:
         ``reservation_id`` again (a retry after a lost reply) holds once."""
         _check_provider_name(provider)
         amount = to_units(amount_usd, round_up=True)
-        now = self.now_utc()
-        res = Reservation(
-            id=reservation_id or uuid.uuid4().hex,
-            provider=provider,
-            model=model,
-            amount_usd=amount_usd,
-            hour=hour_key(now),
-            day=now.strftime("%Y-%m-%d"),
-            created_at=now,
-            expires_at=now + self.reservation_ttl,
-        )
+        res = self.new_reservation(provider, model, amount_usd, rid=reservation_id)
+        now = res.created_at
         if amount == 0:  # always served, and needs no store
             return res
         windows = self.windows_for(provider, res.hour, res.day)
@@ -443,17 +451,7 @@ class LedgerBase:
         """Book spend that needed no reservation (no budget limit, or a zero-cost call): the
         usage of ``requests`` calls at once, in the current windows. One store operation."""
         _check_provider_name(provider)
-        now = self.now_utc()
-        res = Reservation(
-            id=uuid.uuid4().hex,
-            provider=provider,
-            model=model,
-            amount_usd=0.0,
-            hour=hour_key(now),
-            day=now.strftime("%Y-%m-%d"),
-            created_at=now,
-            expires_at=now,
-        )
+        res = self.new_reservation(provider, model, 0.0, held=False)
         actual = to_units(actual_usd, round_up=False)
         stats = _stats_increments(provider, model, actual, prompt_tokens, completion_tokens, requests)
         windows = self.windows_for(provider, res.hour, res.day)

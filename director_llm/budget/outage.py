@@ -229,17 +229,7 @@ class LocalFallbackLedger:
 
     def _local_reserve(self, amount_usd: float, provider: str, model: str, rid: str) -> Reservation:
         primary = self.primary
-        now = primary.now_utc()
-        res = Reservation(
-            id=rid,
-            provider=provider,
-            model=model,
-            amount_usd=amount_usd,
-            hour=hour_key(now),
-            day=now.strftime("%Y-%m-%d"),
-            created_at=now,
-            expires_at=now + primary.reservation_ttl,
-        )
+        res = primary.new_reservation(provider, model, amount_usd, rid=rid)
         amount = to_units(amount_usd, round_up=True)
         if amount == 0:
             return res
@@ -359,17 +349,7 @@ class LocalFallbackLedger:
         completion_tokens: int,
         requests: int = 1,
     ) -> None:
-        now = self.primary.now_utc()
-        res = Reservation(
-            id=uuid.uuid4().hex,
-            provider=provider,
-            model=model,
-            amount_usd=0.0,
-            hour=hour_key(now),
-            day=now.strftime("%Y-%m-%d"),
-            created_at=now,
-            expires_at=now,
-        )
+        res = self.primary.new_reservation(provider, model, 0.0, held=False)
         await self._write(_Pending(res, actual_usd, prompt_tokens, completion_tokens, requests, 0.0))
 
     async def can_afford(self, amount_usd: float, provider: str) -> bool:
