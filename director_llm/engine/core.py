@@ -11,10 +11,11 @@ the engine knows them only through the small interfaces it calls.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from director_llm.engine.parts import Parts
-from director_llm.engine.run import AttemptRejected, LimitReached, Run, Slot
+from director_llm.engine.run import AttemptRejected, Deferred, LimitReached, Run, Slot
 from director_llm.engine.stream import ResponseStream
 from director_llm.errors import BudgetBackendError, BudgetExceededError
 from director_llm.route import Attempt, Route
@@ -61,19 +62,22 @@ class Engine:
         attempts made before the plan (the local tier's escalation), ``observer`` sees each
         attempt as it is recorded, ``obs`` is the request's telemetry (attempts and usage)."""
         run = await Run.start(self.parts, call, plan, prior=prior, observer=observer, obs=obs)
-        async for slot in run.slots():
-            try:
-                value = await attempt(slot)
-            except (UpstreamError, AttemptRejected) as exc:
-                await run.failed(slot, exc)
-                continue
-            except (BudgetExceededError, BudgetBackendError) as exc:
-                run.refused(slot, exc)
-                continue
-            except LimitReached as exc:
-                run.limited(slot, exc)
-                continue
-            return value, await run.succeeded(slot)
+        async with aclosing(run.slots()) as slots:
+            async for slot in slots:
+                try:
+                    value = await attempt(slot)
+                except (UpstreamError, AttemptRejected) as exc:
+                    await run.failed(slot, exc)
+                    continue
+                except (BudgetExceededError, BudgetBackendError) as exc:
+                    run.refused(slot, exc)
+                    continue
+                except LimitReached as exc:
+                    run.limited(slot, exc)
+                    continue
+                except Deferred:  # recorded as skipped; offered again after the others
+                    continue
+                return value, await run.succeeded(slot)
         raise run.exhausted()
 
     async def complete(

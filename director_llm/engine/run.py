@@ -4,7 +4,8 @@
 worth trying, until the request's deadline:
 
 * a deployment whose circuit breaker is open is skipped (``Attempt(outcome="skipped")``);
-  a half-open one gets its single trial request;
+  a half-open one gets its single trial request; a failing one (failures, not yet open)
+  one attempt at a time, and a request that finds it busy tries it after the rest;
 * ``Slot.call`` / ``Slot.stream`` make one upstream call: reserve the budget (a refusal
   skips the deployment), take a rate-limit permit (a deployment at its limit, or at a
   global one, is skipped: ``LimitReached``), send it within ``min(attempt timeout, time
@@ -27,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from director_llm.errors import (
@@ -39,6 +41,7 @@ from director_llm.errors import (
     StreamInterruptedError,
 )
 from director_llm.observability.observer import NOOP_REQUEST
+from director_llm.resilience.breaker import Admission
 from director_llm.resilience.rate_limits import LimitReached
 from director_llm.route import OK, SKIPPED, Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
@@ -58,6 +61,7 @@ _T = TypeVar("_T")
 __all__ = ["AttemptRejected", "LimitReached", "Run", "Slot"]
 
 LEASE_MARGIN_S = 5.0
+GO = Admission("go")
 """An in-flight slot is held at most this long past the request's deadline (a killed process)."""
 POLL_S = 0.05
 """How often a request waiting for an in-flight slot looks again."""
@@ -77,6 +81,12 @@ class AttemptRejected(Exception):
         self.kind = "provider" if feeds_breaker else "request"
 
 
+class Deferred(Exception):
+    """The slot's deployment started failing while the attempt waited to be sent (budget,
+    rate limit, a busy event loop) and another attempt is probing it: this one is not sent
+    (no failure, nothing spent) and the deployment is offered again after the others."""
+
+
 class Slot:
     """One deployment's turn in a ``Run``: its upstream calls are reserved and accounted."""
 
@@ -88,6 +98,12 @@ class Slot:
         """Streams: whether this slot delivered text to the caller."""
         self.lease: KeyLease | None = None
         """The API key of the pool this slot's call went out with (``resilience.keys``)."""
+        self.claim: str | None = None
+        """The breaker's single-attempt claim this slot holds (``CircuitBreaker.admit``)."""
+        self.deferred = False
+        """Not sent: the deployment started failing before it went out (``Deferred``)."""
+        self.last_resort = False
+        """Sent without the claim of a failing deployment: every other one was tried first."""
 
     @property
     def name(self) -> str:
@@ -132,6 +148,26 @@ class Slot:
         except BaseException:
             self.run.parts.budget.release(hold)
             raise
+
+    async def _recheck(self, hold: Hold, permit: Permit | None) -> None:
+        """Just before sending: if this process now sees the deployment failing or open (its
+        own failures, or the shared view's refresh), the attempt needs the claim like any new
+        one; without it nothing is sent (``Deferred``). Costs a dict lookup otherwise."""
+        breaker = self.run.parts.breaker
+        if self.claim is not None or self.last_resort or self.deployment.kind == "local":
+            return
+        if not breaker.failing(self.name):
+            return
+        admission = await breaker.admit(self.name)
+        if admission.verdict in ("go", "probe"):
+            self.claim = admission.token
+            return
+        self.run.parts.budget.release(hold)
+        await self._finish(permit, 0, 0)
+        self.deferred = admission.verdict == "busy"
+        why = "another attempt is probing it (tried again last)" if self.deferred else "circuit open"
+        self.run.skip(self.name, f"failing before it was sent: {why}")
+        raise Deferred(why)
 
     async def _finish(self, permit: Permit | None, prompt_tokens: int, completion_tokens: int) -> None:
         """Give the permit back; the tokens used correct the admitted count (when known)."""
@@ -193,6 +229,7 @@ class Slot:
         timeout = self.timeout()
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
+        await self._recheck(hold, permit)
         budget = self.run.parts.budget
         dispatcher = self.run.parts.dispatcher
         pt = ct = 0
@@ -235,6 +272,7 @@ class Slot:
         wait = min(first_token_s, left)
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
+        await self._recheck(hold, permit)
         budget = run.parts.budget
         dispatcher = run.parts.dispatcher
         upstream = None
@@ -386,22 +424,44 @@ class Run:
         self.reserved_usd = reserved if reserved else self.reserved_usd
 
     # -- the loop ----------------------------------------------------------------------------
-    async def slots(self) -> AsyncIterator[Slot]:
+    async def slots(self) -> AsyncGenerator[Slot, None]:
         breaker = self.parts.breaker
         todo = list(self.plan.candidates)
         while todo:
             self._limited = {}
-            for info in todo:
+            queue = deque(todo)
+            deferred: set[str] = set()
+            while queue:
+                info = queue.popleft()
                 if self.remaining() <= 0:
                     return
-                if info.kind != "local" and not await breaker.allow(info.name):
+                admission = GO if info.kind == "local" else await breaker.admit(info.name)
+                if admission.verdict == "busy" and info.name not in deferred:
+                    # Failing, and another attempt is probing it: try the others first.
+                    self.skip(info.name, "failing: another attempt is probing it (tried again last)")
+                    deferred.add(info.name)
+                    queue.append(info)
+                    continue
+                if admission.verdict == "open":
                     self.skip(info.name, "circuit open")
                     continue
                 why = self._no_key(info)
                 if why is not None:
                     self.skip(info.name, why)
+                    if admission.token is not None:
+                        await breaker.release(info.name, admission.token)
                     continue
-                yield Slot(self, info)
+                slot = Slot(self, info)
+                slot.claim = admission.token
+                slot.last_resort = admission.verdict == "busy"  # busy again, after the others
+                try:
+                    yield slot
+                finally:  # the attempt is over, whatever its outcome: give the claim back
+                    if slot.claim is not None:
+                        await breaker.release(info.name, slot.claim)
+                if slot.deferred and info.name not in deferred:
+                    deferred.add(info.name)
+                    queue.append(info)
             # Nothing answered; only deployments at a rate limit may still serve: wait for one.
             if not self._limited or not await self._wait_for_limits():
                 return
@@ -475,7 +535,7 @@ class Run:
             return
         self.parts.metrics.for_deployment(slot.name).record_failure(elapsed, outcome, exc.message)
         if exc.feeds_breaker:
-            await self.parts.breaker.record_failure(slot.name, exc)
+            await self.parts.breaker.record_failure(slot.name, exc, token=slot.claim)
 
     async def succeeded(self, slot: Slot, *, reason: str | None = None) -> Route:
         """Record the answering attempt and build the request's ``Route``."""

@@ -38,7 +38,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from director_llm.engine.run import AttemptRejected, LimitReached, Run, Slot
+from director_llm.engine.run import AttemptRejected, Deferred, LimitReached, Run, Slot
 from director_llm.errors import BudgetBackendError, BudgetExceededError, StreamInterruptedError
 from director_llm.route import Route
 from director_llm.router.dispatch import UpstreamError
@@ -155,58 +155,61 @@ class ResponseStream:
         messages = call.messages
         delivered: list[str] = []
         interrupted_on: str | None = None
-        async for slot in run.slots():
-            self._live = (run, slot)
-            try:
-                async with aclosing(
-                    slot.stream(
-                        messages,
-                        call.params,
-                        first_token_s=llm.first_token_timeout_seconds,
-                        idle_s=llm.attempt_timeout_seconds,
-                    )
-                ) as pieces:
-                    async for text in pieces:
-                        if run.first_token_at is None:
-                            run.first_token_at = time.perf_counter()
-                        delivered.append(text)
-                        yield TextDelta(text)
-            except (UpstreamError, AttemptRejected) as exc:
-                await run.failed(slot, exc)
-                if slot.got_text:
-                    if not self._resume or getattr(exc, "error_class", "") == "StreamDeadline":
-                        partial = "".join(delivered)
-                        raise StreamInterruptedError(
-                            f"the answer from {slot.name} broke after {len(partial)} characters: "
-                            f"{getattr(exc, 'error_class', getattr(exc, 'outcome', ''))}: {exc}. `partial_text` "
-                            "holds what was delivered; retry, or pass resume=True to continue on the next "
-                            "deployment",
-                            partial_text=partial,
-                            deployment=slot.name,
-                            attempts=list(run.attempts),
-                            route=run.route(slot.deployment),
-                        ) from None
-                    interrupted_on = slot.name
-                    messages = [
-                        *call.messages,
-                        {"role": "assistant", "content": "".join(delivered)},
-                        {"role": "user", "content": RESUME_PROMPT},
-                    ]
-                continue
-            except (BudgetExceededError, BudgetBackendError) as exc:
-                run.refused(slot, exc)
-                continue
-            except LimitReached as exc:
-                run.limited(slot, exc)
-                continue
-            route = await run.succeeded(slot)
-            if interrupted_on is not None:
-                route = route.model_copy(update={"resumed": True})
-            usage = {
-                "prompt_tokens": run.prompt_tokens_total,
-                "completion_tokens": run.completion_tokens_total,
-                "total_tokens": run.prompt_tokens_total + run.completion_tokens_total,
-            }
-            yield StreamEnd(text="".join(delivered), usage=usage, cost_usd=run.cost_usd, route=route)
-            return
+        async with aclosing(run.slots()) as slots:
+            async for slot in slots:
+                self._live = (run, slot)
+                try:
+                    async with aclosing(
+                        slot.stream(
+                            messages,
+                            call.params,
+                            first_token_s=llm.first_token_timeout_seconds,
+                            idle_s=llm.attempt_timeout_seconds,
+                        )
+                    ) as pieces:
+                        async for text in pieces:
+                            if run.first_token_at is None:
+                                run.first_token_at = time.perf_counter()
+                            delivered.append(text)
+                            yield TextDelta(text)
+                except (UpstreamError, AttemptRejected) as exc:
+                    await run.failed(slot, exc)
+                    if slot.got_text:
+                        if not self._resume or getattr(exc, "error_class", "") == "StreamDeadline":
+                            partial = "".join(delivered)
+                            raise StreamInterruptedError(
+                                f"the answer from {slot.name} broke after {len(partial)} characters: "
+                                f"{getattr(exc, 'error_class', getattr(exc, 'outcome', ''))}: {exc}. `partial_text` "
+                                "holds what was delivered; retry, or pass resume=True to continue on the next "
+                                "deployment",
+                                partial_text=partial,
+                                deployment=slot.name,
+                                attempts=list(run.attempts),
+                                route=run.route(slot.deployment),
+                            ) from None
+                        interrupted_on = slot.name
+                        messages = [
+                            *call.messages,
+                            {"role": "assistant", "content": "".join(delivered)},
+                            {"role": "user", "content": RESUME_PROMPT},
+                        ]
+                    continue
+                except (BudgetExceededError, BudgetBackendError) as exc:
+                    run.refused(slot, exc)
+                    continue
+                except LimitReached as exc:
+                    run.limited(slot, exc)
+                    continue
+                except Deferred:  # recorded as skipped; offered again after the others
+                    continue
+                route = await run.succeeded(slot)
+                if interrupted_on is not None:
+                    route = route.model_copy(update={"resumed": True})
+                usage = {
+                    "prompt_tokens": run.prompt_tokens_total,
+                    "completion_tokens": run.completion_tokens_total,
+                    "total_tokens": run.prompt_tokens_total + run.completion_tokens_total,
+                }
+                yield StreamEnd(text="".join(delivered), usage=usage, cost_usd=run.cost_usd, route=route)
+                return
         raise run.exhausted(partial_text="".join(delivered), interrupted_on=interrupted_on)

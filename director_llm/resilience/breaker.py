@@ -8,6 +8,14 @@ States (``BreakerSnapshot.state``)::
     half_open ──trial fails──> open, cool-down doubled (capped at max_cooldown_seconds)
     open ──a straggler attempt fails──> open, the cool-down restarts from now
 
+Between closed and open, a deployment with at least one failure and no success since is
+*failing*: the engine's ``admit`` lets ONE attempt at a time into it (a claim, in Redis when
+shared, so across every process and host), and every other request tries its other
+deployments first and comes back to this one only when they all failed (``busy``). So a
+deployment that dies is sent the attempts already in flight when it died plus at most
+``failure_threshold`` more, one after the other, in total over all workers, instead of every
+concurrent request of every worker until the breaker opens. One success closes it again.
+
 What counts as a failure (``failure_kind``): connection errors, timeouts, 5xx, 429, and
 broken bodies (malformed JSON, empty choices, bad UTF-8) count; 401/403 open the breaker at
 once (a dead or unauthorised key does not heal by retrying, and every request sent there is
@@ -21,12 +29,14 @@ Router with ``disable_cooldowns=True`` and this module decides alone.
 Cost on the request path: planning reads a local view of the states (a dict lookup per
 deployment, no I/O). With Redis the view is refreshed in the background at most every
 ``refresh_interval`` seconds and updated at once by this process's own failures, so an open
-breaker costs microseconds; and ``allow``, just before each attempt to a deployment the view
-shows closed, reads that deployment's shared state (one HMGET, ~0.1-0.3 ms on loopback), so
-no process admits a new attempt to a deployment another one has already opened. Attempts
-admitted just before still run and fail (``scripts/load_serve.py``, docs/serving.md: under
-load the total stays above ``failure_threshold``). Redis errors never fail a request: the breaker falls back to its in-memory state and
-tries Redis again after ``REDIS_RETRY_SECONDS``.
+breaker costs microseconds; and ``admit`` (``allow``), just before each attempt to a
+deployment the view shows closed, reads that deployment's shared state (one HMGET, ~0.1-0.3 ms
+on loopback), so no process admits a new attempt to a deployment another one has already
+opened; a failing or half-open one costs one more command (the claim's SET NX). Attempts
+admitted before the first failure was recorded still run and fail; after it, the failing
+state's single claim bounds the rest (``scripts/load_serve.py``, docs/serving.md). Redis
+errors never fail a request: the breaker falls back to its in-memory state and tries Redis
+again after ``REDIS_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,6 +61,7 @@ log = logging.getLogger("director_llm.resilience.breaker")
 
 State = Literal["closed", "open", "half_open"]
 FailureKind = Literal["trip", "trip_now", "ignore"]
+Verdict = Literal["go", "probe", "busy", "open"]
 
 DEFAULT_PREFIX = "director:breaker:"
 REFRESH_INTERVAL_SECONDS = 0.2
@@ -104,6 +116,23 @@ class BreakerSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """``CircuitBreaker.admit``'s answer for one attempt.
+
+    ``go``: closed, no recent failure. ``probe``: this attempt holds the deployment's single
+    claim (the half-open trial, or the one attempt a failing deployment gets at a time); give
+    it back with ``release(name, token)`` or ``record_failure(..., token=)``. ``busy``: failing
+    and another attempt holds the claim: try other deployments first. ``open``: skip."""
+
+    verdict: Verdict
+    token: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict in ("go", "probe")
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerPolicy:
     failure_threshold: int = 3
     cooldown_seconds: float = 30.0
@@ -133,6 +162,11 @@ def after_failure(
         return BreakerSnapshot(failures, opens, now + policy.cooldown(opens))
     return BreakerSnapshot(failures, s.opens, max(s.open_until, now + policy.cooldown(s.opens)))
 
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 _FAILURE_LUA = """
 local s = redis.call('HMGET', KEYS[1], 'failures', 'opens', 'until')
@@ -193,14 +227,14 @@ class CircuitBreaker:
         self.refresh_interval = refresh_interval
         self.trial_ttl_seconds = trial_ttl_seconds
         self._view: dict[str, BreakerSnapshot] = {}
-        self._trials: dict[str, float] = {}  # in-memory half-open claims: name -> claim expiry
+        self._trials: dict[str, tuple[float, str]] = {}  # in-memory claims: name -> (expiry, token)
         if redis is None and redis_url is not None:
             from director_llm.redis_clients import RedisClients
 
             redis = RedisClients(redis_url, retry_after_s=REDIS_RETRY_SECONDS)
         self._redis = redis
         self._redis_timeout = redis_timeout
-        self._scripts: dict[int, Any] = {}  # id(client) -> registered failure script
+        self._scripts: dict[tuple[int, str], Any] = {}  # (id(client), script) -> registered script
         self._refreshed_at = 0.0
         self._refresh_task: asyncio.Task[None] | None = None
         self._known: set[str] = set()
@@ -245,6 +279,11 @@ class CircuitBreaker:
         """``closed``, ``open`` or ``half_open`` (as this process currently sees it)."""
         return self.snapshot_of(name).state(time.time())
 
+    def failing(self, name: str) -> bool:
+        """True when this process's view shows failures or an open breaker (no I/O)."""
+        s = self._view.get(name)
+        return s is not None and (s.failures > 0 or s.opens > 0)
+
     def is_open(self, name: str) -> bool:
         """True while the deployment must be skipped (open, cool-down not elapsed)."""
         s = self._view.get(name)
@@ -276,7 +315,36 @@ class CircuitBreaker:
         now = time.time()
         if now < s.open_until:
             return False
-        return await self._claim_trial(name, now)
+        return await self._claim(name, now, "") is not None
+
+    async def admit(self, name: str) -> Admission:
+        """The engine's check before each attempt: like ``allow``, and a *failing* deployment
+        (failures recorded, not yet open) admits one attempt at a time (``probe``); the
+        others get ``busy`` and try their other deployments first. Shared: one HMGET, plus
+        one SET NX while the deployment is failing or half-open."""
+        self._known.add(name)
+        self._maybe_refresh()
+        s = self._view.get(name)
+        if self.shared and (s is None or s.opens == 0 or time.time() >= s.open_until):
+            s = await self._read(name)
+        if s is None or (s.failures == 0 and s.opens == 0):
+            return Admission("go")
+        now = time.time()
+        if s.opens and now < s.open_until:
+            return Admission("open")
+        token = await self._claim(name, now, uuid.uuid4().hex)
+        if token is not None:
+            return Admission("probe", token)
+        return Admission("busy" if s.opens == 0 else "open")
+
+    async def release(self, name: str, token: str) -> None:
+        """Give back a ``probe`` claim (a no-op when it was already given back or expired)."""
+        held = self._trials.get(name)
+        if held is not None and held[1] == token:
+            del self._trials[name]
+        if self.shared:
+            key = self._key(name) + ":trial"
+            await self._redis_call(lambda r: self._script(r, _RELEASE_LUA)(keys=[key], args=[token]))
 
     async def filter(self, group: str, deployments: list[dict], request_kwargs: dict) -> list[dict]:
         """Hooks filter: drop deployments whose breaker is open. Returning [] lets LiteLLM's
@@ -310,13 +378,20 @@ class CircuitBreaker:
         if self.shared and previous is not None:
             await self._redis_call(lambda r: r.delete(self._key(name), self._key(name) + ":trial"))
 
-    async def record_failure(self, name: str, error: BaseException | None = None) -> None:
+    async def record_failure(self, name: str, error: BaseException | None = None, *, token: str | None = None) -> None:
+        """Count a failed attempt. ``token``: the attempt's ``probe`` claim, given back right
+        after the count (so the next probe sees it). A failure without a token (``allow``'s
+        half-open trial, a straggler) gives back only an untokened claim."""
         kind = failure_kind(error)
         if kind == "ignore":
+            if token is not None:
+                await self.release(name, token)
             return
         self._known.add(name)
         now = time.time()
-        self._trials.pop(name, None)
+        held = self._trials.get(name)
+        if held is not None and held[1] in ("", token):
+            del self._trials[name]
         before = self.snapshot_of(name)
         after: BreakerSnapshot | None = None
         hold = getattr(error, "retry_after", None)
@@ -327,7 +402,7 @@ class CircuitBreaker:
         if self.shared:
             p = self.policy
             reply = await self._redis_call(
-                lambda r: self._script(r)(
+                lambda r: self._script(r, _FAILURE_LUA)(
                     keys=[self._key(name)],
                     args=[
                         now,
@@ -342,6 +417,11 @@ class CircuitBreaker:
             )
             if reply is not None:
                 after = BreakerSnapshot(int(reply[0]), int(reply[1]), float(reply[2]))
+                # After the count, so the next probe sees it; a second key, so not inside the
+                # script (a Redis Cluster may hold the two keys on different nodes).
+                await self._redis_call(
+                    lambda r: self._script(r, _RELEASE_LUA)(keys=[self._key(name) + ":trial"], args=[token or ""])
+                )
         if after is None:
             after = after_failure(before, now, self.policy, kind == "trip_now", hold)
         self._view[name] = after
@@ -354,31 +434,35 @@ class CircuitBreaker:
                 type(error).__name__ if error else "error",
             )
 
-    # -- half-open trial ----------------------------------------------------------------------
-    async def _claim_trial(self, name: str, now: float) -> bool:
+    # -- the single claim (half-open trial, failing probe) ------------------------------------
+    async def _claim(self, name: str, now: float, token: str) -> str | None:
+        """Take ``name``'s single claim for ``trial_ttl_seconds``: the token, or None when
+        another attempt holds it. ``token`` "" is ``allow``'s anonymous claim."""
         if self.shared:
 
             async def claim(r: Redis) -> str:
                 # SET NX answers None when someone else holds the claim; None here means "Redis down".
-                done = await r.set(self._key(name) + ":trial", "1", nx=True, px=int(self.trial_ttl_seconds * 1000))
+                key = self._key(name) + ":trial"
+                done = await r.set(key, token, nx=True, px=int(self.trial_ttl_seconds * 1000))
                 return "won" if done else "lost"
 
             outcome = await self._redis_call(claim)
             if outcome is not None:
-                return outcome == "won"
-        if self._trials.get(name, 0.0) > now:
-            return False
-        self._trials[name] = now + self.trial_ttl_seconds
-        return True
+                return token if outcome == "won" else None
+        held = self._trials.get(name)
+        if held is not None and held[0] > now:
+            return None
+        self._trials[name] = (now + self.trial_ttl_seconds, token)
+        return token
 
     # -- Redis ----------------------------------------------------------------------------------
     def _key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def _script(self, client: Redis) -> Any:
-        script = self._scripts.get(id(client))
+    def _script(self, client: Redis, source: str) -> Any:
+        script = self._scripts.get((id(client), source))
         if script is None:
-            script = self._scripts[id(client)] = client.register_script(_FAILURE_LUA)
+            script = self._scripts[(id(client), source)] = client.register_script(source)
         return script
 
     async def _redis_call(self, op: Any) -> Any:

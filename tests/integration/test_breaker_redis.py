@@ -118,3 +118,36 @@ async def test_allow_reads_the_shared_state_before_each_attempt(redis_url: str, 
     assert b.is_open("dead")
     await a.aclose()
     await b.aclose()
+
+
+async def test_the_failing_state_admits_one_attempt_across_processes(redis_url: str, redis_prefix: str) -> None:
+    # Two breakers on one Redis stand for two workers: after the first failure only one
+    # attempt at a time may go to the deployment, whichever worker asks.
+    a = CircuitBreaker(redis_url=redis_url, prefix=redis_prefix, failure_threshold=3, refresh_interval=3600)
+    b = CircuitBreaker(redis_url=redis_url, prefix=redis_prefix, failure_threshold=3, refresh_interval=3600)
+    assert (await b.admit("d")).verdict == "go"
+    await a.record_failure("d", _Err())
+    probe = await b.admit("d")
+    assert probe.verdict == "probe"
+    assert (await a.admit("d")).verdict == "busy"
+    assert (await b.admit("d")).verdict == "busy"
+    await b.record_failure("d", _Err(), token=probe.token)  # the count and the claim, together
+    second = await a.admit("d")
+    assert second.verdict == "probe"
+    await a.record_failure("d", _Err(), token=second.token)
+    assert (await b.admit("d")).verdict == "open"
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_probe_success_closes_it_for_every_process(redis_url: str, redis_prefix: str) -> None:
+    a = CircuitBreaker(redis_url=redis_url, prefix=redis_prefix, failure_threshold=3, refresh_interval=3600)
+    b = CircuitBreaker(redis_url=redis_url, prefix=redis_prefix, failure_threshold=3, refresh_interval=3600)
+    await a.record_failure("d", _Err())
+    probe = await b.admit("d")
+    assert (await a.admit("d")).verdict == "busy"
+    await b.record_success("d")
+    assert [(await a.admit("d")).verdict for _ in range(3)] == ["go"] * 3
+    await b.release("d", probe.token or "")  # late, after the success: a no-op
+    await a.aclose()
+    await b.aclose()

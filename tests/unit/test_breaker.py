@@ -108,3 +108,63 @@ async def test_retry_after_holds_the_deployment() -> None:
     assert b.state("a") == "open"
     await asyncio.sleep(0.07)
     assert b.state("a") == "half_open"
+
+
+# -- the failing state: one attempt at a time (``admit``) -------------------------------------
+
+
+async def test_a_failing_deployment_admits_one_attempt_at_a_time() -> None:
+    b = CircuitBreaker(failure_threshold=3)
+    assert (await b.admit("a")).verdict == "go"
+    await b.record_failure("a", _Err(503))
+    first = await b.admit("a")
+    assert first.verdict == "probe" and first.token
+    assert [(await b.admit("a")).verdict for _ in range(3)] == ["busy"] * 3
+    await b.release("a", first.token)
+    second = await b.admit("a")
+    assert second.verdict == "probe" and second.token != first.token
+    await b.record_success("a")  # one success closes it: no claim needed any more
+    assert [(await b.admit("a")).verdict for _ in range(3)] == ["go"] * 3
+
+
+async def test_a_probe_failure_gives_the_claim_back_with_the_count() -> None:
+    b = CircuitBreaker(failure_threshold=3)
+    await b.record_failure("a", _Err(500))
+    probe = await b.admit("a")
+    await b.record_failure("a", _Err(500), token=probe.token)
+    assert b.snapshot_of("a").failures == 2
+    nxt = await b.admit("a")
+    assert nxt.verdict == "probe"
+    await b.record_failure("a", _Err(500), token=nxt.token)  # the third: open
+    assert (await b.admit("a")).verdict == "open"
+
+
+async def test_a_straggler_failure_does_not_free_someone_elses_claim() -> None:
+    b = CircuitBreaker(failure_threshold=5)
+    await b.record_failure("a", _Err(500))
+    probe = await b.admit("a")
+    await b.record_failure("a", _Err(500))  # an attempt admitted before the first failure
+    assert (await b.admit("a")).verdict == "busy"
+    await b.release("a", "not-the-token")
+    assert (await b.admit("a")).verdict == "busy"
+    await b.release("a", probe.token or "")
+    assert (await b.admit("a")).verdict == "probe"
+
+
+async def test_an_ignored_error_gives_the_claim_back_without_counting() -> None:
+    b = CircuitBreaker(failure_threshold=3)
+    await b.record_failure("a", _Err(500))
+    probe = await b.admit("a")
+    await b.record_failure("a", _Err(400), token=probe.token)  # the request's fault
+    assert b.snapshot_of("a").failures == 1
+    assert (await b.admit("a")).verdict == "probe"
+
+
+async def test_the_half_open_trial_is_a_probe_too() -> None:
+    b = CircuitBreaker(failure_threshold=1, cooldown_seconds=0.05)
+    await b.record_failure("a", _Err(500))
+    assert (await b.admit("a")).verdict == "open"
+    await asyncio.sleep(0.07)
+    trial = await b.admit("a")
+    assert trial.verdict == "probe"
+    assert (await b.admit("a")).verdict == "open"  # half-open and claimed: skip, don't queue
