@@ -5,7 +5,9 @@ worth trying, until the request's deadline:
 
 * a deployment whose circuit breaker is open is skipped (``Attempt(outcome="skipped")``);
   a half-open one gets its single trial request; a failing one (failures, not yet open)
-  one attempt at a time, and a request that finds it busy tries it after the rest;
+  one attempt at a time, and a request that finds it busy tries it after the rest. The
+  breaker is asked last, just before sending (``Slot._admit_breaker``), so an attempt that
+  waited for its budget or rate limit sees a failure recorded meanwhile by any worker;
 * ``Slot.call`` / ``Slot.stream`` make one upstream call: reserve the budget (a refusal
   skips the deployment), take a rate-limit permit (a deployment at its limit, or at a
   global one, is skipped: ``LimitReached``), send it within ``min(attempt timeout, time
@@ -41,7 +43,6 @@ from director_llm.errors import (
     StreamInterruptedError,
 )
 from director_llm.observability.observer import NOOP_REQUEST
-from director_llm.resilience.breaker import Admission
 from director_llm.resilience.rate_limits import LimitReached
 from director_llm.route import OK, SKIPPED, Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
@@ -61,7 +62,6 @@ _T = TypeVar("_T")
 __all__ = ["AttemptRejected", "LimitReached", "Run", "Slot"]
 
 LEASE_MARGIN_S = 5.0
-GO = Admission("go")
 """An in-flight slot is held at most this long past the request's deadline (a killed process)."""
 POLL_S = 0.05
 """How often a request waiting for an in-flight slot looks again."""
@@ -82,9 +82,8 @@ class AttemptRejected(Exception):
 
 
 class Deferred(Exception):
-    """The slot's deployment started failing while the attempt waited to be sent (budget,
-    rate limit, a busy event loop) and another attempt is probing it: this one is not sent
-    (no failure, nothing spent) and the deployment is offered again after the others."""
+    """The slot's deployment is open, or failing with another attempt probing it: this one is
+    not sent (no failure, nothing spent); a failing one is offered again after the others."""
 
 
 class Slot:
@@ -149,24 +148,22 @@ class Slot:
             self.run.parts.budget.release(hold)
             raise
 
-    async def _recheck(self, hold: Hold, permit: Permit | None) -> None:
-        """Just before sending: if this process now sees the deployment failing or open (its
-        own failures, or the shared view's refresh), the attempt needs the claim like any new
-        one; without it nothing is sent (``Deferred``). Costs a dict lookup otherwise."""
-        breaker = self.run.parts.breaker
-        if self.claim is not None or self.last_resort or self.deployment.kind == "local":
+    async def _admit_breaker(self, hold: Hold, permit: Permit | None) -> None:
+        """The breaker's word, as late as possible: after the budget and the rate limit, just
+        before sending (``CircuitBreaker.admit``: one HMGET when shared). A failing deployment
+        takes one attempt at a time: without its claim this one is not sent (``Deferred``: no
+        failure, nothing spent) and is offered again after the others, then sent anyway."""
+        if self.deployment.kind == "local":
             return
-        if not breaker.failing(self.name):
-            return
-        admission = await breaker.admit(self.name)
-        if admission.verdict in ("go", "probe"):
+        admission = await self.run.parts.breaker.admit(self.name)
+        if admission.allowed or (admission.verdict == "busy" and self.last_resort):
             self.claim = admission.token
             return
         self.run.parts.budget.release(hold)
         await self._finish(permit, 0, 0)
         self.deferred = admission.verdict == "busy"
-        why = "another attempt is probing it (tried again last)" if self.deferred else "circuit open"
-        self.run.skip(self.name, f"failing before it was sent: {why}")
+        why = "failing: another attempt is probing it (tried again last)" if self.deferred else "circuit open"
+        self.run.skip(self.name, why)
         raise Deferred(why)
 
     async def _finish(self, permit: Permit | None, prompt_tokens: int, completion_tokens: int) -> None:
@@ -229,7 +226,7 @@ class Slot:
         timeout = self.timeout()
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
-        await self._recheck(hold, permit)
+        await self._admit_breaker(hold, permit)
         budget = self.run.parts.budget
         dispatcher = self.run.parts.dispatcher
         pt = ct = 0
@@ -272,7 +269,7 @@ class Slot:
         wait = min(first_token_s, left)
         hold, sent = await self._reserve(messages, dict(params))
         permit = await self._admit(messages, sent, hold)
-        await self._recheck(hold, permit)
+        await self._admit_breaker(hold, permit)
         budget = run.parts.budget
         dispatcher = run.parts.dispatcher
         upstream = None
@@ -435,25 +432,15 @@ class Run:
                 info = queue.popleft()
                 if self.remaining() <= 0:
                     return
-                admission = GO if info.kind == "local" else await breaker.admit(info.name)
-                if admission.verdict == "busy" and info.name not in deferred:
-                    # Failing, and another attempt is probing it: try the others first.
-                    self.skip(info.name, "failing: another attempt is probing it (tried again last)")
-                    deferred.add(info.name)
-                    queue.append(info)
-                    continue
-                if admission.verdict == "open":
+                if info.kind != "local" and breaker.is_open(info.name):  # this process's view, no I/O
                     self.skip(info.name, "circuit open")
                     continue
                 why = self._no_key(info)
                 if why is not None:
                     self.skip(info.name, why)
-                    if admission.token is not None:
-                        await breaker.release(info.name, admission.token)
                     continue
                 slot = Slot(self, info)
-                slot.claim = admission.token
-                slot.last_resort = admission.verdict == "busy"  # busy again, after the others
+                slot.last_resort = info.name in deferred  # offered again, after the others
                 try:
                     yield slot
                 finally:  # the attempt is over, whatever its outcome: give the claim back

@@ -279,11 +279,6 @@ class CircuitBreaker:
         """``closed``, ``open`` or ``half_open`` (as this process currently sees it)."""
         return self.snapshot_of(name).state(time.time())
 
-    def failing(self, name: str) -> bool:
-        """True when this process's view shows failures or an open breaker (no I/O)."""
-        s = self._view.get(name)
-        return s is not None and (s.failures > 0 or s.opens > 0)
-
     def is_open(self, name: str) -> bool:
         """True while the deployment must be skipped (open, cool-down not elapsed)."""
         s = self._view.get(name)

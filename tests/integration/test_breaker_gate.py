@@ -108,9 +108,10 @@ async def test_a_lone_failing_deployment_still_serves_everyone(fake_provider, mo
 async def test_an_attempt_that_waited_is_not_sent_once_another_worker_probes(
     fake_provider, monkeypatch, redis_url: str, redis_prefix: str
 ) -> None:
-    # An attempt admitted while the deployment was healthy, then delayed before it went out
-    # (budget, rate limit, a busy loop), while another worker saw it fail and took the
-    # probe: it must not be sent (no failure, nothing spent) and the sibling answers.
+    # The breaker is asked just before sending: an attempt planned while the deployment was
+    # healthy, delayed before it went out (budget, rate limit, a busy loop) while another
+    # worker saw it fail and took the probe, is not sent (no failure, nothing spent) and the
+    # sibling answers.
     monkeypatch.setenv(KEY_ENV, "sk-gate-test")
     fake_provider.script("cheap-model", [Fault.status(503)], repeat=True)
     fake_provider.script("dear-model", [Reply("from dear")], repeat=True)
@@ -132,7 +133,7 @@ async def test_an_attempt_that_waited_is_not_sent_once_another_worker_probes(
         assert reply.response.choices[0].message.content == "from dear"
         assert len(fake_provider.requests_for("cheap-model")) == 0
         first = route.attempts[0]
-        assert (first.deployment, first.outcome) == (DEAD, "skipped") and "before it was sent" in first.message
+        assert (first.deployment, first.outcome) == (DEAD, "skipped") and "probing" in first.message
         assert route.deployment == ALIVE
         assert here.breaker.snapshot_of(DEAD).failures == 1  # a skip is not a failure
     finally:
