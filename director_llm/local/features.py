@@ -78,10 +78,11 @@ def embed(texts: Sequence[str]) -> np.ndarray:
 
 
 def embed_one(text: str) -> np.ndarray:
-    """Embedding of a single text; call it inside ``single_blas_thread()``."""
-    from director_llm.local.encoder import raw_encode
+    """Embedding of a single text; call it inside ``single_blas_thread()``. The one-message
+    path (``local.forward``: per-piece memo, no batch bookkeeping), same numbers as ``embed``."""
+    from director_llm.local.encoder import sentence_encoder
 
-    return raw_encode(get_encoder(), [text])[0]
+    return sentence_encoder(_ENCODER_CACHE)(text)
 
 
 class FeatureExtractor:
