@@ -15,9 +15,8 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from director_llm.engine.parts import Parts
-from director_llm.engine.run import AttemptRejected, Deferred, LimitReached, Run, Slot
+from director_llm.engine.run import PASSED_OVER, AttemptRejected, Run, Slot
 from director_llm.engine.stream import ResponseStream
-from director_llm.errors import BudgetBackendError, BudgetExceededError
 from director_llm.route import Attempt, Route
 from director_llm.router.dispatch import Reply, UpstreamError
 
@@ -69,13 +68,8 @@ class Engine:
                 except (UpstreamError, AttemptRejected) as exc:
                     await run.failed(slot, exc)
                     continue
-                except (BudgetExceededError, BudgetBackendError) as exc:
-                    run.refused(slot, exc)
-                    continue
-                except LimitReached as exc:
-                    run.limited(slot, exc)
-                    continue
-                except Deferred:  # recorded as skipped; offered again after the others
+                except PASSED_OVER as exc:  # budget, rate limit, breaker: not sent
+                    run.passed_over(slot, exc)
                     continue
                 return value, await run.succeeded(slot)
         raise run.exhausted()

@@ -86,6 +86,10 @@ class Deferred(Exception):
     not sent (no failure, nothing spent); a failing one is offered again after the others."""
 
 
+PASSED_OVER = (BudgetExceededError, BudgetBackendError, LimitReached, Deferred)
+"""What a slot raises when it was not sent: the budget refused it, a rate limit or the breaker."""
+
+
 class Slot:
     """One deployment's turn in a ``Run``: its upstream calls are reserved and accounted."""
 
@@ -498,6 +502,14 @@ class Run:
 
     def skip(self, name: str, why: str) -> None:
         self.record(Attempt(name, SKIPPED, why))
+
+    def passed_over(self, slot: Slot, exc: BaseException) -> None:
+        """A slot that was not sent (one of ``PASSED_OVER``): note why; the loop moves on."""
+        if isinstance(exc, LimitReached):
+            self.limited(slot, exc)
+        elif isinstance(exc, (BudgetExceededError, BudgetBackendError)):
+            self.refused(slot, exc)
+        # Deferred: already recorded as skipped, and offered again after the others.
 
     def limited(self, slot: Slot, exc: LimitReached) -> None:
         """The deployment (or the global limit) is at a rate limit: skip it for this round."""

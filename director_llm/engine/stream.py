@@ -38,8 +38,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from director_llm.engine.run import AttemptRejected, Deferred, LimitReached, Run, Slot
-from director_llm.errors import BudgetBackendError, BudgetExceededError, StreamInterruptedError
+from director_llm.engine.run import PASSED_OVER, AttemptRejected, Run, Slot
+from director_llm.errors import StreamInterruptedError
 from director_llm.route import Route
 from director_llm.router.dispatch import UpstreamError
 
@@ -194,13 +194,8 @@ class ResponseStream:
                             {"role": "user", "content": RESUME_PROMPT},
                         ]
                     continue
-                except (BudgetExceededError, BudgetBackendError) as exc:
-                    run.refused(slot, exc)
-                    continue
-                except LimitReached as exc:
-                    run.limited(slot, exc)
-                    continue
-                except Deferred:  # recorded as skipped; offered again after the others
+                except PASSED_OVER as exc:  # budget, rate limit, breaker: not sent
+                    run.passed_over(slot, exc)
                     continue
                 route = await run.succeeded(slot)
                 if interrupted_on is not None:

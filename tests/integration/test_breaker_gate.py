@@ -43,15 +43,20 @@ def config(base: str, llm: str = "") -> str:
     """)
 
 
+def dying_and_alive(fake_provider, monkeypatch) -> None:
+    """The cheap model answers 503 from now on, the dear one answers."""
+    monkeypatch.setenv(KEY_ENV, "sk-gate-test")
+    fake_provider.script("cheap-model", [Fault.status(503)], repeat=True)
+    fake_provider.script("dear-model", [Reply("from dear")], repeat=True)
+
+
 async def _burst(directors: list[Director], n: int) -> list[object]:
     calls = [directors[i % len(directors)].acompletion(ASK) for i in range(n)]
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
 async def test_after_one_failure_the_others_go_to_the_sibling(fake_provider, monkeypatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-gate-test")
-    fake_provider.script("cheap-model", [Fault.status(503)], repeat=True)
-    fake_provider.script("dear-model", [Reply("from dear")], repeat=True)
+    dying_and_alive(fake_provider, monkeypatch)
     async with Director(parse_config_text(config(fake_provider.base_url))) as d:
         first = await d.acompletion(ASK)  # cheap fails once, dear answers
         assert [a.deployment for a in Director.route_of(first).attempts] == [DEAD, ALIVE]
@@ -70,9 +75,7 @@ async def test_after_one_failure_the_others_go_to_the_sibling(fake_provider, mon
 async def test_the_gate_holds_across_workers_sharing_redis(
     fake_provider, monkeypatch, redis_url: str, redis_prefix: str
 ) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-gate-test")
-    fake_provider.script("cheap-model", [Fault.status(503)], repeat=True)
-    fake_provider.script("dear-model", [Reply("from dear")], repeat=True)
+    dying_and_alive(fake_provider, monkeypatch)
     text = config(fake_provider.base_url, llm=f'state_redis_url = "{redis_url}"')
     workers = [Director(parse_config_text(text), state_prefix=redis_prefix) for _ in range(3)]
     try:
@@ -112,9 +115,7 @@ async def test_an_attempt_that_waited_is_not_sent_once_another_worker_probes(
     # healthy, delayed before it went out (budget, rate limit, a busy loop) while another
     # worker saw it fail and took the probe, is not sent (no failure, nothing spent) and the
     # sibling answers.
-    monkeypatch.setenv(KEY_ENV, "sk-gate-test")
-    fake_provider.script("cheap-model", [Fault.status(503)], repeat=True)
-    fake_provider.script("dear-model", [Reply("from dear")], repeat=True)
+    dying_and_alive(fake_provider, monkeypatch)
     text = config(fake_provider.base_url, llm=f'state_redis_url = "{redis_url}"')
     here, other = (Director(parse_config_text(text), state_prefix=redis_prefix) for _ in range(2))
     try:
